@@ -1,0 +1,55 @@
+//! The GraphQL schema: types, roots and the limits every request is held to.
+
+pub mod ids;
+pub mod mutation;
+pub mod query;
+pub mod runs;
+pub mod users;
+pub mod workflows;
+
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+
+use crate::state::Services;
+
+pub type TmsSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+pub const MAX_DEPTH: usize = 12;
+pub const MAX_COMPLEXITY: usize = 2_000;
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+pub const MAX_DIRECTIVES: usize = 10;
+
+pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
+    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+}
+
+/// The schema as served: services attached, limits on, introspection off in production.
+pub fn build(services: Services, production: bool) -> TmsSchema {
+    let mut b = builder()
+        .data(services)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
+        .limit_directives(MAX_DIRECTIVES);
+    if production {
+        b = b.disable_introspection();
+    }
+    b.finish()
+}
+
+/// The SDL checked in as `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checked_in_schema_matches_generated_sdl() {
+        let checked_in = include_str!("../../../schema.graphql");
+        let generated = super::sdl();
+        assert!(
+            checked_in == generated,
+            "schema.graphql is stale: run `cargo run -p tms-api -- print-schema > schema.graphql`"
+        );
+    }
+}

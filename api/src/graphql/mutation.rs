@@ -1,0 +1,81 @@
+//! The root mutation type.
+
+use async_graphql::{Context, ID, Json, Object, Result};
+use tms_core::runs::service::TriggerRequest;
+
+use crate::context::caller;
+use crate::error::GqlResult;
+use crate::graphql::runs::Run;
+use crate::graphql::users::AuthPayload;
+use crate::graphql::workflows::{Workflow, WorkflowInput, parse_id};
+use crate::state::Services;
+
+pub struct MutationRoot;
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Exchanges a local account's email and password for an access token.
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<AuthPayload> {
+        let svc = ctx.data_unchecked::<Services>();
+        let pair = svc.auth.login(&email, &password).await.gql()?;
+        Ok(AuthPayload {
+            access_token: pair.access_token,
+            refresh_token: None,
+            expires_in: pair.expires_in,
+            token_type: "Bearer".into(),
+        })
+    }
+
+    async fn create_workflow(&self, ctx: &Context<'_>, input: WorkflowInput) -> Result<Workflow> {
+        let svc = ctx.data_unchecked::<Services>();
+        let who = caller(ctx).gql()?;
+        // Authorization comes before looking at the input, so a viewer learns nothing from errors.
+        tms_core::auth::rbac::require(who, tms_core::auth::Permission::WriteWorkflows).gql()?;
+        let input = input.into_core().gql()?;
+        Ok(Workflow(svc.workflows.create(who, input).await.gql()?))
+    }
+
+    /// Stores `input` as a new version; runs already started keep their version.
+    async fn update_workflow(&self, ctx: &Context<'_>, id: ID, input: WorkflowInput) -> Result<Workflow> {
+        let svc = ctx.data_unchecked::<Services>();
+        let who = caller(ctx).gql()?;
+        tms_core::auth::rbac::require(who, tms_core::auth::Permission::WriteWorkflows).gql()?;
+        let id = parse_id(&id, "id")?;
+        let input = input.into_core().gql()?;
+        Ok(Workflow(svc.workflows.update(who, id, input).await.gql()?))
+    }
+
+    /// Archives a workflow: it can no longer be triggered or edited; its runs stay readable.
+    async fn archive_workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Workflow> {
+        let svc = ctx.data_unchecked::<Services>();
+        let id = parse_id(&id, "id")?;
+        Ok(Workflow(svc.workflows.archive(caller(ctx).gql()?, id).await.gql()?))
+    }
+
+    /// Starts a run of the workflow's current version. The same `idempotencyKey` returns the same run.
+    async fn trigger_run(
+        &self,
+        ctx: &Context<'_>,
+        workflow_id: ID,
+        inputs: Option<Json<serde_json::Value>>,
+        idempotency_key: Option<String>,
+        no_cache: Option<bool>,
+    ) -> Result<Run> {
+        let svc = ctx.data_unchecked::<Services>();
+        let workflow_id = parse_id(&workflow_id, "workflowId")?;
+        let run = svc
+            .runs
+            .trigger(
+                caller(ctx).gql()?,
+                TriggerRequest {
+                    workflow_id,
+                    inputs: inputs.map(|j| j.0),
+                    idempotency_key,
+                    no_cache: no_cache.unwrap_or(false),
+                },
+            )
+            .await
+            .gql()?;
+        Ok(Run(run))
+    }
+}

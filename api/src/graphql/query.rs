@@ -1,0 +1,77 @@
+//! The root query type.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, Object, Result};
+
+use crate::context::caller;
+use crate::error::GqlResult;
+use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
+use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
+use crate::graphql::users::User;
+use crate::graphql::workflows::{Workflow, parse_id};
+use crate::state::Services;
+
+pub struct QueryRoot;
+
+pub type WorkflowConnection = Connection<String, Workflow>;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The authenticated caller.
+    async fn me(&self, ctx: &Context<'_>) -> Result<User> {
+        let svc = ctx.data_unchecked::<Services>();
+        Ok(User(svc.auth.me(caller(ctx).gql()?).await.gql()?))
+    }
+
+    async fn workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workflow>> {
+        let svc = ctx.data_unchecked::<Services>();
+        let id = parse_id(&id, "id")?;
+        Ok(svc.workflows.get(caller(ctx).gql()?, id).await.gql()?.map(Workflow))
+    }
+
+    /// Workflows by name. Archived ones are left out unless `includeArchived`.
+    async fn workflows(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default)] include_archived: bool,
+    ) -> Result<WorkflowConnection> {
+        let svc = ctx.data_unchecked::<Services>();
+        let limit = page_size(first).gql()?;
+        let after_name = after.map(|c| decode_cursor("wf", &c)).transpose().gql()?;
+        let had_cursor = after_name.is_some();
+        let mut rows = svc
+            .workflows
+            .list(caller(ctx).gql()?, after_name, limit + 1, include_archived)
+            .await
+            .gql()?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut conn = Connection::new(had_cursor, has_next);
+        conn.edges.extend(
+            rows.into_iter()
+                .map(|w| Edge::new(encode_cursor("wf", &w.name), Workflow(w))),
+        );
+        Ok(conn)
+    }
+
+    async fn run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Run>> {
+        let svc = ctx.data_unchecked::<Services>();
+        let id = parse_id(&id, "id")?;
+        Ok(svc.runs.get(caller(ctx).gql()?, id).await.gql()?.map(Run))
+    }
+
+    /// Runs newest first, optionally of one workflow and in one status.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        workflow_id: Option<ID>,
+        status: Option<RunStatus>,
+    ) -> Result<RunConnection> {
+        let wf = workflow_id.map(|w| parse_id(&w, "workflowId")).transpose()?;
+        list_runs(ctx, first, after, wf, status).await
+    }
+}

@@ -1,0 +1,223 @@
+//! GraphQL types for runs and their tasks.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, ID, Json, Object, Result};
+use chrono::{DateTime, Utc};
+use tms_core::repo::runs::{RunRow, TaskRow};
+use tms_core::runs::{RunStatus as CoreRunStatus, TaskStatus as CoreTaskStatus};
+
+use crate::context::caller;
+use crate::error::{GqlResult, to_gql};
+use crate::graphql::ids::{decode_cursor, encode_cursor, page_size, uuid};
+use crate::graphql::workflows::Workflow;
+use crate::state::Services;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl From<CoreRunStatus> for RunStatus {
+    fn from(s: CoreRunStatus) -> Self {
+        match s {
+            CoreRunStatus::Queued => RunStatus::Queued,
+            CoreRunStatus::Running => RunStatus::Running,
+            CoreRunStatus::Succeeded => RunStatus::Succeeded,
+            CoreRunStatus::Failed => RunStatus::Failed,
+            CoreRunStatus::Cancelled => RunStatus::Cancelled,
+            CoreRunStatus::TimedOut => RunStatus::TimedOut,
+        }
+    }
+}
+
+impl From<RunStatus> for CoreRunStatus {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Queued => CoreRunStatus::Queued,
+            RunStatus::Running => CoreRunStatus::Running,
+            RunStatus::Succeeded => CoreRunStatus::Succeeded,
+            RunStatus::Failed => CoreRunStatus::Failed,
+            RunStatus::Cancelled => CoreRunStatus::Cancelled,
+            RunStatus::TimedOut => CoreRunStatus::TimedOut,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cached,
+    Skipped,
+    Cancelled,
+}
+
+impl From<CoreTaskStatus> for TaskStatus {
+    fn from(s: CoreTaskStatus) -> Self {
+        match s {
+            CoreTaskStatus::Pending => TaskStatus::Pending,
+            CoreTaskStatus::Running => TaskStatus::Running,
+            CoreTaskStatus::Succeeded => TaskStatus::Succeeded,
+            CoreTaskStatus::Failed => TaskStatus::Failed,
+            CoreTaskStatus::Cached => TaskStatus::Cached,
+            CoreTaskStatus::Skipped => TaskStatus::Skipped,
+            CoreTaskStatus::Cancelled => TaskStatus::Cancelled,
+        }
+    }
+}
+
+pub struct Task(pub TaskRow);
+
+#[Object]
+impl Task {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn status(&self) -> TaskStatus {
+        self.0.status().into()
+    }
+    /// 1 for the first execution, incremented by every retry or re-delivery; 0 if never started.
+    async fn attempt(&self) -> i32 {
+        self.0.attempt
+    }
+    async fn depends_on(&self) -> &Vec<String> {
+        &self.0.depends_on
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    async fn exit_code(&self) -> Option<i32> {
+        self.0.exit_code
+    }
+    async fn cached(&self) -> bool {
+        self.0.status() == CoreTaskStatus::Cached
+    }
+    /// The last lines of the step's combined stdout and stderr.
+    async fn log_tail(&self) -> &str {
+        &self.0.log_tail
+    }
+    /// Why the step failed, was skipped or cancelled.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+}
+
+pub struct Run(pub RunRow);
+
+#[Object]
+impl Run {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn status(&self) -> RunStatus {
+        self.0.status().into()
+    }
+    async fn workflow(&self, ctx: &Context<'_>) -> Result<Workflow> {
+        let svc = &ctx.data_unchecked::<Services>().workflows;
+        svc.get(caller(ctx).gql()?, self.0.workflow_id)
+            .await
+            .gql()?
+            .map(Workflow)
+            .ok_or_else(|| to_gql(tms_core::Error::NotFound("workflow")))
+    }
+    /// The workflow version this run is pinned to.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn inputs(&self) -> Json<serde_json::Value> {
+        Json(self.0.inputs.clone())
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+    async fn no_cache(&self) -> bool {
+        self.0.no_cache
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    /// Why the run failed, if it did.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// How many times a worker picked this run up (more than 1 after a worker crash).
+    async fn deliveries(&self) -> i32 {
+        self.0.deliveries
+    }
+    /// Sequence number of the latest run event.
+    async fn last_seq(&self) -> i64 {
+        self.0.last_seq
+    }
+    /// Share of tasks that reached a final state, 0-100.
+    async fn percent(&self, ctx: &Context<'_>) -> Result<f64> {
+        if self.0.status().is_terminal() {
+            return Ok(100.0);
+        }
+        let tasks = self.load_tasks(ctx).await?;
+        if tasks.is_empty() {
+            return Ok(0.0);
+        }
+        let done = tasks.iter().filter(|t| t.status().is_terminal()).count();
+        Ok((done as f64 * 1000.0 / tasks.len() as f64).round() / 10.0)
+    }
+    /// Estimated seconds until the run ends; null when there is no history to estimate from.
+    async fn eta_seconds(&self) -> Option<f64> {
+        if self.0.status().is_terminal() { Some(0.0) } else { None }
+    }
+    async fn tasks(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
+        Ok(self.load_tasks(ctx).await?.into_iter().map(Task).collect())
+    }
+}
+
+impl Run {
+    async fn load_tasks(&self, ctx: &Context<'_>) -> Result<Vec<TaskRow>> {
+        let svc = &ctx.data_unchecked::<Services>().runs;
+        svc.tasks(caller(ctx).gql()?, self.0.id).await.gql()
+    }
+}
+
+pub type RunConnection = Connection<String, Run>;
+
+/// Shared by `Query.runs` and `Workflow.runs`: newest first, keyset-paginated by run id.
+pub async fn list_runs(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    workflow_id: Option<uuid::Uuid>,
+    status: Option<RunStatus>,
+) -> Result<RunConnection> {
+    let limit = page_size(first).gql()?;
+    let before = match after {
+        Some(c) => Some(uuid(&ID(decode_cursor("run", &c).gql()?), "after").gql()?),
+        None => None,
+    };
+    let svc = &ctx.data_unchecked::<Services>().runs;
+    let mut rows = svc
+        .list(caller(ctx).gql()?, before, limit + 1, workflow_id, status.map(Into::into))
+        .await
+        .gql()?;
+    let has_next = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let mut conn = Connection::new(before.is_some(), has_next);
+    conn.edges.extend(
+        rows.into_iter()
+            .map(|r| Edge::new(encode_cursor("run", &r.id.to_string()), Run(r))),
+    );
+    Ok(conn)
+}

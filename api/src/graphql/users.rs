@@ -1,0 +1,64 @@
+//! GraphQL types for identities and tokens.
+
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use tms_core::auth::Role as CoreRole;
+use tms_core::repo::users::UserRow;
+
+use crate::error::GqlResult;
+use crate::state::Services;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Role {
+    Admin,
+    Maintainer,
+    Operator,
+    Viewer,
+    Auditor,
+    Monitor,
+}
+
+impl From<CoreRole> for Role {
+    fn from(r: CoreRole) -> Self {
+        match r {
+            CoreRole::Admin => Role::Admin,
+            CoreRole::Maintainer => Role::Maintainer,
+            CoreRole::Operator => Role::Operator,
+            CoreRole::Viewer => Role::Viewer,
+            CoreRole::Auditor => Role::Auditor,
+            CoreRole::Monitor => Role::Monitor,
+        }
+    }
+}
+
+pub struct User(pub UserRow);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
+        let roles = ctx.data_unchecked::<Services>().auth.roles_of(self.0.id).await.gql()?;
+        Ok(roles.into_iter().map(Role::from).collect())
+    }
+}
+
+/// Tokens issued by `login`. `refreshToken` is null until refresh tokens are enabled.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub token_type: String,
+}

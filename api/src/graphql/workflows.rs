@@ -1,0 +1,242 @@
+//! GraphQL types for workflows, their versions and steps.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use tms_core::repo::workflows::{VersionRow, WorkflowRow};
+use tms_core::workflows::{StepSpec, WorkflowInput as CoreInput};
+use tms_core::{Error, FieldError};
+
+use crate::context::caller;
+use crate::error::GqlResult;
+use crate::graphql::runs::{RunConnection, RunStatus, list_runs};
+use crate::state::Services;
+
+#[derive(InputObject)]
+pub struct EnvVarInput {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// One step of a workflow: a container image and what to execute in it.
+#[derive(InputObject)]
+pub struct StepInput {
+    /// Unique within the workflow, `[a-z0-9-]{1,63}`.
+    pub name: String,
+    /// Container image, e.g. `alpine:3.20`.
+    pub image: String,
+    /// Shell script run with `sh -c`; exclusive with `command`.
+    pub run: Option<String>,
+    /// Argv list; exclusive with `run`.
+    pub command: Option<Vec<String>>,
+    #[graphql(default)]
+    pub env: Vec<EnvVarInput>,
+    /// Names of stored secrets injected as environment variables.
+    #[graphql(default)]
+    pub secrets: Vec<String>,
+    #[graphql(default)]
+    pub depends_on: Vec<String>,
+    pub workdir: Option<String>,
+    pub timeout_seconds: Option<i32>,
+    pub retries: Option<i32>,
+    pub retry_backoff_seconds: Option<i32>,
+    #[graphql(default)]
+    pub cache: bool,
+}
+
+#[derive(InputObject)]
+pub struct WorkflowInput {
+    pub name: String,
+    pub description: Option<String>,
+    pub steps: Vec<StepInput>,
+}
+
+fn non_negative(v: Option<i32>, field: String, errs: &mut Vec<FieldError>) -> Option<u32> {
+    match v {
+        None => None,
+        Some(n) if n >= 0 => Some(n as u32),
+        Some(_) => {
+            errs.push(FieldError::new(field, "must not be negative"));
+            None
+        }
+    }
+}
+
+impl WorkflowInput {
+    /// Converts to the library's input, reporting shape problems GraphQL types cannot express.
+    pub fn into_core(self) -> Result<CoreInput, Error> {
+        let mut errs = Vec::new();
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (i, s) in self.steps.into_iter().enumerate() {
+            let mut env = BTreeMap::new();
+            for v in s.env {
+                if env.insert(v.name.clone(), v.value).is_some() {
+                    errs.push(FieldError::new(format!("input.steps[{i}].env.{}", v.name), "variable given twice"));
+                }
+            }
+            steps.push(StepSpec {
+                timeout_seconds: non_negative(s.timeout_seconds, format!("input.steps[{i}].timeoutSeconds"), &mut errs),
+                retries: non_negative(s.retries, format!("input.steps[{i}].retries"), &mut errs),
+                retry_backoff_seconds: non_negative(s.retry_backoff_seconds, format!("input.steps[{i}].retryBackoffSeconds"), &mut errs),
+                name: s.name,
+                image: s.image,
+                run: s.run,
+                command: s.command,
+                env,
+                secrets: s.secrets,
+                depends_on: s.depends_on,
+                workdir: s.workdir,
+                cache: s.cache,
+            });
+        }
+        if !errs.is_empty() {
+            return Err(Error::Validation(errs));
+        }
+        Ok(CoreInput {
+            name: self.name,
+            description: self.description,
+            steps,
+        })
+    }
+}
+
+pub struct Step(pub StepSpec);
+
+#[Object]
+impl Step {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn image(&self) -> &str {
+        &self.0.image
+    }
+    async fn run(&self) -> Option<&str> {
+        self.0.run.as_deref()
+    }
+    async fn command(&self) -> Option<&Vec<String>> {
+        self.0.command.as_ref()
+    }
+    async fn env(&self) -> Vec<EnvVar> {
+        self.0
+            .env
+            .iter()
+            .map(|(k, v)| EnvVar { name: k.clone(), value: v.clone() })
+            .collect()
+    }
+    /// Secret names only; values are never exposed.
+    async fn secrets(&self) -> &Vec<String> {
+        &self.0.secrets
+    }
+    async fn depends_on(&self) -> &Vec<String> {
+        &self.0.depends_on
+    }
+    async fn workdir(&self) -> Option<&str> {
+        self.0.workdir.as_deref()
+    }
+    async fn timeout_seconds(&self) -> Option<u32> {
+        self.0.timeout_seconds
+    }
+    async fn retries(&self) -> Option<u32> {
+        self.0.retries
+    }
+    async fn retry_backoff_seconds(&self) -> Option<u32> {
+        self.0.retry_backoff_seconds
+    }
+    async fn cache(&self) -> bool {
+        self.0.cache
+    }
+}
+
+pub struct WorkflowVersion(pub VersionRow);
+
+#[Object]
+impl WorkflowVersion {
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn steps(&self) -> Result<Vec<Step>> {
+        Ok(self.0.spec().gql()?.steps.into_iter().map(Step).collect())
+    }
+}
+
+pub struct Workflow(pub WorkflowRow);
+
+#[Object]
+impl Workflow {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    /// The version new runs start with.
+    async fn current_version(&self) -> i32 {
+        self.0.current_version
+    }
+    async fn archived(&self) -> bool {
+        self.0.archived_at.is_some()
+    }
+    async fn archived_at(&self) -> Option<DateTime<Utc>> {
+        self.0.archived_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Steps of the current version.
+    async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<Step>> {
+        let svc = &ctx.data_unchecked::<Services>().workflows;
+        let v = svc
+            .version(caller(ctx).gql()?, self.0.id, self.0.current_version)
+            .await
+            .gql()?
+            .ok_or_else(|| crate::error::to_gql(Error::NotFound("workflow version")))?;
+        Ok(v.spec().gql()?.steps.into_iter().map(Step).collect())
+    }
+    /// A specific version, or the current one.
+    async fn version(&self, ctx: &Context<'_>, version: Option<i32>) -> Result<Option<WorkflowVersion>> {
+        let svc = &ctx.data_unchecked::<Services>().workflows;
+        let v = version.unwrap_or(self.0.current_version);
+        Ok(svc.version(caller(ctx).gql()?, self.0.id, v).await.gql()?.map(WorkflowVersion))
+    }
+    async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowVersion>> {
+        let svc = &ctx.data_unchecked::<Services>().workflows;
+        Ok(svc
+            .versions(caller(ctx).gql()?, self.0.id)
+            .await
+            .gql()?
+            .into_iter()
+            .map(WorkflowVersion)
+            .collect())
+    }
+    /// Runs of this workflow, newest first.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<RunStatus>,
+    ) -> Result<RunConnection> {
+        list_runs(ctx, first, after, Some(self.0.id), status).await
+    }
+}
+
+/// Accepts an `ID` argument, reporting a malformed one as a VALIDATION error on `field`.
+pub fn parse_id(id: &ID, field: &str) -> Result<uuid::Uuid> {
+    crate::graphql::ids::uuid(id, field).gql()
+}

@@ -1,0 +1,96 @@
+//! HTTP routes: GraphQL (POST, GraphiQL on GET), health and readiness.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
+use serde_json::json;
+use tms_core::bus::EventBus;
+use tms_core::db::Db;
+
+use crate::context::RequestAuth;
+use crate::error::ensure_codes;
+use crate::graphql::TmsSchema;
+use crate::state::Services;
+
+/// Largest GraphQL document accepted, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: TmsSchema,
+    pub services: Services,
+    pub db: Db,
+    pub bus: EventBus,
+    pub production: bool,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/graphql", web::post().to(graphql))
+        .route("/graphql", web::get().to(graphiql))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn graphql(state: web::Data<AppState>, http: HttpRequest, req: GraphQLRequest) -> HttpResponse {
+    let mut req = req.into_inner();
+    if req.query.len() > MAX_DOCUMENT_BYTES {
+        let resp = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+            format!("document exceeds {MAX_DOCUMENT_BYTES} bytes"),
+            None,
+        )]);
+        return HttpResponse::PayloadTooLarge().json(ensure_codes(resp));
+    }
+    let header = http
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let auth = RequestAuth::from_header(&state.services.auth, header).await;
+    req = req.data(auth);
+    let resp = ensure_codes(state.schema.execute(req).await);
+    GraphQLResponse::from(resp).respond(&http)
+}
+
+async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
+    if state.production {
+        return HttpResponse::NotFound().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (pg, redis) = tokio::join!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()),
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.bus.ping()),
+    );
+    let pg_ok = matches!(pg, Ok(Ok(())));
+    let redis_ok = matches!(redis, Ok(Ok(())));
+    let body = json!({
+        "status": if pg_ok && redis_ok { "ready" } else { "not_ready" },
+        "checks": {
+            "postgres": if pg_ok { "ok" } else { "unreachable" },
+            "redis": if redis_ok { "ok" } else { "unreachable" },
+        }
+    });
+    if pg_ok && redis_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+trait Respond {
+    fn respond(self, req: &HttpRequest) -> HttpResponse;
+}
+
+impl Respond for GraphQLResponse {
+    fn respond(self, req: &HttpRequest) -> HttpResponse {
+        use actix_web::Responder;
+        self.respond_to(req).map_into_boxed_body()
+    }
+}

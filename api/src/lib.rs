@@ -1,0 +1,99 @@
+//! TMS API: the GraphQL transport over the shared services.
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod state;
+
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use tms_core::auth::jwt::JwtKeys;
+use tms_core::auth::service::{AuthService, bootstrap_admin};
+use tms_core::bus::{EventBus, lazy_connection};
+use tms_core::db::Db;
+use tms_core::queue::relay::Relay;
+use tms_core::runs::service::RunService;
+use tms_core::workflows::service::WorkflowService;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::http::AppState;
+use crate::state::Services;
+
+/// Waits for Postgres and applies migrations; a fresh cluster may still be starting.
+pub async fn migrate_with_retry(db: &Db) -> anyhow::Result<()> {
+    db.migrate_with_retry().await.map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))
+}
+
+fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
+    let secret = match &cfg.jwt_secret {
+        Some(s) => s.clone().into_bytes(),
+        None if cfg.common.production => {
+            anyhow::bail!("TMS_JWT_SECRET is required when TMS_PRODUCTION is on")
+        }
+        None => {
+            tracing::warn!("TMS_JWT_SECRET not set: using a random per-process key (tokens end with the process)");
+            let mut b = vec![0u8; 48];
+            for chunk in b.chunks_mut(16) {
+                chunk.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..chunk.len()]);
+            }
+            b
+        }
+    };
+    JwtKeys::new(&secret, cfg.access_token_ttl_seconds).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Starts the API and serves until SIGINT/SIGTERM.
+pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
+    let keys = jwt_keys(&cfg)?;
+    let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    migrate_with_retry(&db).await?;
+
+    match (&cfg.bootstrap_admin_email, &cfg.bootstrap_admin_password) {
+        (Some(email), Some(pw)) => {
+            if bootstrap_admin(&db, email, pw).await.map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))? {
+                tracing::info!(email = %email, "created bootstrap admin");
+            }
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("set both TMS_BOOTSTRAP_ADMIN_EMAIL and TMS_BOOTSTRAP_ADMIN_PASSWORD, or neither"),
+    }
+
+    let redis = lazy_connection(&cfg.common.redis_url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bus = EventBus::new(redis.clone());
+    let relay = Relay::new(db.clone(), redis, &cfg.common.queue);
+    let stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.clone().run(stop.clone()));
+
+    let services = Services {
+        auth: AuthService::new(db.clone(), keys),
+        workflows: WorkflowService::new(db.clone()),
+        runs: RunService::new(db.clone(), bus.clone(), relay),
+    };
+    let state = AppState {
+        schema: graphql::build(services.clone(), cfg.common.production),
+        services,
+        db,
+        bus,
+        production: cfg.common.production,
+    };
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(web::PayloadConfig::new(256 * 1024))
+            .configure(http::routes)
+    })
+    .shutdown_timeout(10)
+    .bind(cfg.listen)
+    .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addrs = server.addrs();
+    tracing::info!(addr = ?addrs, "tms-api listening");
+    server.run().await?;
+    stop.cancel();
+    let _ = relay_task.await;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Authentication and authorization primitives: roles, principals, passwords, access tokens.
+
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod rbac;
+pub mod service;
+
+pub use principal::{Principal, Role};
+pub use rbac::Permission;

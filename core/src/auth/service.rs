@@ -1,0 +1,114 @@
+//! Logging in with a local account, resolving access tokens, and the bootstrap admin.
+
+use uuid::Uuid;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::{Permission, Principal, Role, password, rbac};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::repo;
+use crate::repo::users::UserRow;
+
+#[derive(Clone)]
+pub struct AuthService {
+    db: Db,
+    keys: JwtKeys,
+}
+
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+impl AuthService {
+    pub fn new(db: Db, keys: JwtKeys) -> Self {
+        Self { db, keys }
+    }
+
+    /// Verifies email and password; every failure looks the same to the caller.
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair> {
+        let email = email.trim().to_string();
+        let pw = password.to_string();
+        let user = self
+            .db
+            .run(move |c| {
+                let user = repo::users::find_by_email(c, &email)?;
+                let ok = match &user {
+                    Some(u) if !u.disabled => u.password_hash.as_deref().is_some_and(|h| password::verify(&pw, h)),
+                    _ => {
+                        // Spend the same time as a real check so timing does not reveal accounts.
+                        let _ = password::verify(&pw, password::dummy_hash());
+                        false
+                    }
+                };
+                Ok(if ok { user } else { None })
+            })
+            .await?;
+        let user = user.ok_or(Error::Unauthenticated("invalid email or password"))?;
+        tracing::info!(user_id = %user.id, "login succeeded");
+        Ok(TokenPair {
+            access_token: self.keys.issue(user.id, &user.email)?,
+            expires_in: self.keys.ttl_seconds,
+        })
+    }
+
+    /// Resolves a bearer token into a principal with the user's current roles.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        let claims = self.keys.verify(bearer)?;
+        let id = claims.sub;
+        let (user, roles) = self
+            .db
+            .run(move |c| Ok((repo::users::find(c, id)?, repo::users::roles_of(c, id)?)))
+            .await?;
+        let user = user
+            .filter(|u| !u.disabled)
+            .ok_or(Error::Unauthenticated("invalid or expired access token"))?;
+        Ok(Principal {
+            user_id: user.id,
+            email: user.email,
+            roles,
+        })
+    }
+
+    pub async fn me(&self, who: Option<&Principal>) -> Result<UserRow> {
+        let id = rbac::require(who, Permission::ReadSelf)?.user_id;
+        self.db
+            .run(move |c| repo::users::find(c, id))
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    pub async fn roles_of(&self, user_id: Uuid) -> Result<Vec<Role>> {
+        self.db.run(move |c| repo::users::roles_of(c, user_id)).await
+    }
+}
+
+/// Creates `email` as an admin when no admin exists yet. Returns whether one was created.
+pub async fn bootstrap_admin(db: &Db, email: &str, pw: &str) -> Result<bool> {
+    if email.trim().is_empty() || !email.contains('@') {
+        return Err(Error::field("TMS_BOOTSTRAP_ADMIN_EMAIL", "must be an email address"));
+    }
+    if pw.len() < 12 {
+        return Err(Error::field("TMS_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters"));
+    }
+    let email = email.trim().to_string();
+    let hash = password::hash(pw)?;
+    db.run(move |c| {
+        use diesel::Connection;
+        c.transaction::<bool, Error, _>(|c| {
+            use diesel::RunQueryDsl;
+            // Serialise concurrent bootstraps (several api instances starting together).
+            diesel::sql_query("SELECT pg_advisory_xact_lock(7346502)").execute(c)?;
+            if repo::users::count_with_role(c, Role::Admin)? > 0 {
+                return Ok(false);
+            }
+            let user = match repo::users::find_by_email(c, &email)? {
+                Some(u) => u,
+                None => repo::users::insert(c, &email, "Administrator", Some(&hash))?,
+            };
+            repo::users::grant_role(c, user.id, Role::Admin, None)?;
+            Ok(true)
+        })
+    })
+    .await
+}

@@ -1,0 +1,101 @@
+//! Postgres access: the r2d2 pool, the blocking-call bridge and embedded migrations.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// Cheap-to-clone handle to the database pool. diesel is blocking, so every call goes through
+/// [`Db::run`], which moves it onto tokio's blocking pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Builds the pool lazily so a process can start (and report not-ready) while Postgres is down.
+    pub fn new(url: &str, max_size: u32) -> Result<Self> {
+        let manager = ConnectionManager::<PgConnection>::new(url);
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut PgConnection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+    }
+
+    /// Applies pending migrations; safe to call from several processes at once (advisory lock).
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        self.run(|conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT pg_advisory_lock(7346501)").execute(conn)?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                .map_err(|e| Error::Internal(format!("migrations: {e}")));
+            diesel::sql_query("SELECT pg_advisory_unlock(7346501)").execute(conn)?;
+            applied
+        })
+        .await
+    }
+
+    /// Waits (up to a minute) for Postgres to accept connections, then applies migrations.
+    pub async fn migrate_with_retry(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.migrate().await {
+                Ok(applied) => {
+                    for m in applied {
+                        tracing::info!(migration = %m, "applied migration");
+                    }
+                    return Ok(());
+                }
+                Err(e @ (Error::Unavailable(_) | Error::Internal(_))) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = ?e, "database not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `SELECT 1` round trip, used by readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+        .await
+    }
+}

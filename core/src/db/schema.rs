@@ -1,0 +1,125 @@
+//! Diesel table definitions, kept in step with `migrations/` by hand (diesel CLI optional).
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        display_name -> Text,
+        password_hash -> Nullable<Text>,
+        disabled -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role) {
+        user_id -> Uuid,
+        role -> Text,
+        granted_at -> Timestamptz,
+        granted_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    workflows (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Text,
+        current_version -> Int4,
+        archived_at -> Nullable<Timestamptz>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    workflow_versions (workflow_id, version) {
+        workflow_id -> Uuid,
+        version -> Int4,
+        spec -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Uuid,
+        workflow_id -> Uuid,
+        version -> Int4,
+        status -> Text,
+        inputs -> Jsonb,
+        idempotency_key -> Nullable<Text>,
+        no_cache -> Bool,
+        triggered_by -> Nullable<Uuid>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamptz>,
+        deliveries -> Int4,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    tasks (run_id, name) {
+        run_id -> Uuid,
+        name -> Text,
+        position -> Int4,
+        status -> Text,
+        attempt -> Int4,
+        depends_on -> Array<Text>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        exit_code -> Nullable<Int4>,
+        log_tail -> Text,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    run_events (run_id, seq) {
+        run_id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        status -> Nullable<Text>,
+        step -> Nullable<Text>,
+        percent -> Float8,
+        eta_seconds -> Nullable<Float8>,
+        message -> Nullable<Text>,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    job_outbox (id) {
+        id -> Int8,
+        run_id -> Uuid,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(workflow_versions -> workflows (workflow_id));
+diesel::joinable!(runs -> workflows (workflow_id));
+diesel::joinable!(tasks -> runs (run_id));
+diesel::joinable!(run_events -> runs (run_id));
+diesel::joinable!(job_outbox -> runs (run_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    user_roles,
+    workflows,
+    workflow_versions,
+    runs,
+    tasks,
+    run_events,
+    job_outbox,
+);

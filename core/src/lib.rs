@@ -1,0 +1,15 @@
+//! Shared library of TMS: domain types and services, persistence, queue payloads, event bus,
+//! configuration and auth primitives used by both the api and the worker.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod queue;
+pub mod repo;
+pub mod runs;
+pub mod telemetry;
+pub mod workflows;
+
+pub use error::{Error, ErrorCode, FieldError, Result};

@@ -1,0 +1,39 @@
+//! The run queue: job payloads, the apalis-redis storage both sides use, and the outbox relay.
+
+pub mod relay;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One job = one run to drive to completion. Carries the trace context so a worker's spans join
+/// the trace of the request that triggered the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunJob {
+    pub run_id: Uuid,
+    #[serde(default)]
+    pub trace: BTreeMap<String, String>,
+}
+
+pub type RunStorage = apalis_redis::RedisStorage<RunJob>;
+
+/// The one place producer and consumer get their queue settings from, so they cannot drift.
+pub fn storage_config(queue: &str) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(queue)
+        .batch_size(1)
+        .heartbeat_interval(Duration::from_secs(5))
+        .missed_heartbeats(6)
+}
+
+/// Pub/sub channel the relay pings after pushing, so idle workers fetch at once instead of
+/// waiting for their next poll.
+pub fn wake_channel(queue: &str) -> String {
+    format!("{queue}:wake")
+}
+
+pub fn storage(conn: redis::aio::ConnectionManager, queue: &str) -> RunStorage {
+    apalis_redis::RedisStorage::new(conn).with_config(storage_config(queue))
+}

@@ -1,0 +1,66 @@
+//! Run events: the per-run, gap-free, ordered log of state changes and progress.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::schema::{run_events, runs};
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize, Deserialize)]
+#[diesel(table_name = run_events)]
+pub struct EventRow {
+    pub run_id: Uuid,
+    pub seq: i64,
+    pub kind: String,
+    pub status: Option<String>,
+    pub step: Option<String>,
+    pub percent: f64,
+    pub eta_seconds: Option<f64>,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub status: Option<String>,
+    pub step: Option<String>,
+    pub percent: f64,
+    pub eta_seconds: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// Appends an event with the run's next sequence number. The `UPDATE ... RETURNING` takes the
+/// run row's lock, so concurrent appenders for one run serialise and numbers never collide or skip.
+pub fn append(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<EventRow> {
+    let seq: i64 = diesel::update(runs::table.find(run_id))
+        .set(runs::last_seq.eq(runs::last_seq + 1))
+        .returning(runs::last_seq)
+        .get_result(conn)?;
+    Ok(diesel::insert_into(run_events::table)
+        .values((
+            run_events::run_id.eq(run_id),
+            run_events::seq.eq(seq),
+            run_events::kind.eq(ev.kind),
+            run_events::status.eq(ev.status),
+            run_events::step.eq(ev.step),
+            run_events::percent.eq(ev.percent),
+            run_events::eta_seconds.eq(ev.eta_seconds),
+            run_events::message.eq(ev.message),
+            run_events::at.eq(Utc::now()),
+        ))
+        .returning(EventRow::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn after(conn: &mut PgConnection, run_id: Uuid, after_seq: i64, limit: i64) -> Result<Vec<EventRow>> {
+    Ok(run_events::table
+        .filter(run_events::run_id.eq(run_id))
+        .filter(run_events::seq.gt(after_seq))
+        .order(run_events::seq.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,7 @@
+//! Repositories: plain data access over a diesel connection. No authorization happens here.
+
+pub mod events;
+pub mod outbox;
+pub mod runs;
+pub mod users;
+pub mod workflows;

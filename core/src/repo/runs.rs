@@ -1,0 +1,309 @@
+//! Runs, their tasks and run leases.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::{runs, tasks};
+use crate::error::Result;
+use crate::runs::{RunStatus, TaskStatus};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = runs)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: i32,
+    pub status: String,
+    pub inputs: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    pub no_cache: bool,
+    pub triggered_by: Option<Uuid>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub deliveries: i32,
+    pub last_seq: i64,
+}
+
+impl RunRow {
+    pub fn status(&self) -> RunStatus {
+        self.status.parse().unwrap_or(RunStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct TaskRow {
+    pub run_id: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub status: String,
+    pub attempt: i32,
+    pub depends_on: Vec<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub log_tail: String,
+    pub error: Option<String>,
+}
+
+impl TaskRow {
+    pub fn status(&self) -> TaskStatus {
+        self.status.parse().unwrap_or(TaskStatus::Failed)
+    }
+}
+
+pub struct NewRun<'a> {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    pub version: i32,
+    pub inputs: &'a serde_json::Value,
+    pub idempotency_key: Option<&'a str>,
+    pub no_cache: bool,
+    pub triggered_by: Uuid,
+}
+
+pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<RunRow> {
+    Ok(diesel::insert_into(runs::table)
+        .values((
+            runs::id.eq(run.id),
+            runs::workflow_id.eq(run.workflow_id),
+            runs::version.eq(run.version),
+            runs::status.eq(RunStatus::Queued.as_str()),
+            runs::inputs.eq(run.inputs),
+            runs::idempotency_key.eq(run.idempotency_key),
+            runs::no_cache.eq(run.no_cache),
+            runs::triggered_by.eq(Some(run.triggered_by)),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn insert_tasks(conn: &mut PgConnection, run_id: Uuid, steps: &[(String, Vec<String>)]) -> Result<()> {
+    let rows: Vec<_> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, deps))| {
+            (
+                tasks::run_id.eq(run_id),
+                tasks::name.eq(name.clone()),
+                tasks::position.eq(i as i32),
+                tasks::status.eq(TaskStatus::Pending.as_str()),
+                tasks::depends_on.eq(deps.clone()),
+            )
+        })
+        .collect();
+    diesel::insert_into(tasks::table).values(&rows).execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<RunRow>> {
+    Ok(runs::table.find(id).select(RunRow::as_select()).first(conn).optional()?)
+}
+
+pub fn find_by_idempotency_key(conn: &mut PgConnection, workflow_id: Uuid, key: &str) -> Result<Option<RunRow>> {
+    Ok(runs::table
+        .filter(runs::workflow_id.eq(workflow_id))
+        .filter(runs::idempotency_key.eq(key))
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Runs newest first (ids are UUIDv7, so id order is creation order), before the id `before`.
+pub fn list(
+    conn: &mut PgConnection,
+    before: Option<Uuid>,
+    limit: i64,
+    workflow_id: Option<Uuid>,
+    status: Option<RunStatus>,
+) -> Result<Vec<RunRow>> {
+    let mut q = runs::table.select(RunRow::as_select()).into_boxed();
+    if let Some(b) = before {
+        q = q.filter(runs::id.lt(b));
+    }
+    if let Some(w) = workflow_id {
+        q = q.filter(runs::workflow_id.eq(w));
+    }
+    if let Some(s) = status {
+        q = q.filter(runs::status.eq(s.as_str()));
+    }
+    Ok(q.order(runs::id.desc()).limit(limit).load(conn)?)
+}
+
+pub fn tasks_of(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<TaskRow>> {
+    Ok(tasks::table
+        .filter(tasks::run_id.eq(run_id))
+        .order(tasks::position.asc())
+        .select(TaskRow::as_select())
+        .load(conn)?)
+}
+
+pub fn tasks_of_many(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskRow>> {
+    Ok(tasks::table
+        .filter(tasks::run_id.eq_any(run_ids))
+        .order((tasks::run_id, tasks::position.asc()))
+        .select(TaskRow::as_select())
+        .load(conn)?)
+}
+
+/// Takes (or re-takes) the run's lease for `owner` if the run is unfinished and no other live
+/// lease holds it. Returns the run as claimed, or `None` when someone else owns it or it ended.
+pub fn claim(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds: i64) -> Result<Option<RunRow>> {
+    let sql = "UPDATE runs SET lease_owner = $2, \
+               lease_expires_at = now() + make_interval(secs => $3), \
+               deliveries = deliveries + 1 \
+               WHERE id = $1 AND status IN ('queued','running') \
+               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now()) \
+               RETURNING *";
+    Ok(diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Text, _>(owner)
+        .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
+        .get_result::<RunRowByName>(conn)
+        .optional()?
+        .map(Into::into))
+}
+
+/// Extends the lease; `false` means it was lost (expired and taken, or the run ended).
+pub fn renew_lease(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds: i64) -> Result<bool> {
+    let n = diesel::sql_query(
+        "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND lease_owner = $2 AND status IN ('queued','running')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Text, _>(owner)
+    .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<()> {
+    diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::lease_owner.eq(owner)))
+        .set((runs::lease_owner.eq(None::<String>), runs::lease_expires_at.eq(None::<DateTime<Utc>>)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
+    let n = diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::status.eq(RunStatus::Queued.as_str())))
+        .set((runs::status.eq(RunStatus::Running.as_str()), runs::started_at.eq(Some(chrono::Utc::now()))))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Moves an unfinished run to a terminal status; `false` if it had already ended.
+pub fn finish(conn: &mut PgConnection, id: Uuid, status: RunStatus, error: Option<&str>) -> Result<bool> {
+    let n = diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::status.eq_any(["queued", "running"])))
+        .set((
+            runs::status.eq(status.as_str()),
+            runs::error.eq(error),
+            runs::finished_at.eq(Some(chrono::Utc::now())),
+            runs::lease_owner.eq(None::<String>),
+            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Unfinished runs whose lease is absent or expired and that have no unsent outbox row: the
+/// reconciler re-enqueues these.
+pub fn orphaned(conn: &mut PgConnection, idle_seconds: i64, limit: i64) -> Result<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "SELECT r.id FROM runs r WHERE r.status IN ('queued','running') \
+         AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()) \
+         AND r.created_at < now() - make_interval(secs => $1) \
+         AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.run_id = r.id \
+             AND (o.sent_at IS NULL OR o.sent_at > now() - make_interval(secs => $1))) \
+         ORDER BY r.id LIMIT $2",
+    )
+    .bind::<diesel::sql_types::Double, _>(idle_seconds as f64)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// A partial update of a task row: `None` leaves a column alone, `Some(None)` clears it.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = tasks)]
+pub struct TaskChange {
+    pub status: Option<String>,
+    pub attempt: Option<i32>,
+    pub started_at: Option<Option<DateTime<Utc>>>,
+    pub finished_at: Option<Option<DateTime<Utc>>>,
+    pub exit_code: Option<Option<i32>>,
+    pub log_tail: Option<String>,
+    pub error: Option<Option<String>>,
+}
+
+pub fn update_task(conn: &mut PgConnection, run_id: Uuid, name: &str, change: &TaskChange) -> Result<TaskRow> {
+    Ok(diesel::update(tasks::table.filter(tasks::run_id.eq(run_id)).filter(tasks::name.eq(name)))
+        .set(change)
+        .returning(TaskRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// `RunRow` read back from raw SQL by column name.
+#[derive(QueryableByName)]
+#[diesel(table_name = runs)]
+struct RunRowByName {
+    id: Uuid,
+    workflow_id: Uuid,
+    version: i32,
+    status: String,
+    inputs: serde_json::Value,
+    idempotency_key: Option<String>,
+    no_cache: bool,
+    triggered_by: Option<Uuid>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    deliveries: i32,
+    last_seq: i64,
+}
+
+impl From<RunRowByName> for RunRow {
+    fn from(r: RunRowByName) -> Self {
+        RunRow {
+            id: r.id,
+            workflow_id: r.workflow_id,
+            version: r.version,
+            status: r.status,
+            inputs: r.inputs,
+            idempotency_key: r.idempotency_key,
+            no_cache: r.no_cache,
+            triggered_by: r.triggered_by,
+            error: r.error,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            deliveries: r.deliveries,
+            last_seq: r.last_seq,
+        }
+    }
+}
+
+/// Locks the run row and tells whether `owner` still holds its lease.
+pub fn holds_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<bool> {
+    let holder: Option<Option<String>> = runs::table
+        .find(id)
+        .select(runs::lease_owner)
+        .for_update()
+        .first(conn)
+        .optional()?;
+    Ok(matches!(holder, Some(Some(h)) if h == owner))
+}

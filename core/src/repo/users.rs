@@ -1,0 +1,84 @@
+//! Users and their roles.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::schema::{user_roles, users};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<UserRow>> {
+    Ok(users::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = lower(")
+            .bind::<diesel::sql_types::Text, _>(email.to_string())
+            .sql(")"))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<UserRow>> {
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Role>> {
+    let names: Vec<String> = user_roles::table
+        .filter(user_roles::user_id.eq(user_id))
+        .select(user_roles::role)
+        .load(conn)?;
+    let mut roles: Vec<Role> = names.iter().filter_map(|n| n.parse().ok()).collect();
+    roles.sort();
+    Ok(roles)
+}
+
+pub fn insert(
+    conn: &mut PgConnection,
+    email: &str,
+    display_name: &str,
+    password_hash: Option<&str>,
+) -> Result<UserRow> {
+    Ok(diesel::insert_into(users::table)
+        .values((
+            users::id.eq(Uuid::now_v7()),
+            users::email.eq(email),
+            users::display_name.eq(display_name),
+            users::password_hash.eq(password_hash),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn grant_role(conn: &mut PgConnection, user_id: Uuid, role: Role, by: Option<Uuid>) -> Result<()> {
+    diesel::insert_into(user_roles::table)
+        .values((
+            user_roles::user_id.eq(user_id),
+            user_roles::role.eq(role.as_str()),
+            user_roles::granted_by.eq(by),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn count_with_role(conn: &mut PgConnection, role: Role) -> Result<i64> {
+    Ok(user_roles::table
+        .filter(user_roles::role.eq(role.as_str()))
+        .count()
+        .get_result(conn)?)
+}

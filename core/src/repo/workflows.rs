@@ -1,0 +1,149 @@
+//! Workflows and their immutable versions.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::{workflow_versions, workflows};
+use crate::error::{Error, Result};
+use crate::workflows::WorkflowSpec;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = workflows)]
+pub struct WorkflowRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub current_version: i32,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = workflow_versions)]
+pub struct VersionRow {
+    pub workflow_id: Uuid,
+    pub version: i32,
+    pub spec: serde_json::Value,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl VersionRow {
+    pub fn spec(&self) -> Result<WorkflowSpec> {
+        serde_json::from_value(self.spec.clone())
+            .map_err(|e| Error::Internal(format!("stored spec of workflow {} v{} unreadable: {e}", self.workflow_id, self.version)))
+    }
+}
+
+pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowRow>> {
+    Ok(workflows::table
+        .find(id)
+        .select(WorkflowRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowRow>> {
+    Ok(workflows::table
+        .find(id)
+        .select(WorkflowRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<WorkflowRow>> {
+    Ok(workflows::table
+        .filter(workflows::name.eq(name))
+        .select(WorkflowRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn version(conn: &mut PgConnection, id: Uuid, version: i32) -> Result<Option<VersionRow>> {
+    Ok(workflow_versions::table
+        .find((id, version))
+        .select(VersionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn versions(conn: &mut PgConnection, id: Uuid) -> Result<Vec<VersionRow>> {
+    Ok(workflow_versions::table
+        .filter(workflow_versions::workflow_id.eq(id))
+        .order(workflow_versions::version.asc())
+        .select(VersionRow::as_select())
+        .load(conn)?)
+}
+
+pub fn insert(
+    conn: &mut PgConnection,
+    name: &str,
+    description: &str,
+    spec: &WorkflowSpec,
+    by: Uuid,
+) -> Result<WorkflowRow> {
+    let id = Uuid::now_v7();
+    let row = diesel::insert_into(workflows::table)
+        .values((
+            workflows::id.eq(id),
+            workflows::name.eq(name),
+            workflows::description.eq(description),
+            workflows::current_version.eq(1),
+            workflows::created_by.eq(Some(by)),
+        ))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?;
+    insert_version(conn, id, 1, spec, by)?;
+    Ok(row)
+}
+
+pub fn insert_version(conn: &mut PgConnection, id: Uuid, version: i32, spec: &WorkflowSpec, by: Uuid) -> Result<()> {
+    let spec = serde_json::to_value(spec).map_err(Error::internal)?;
+    diesel::insert_into(workflow_versions::table)
+        .values((
+            workflow_versions::workflow_id.eq(id),
+            workflow_versions::version.eq(version),
+            workflow_versions::spec.eq(spec),
+            workflow_versions::created_by.eq(Some(by)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_current(conn: &mut PgConnection, id: Uuid, name: &str, description: &str, version: i32) -> Result<WorkflowRow> {
+    Ok(diesel::update(workflows::table.find(id))
+        .set((
+            workflows::name.eq(name),
+            workflows::description.eq(description),
+            workflows::current_version.eq(version),
+            workflows::updated_at.eq(chrono::Utc::now()),
+        ))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?)
+}
+
+pub fn archive(conn: &mut PgConnection, id: Uuid) -> Result<WorkflowRow> {
+    Ok(diesel::update(workflows::table.find(id))
+        .set((
+            workflows::archived_at.eq(Some(chrono::Utc::now())),
+            workflows::updated_at.eq(chrono::Utc::now()),
+        ))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// Workflows ordered by name, after the name `after`, at most `limit` rows.
+pub fn list(conn: &mut PgConnection, after: Option<&str>, limit: i64, include_archived: bool) -> Result<Vec<WorkflowRow>> {
+    let mut q = workflows::table.select(WorkflowRow::as_select()).into_boxed();
+    if let Some(a) = after {
+        q = q.filter(workflows::name.gt(a.to_string()));
+    }
+    if !include_archived {
+        q = q.filter(workflows::archived_at.is_null());
+    }
+    Ok(q.order(workflows::name.asc()).limit(limit).load(conn)?)
+}

@@ -1,0 +1,60 @@
+//! The definition of a workflow version as stored (JSONB) and as accepted from the API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a client submits to create or edit a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowInput {
+    pub name: String,
+    pub description: Option<String>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// The immutable content of one workflow version.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkflowSpec {
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSpec {
+    pub name: String,
+    pub image: String,
+    /// Shell script run with `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Argv list, exclusive with `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of secrets injected as environment variables; values never stored here.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_seconds: Option<u32>,
+    #[serde(default)]
+    pub cache: bool,
+}
+
+impl StepSpec {
+    /// The argv to execute: the explicit command, or `sh -c <run>`.
+    pub fn argv(&self) -> Vec<String> {
+        match (&self.command, &self.run) {
+            (Some(cmd), _) => cmd.clone(),
+            (None, Some(script)) => vec!["sh".into(), "-c".into(), script.clone()],
+            (None, None) => Vec::new(),
+        }
+    }
+}

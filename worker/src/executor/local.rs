@@ -1,0 +1,144 @@
+//! The local executor: runs each step as a host process group in its own directory.
+//!
+//! It ignores the step's image (there is no container runtime), so it is for development,
+//! tests and trusted single-host set-ups. Steps get a clean environment: nothing of the worker's
+//! own environment (database URLs, keys) leaks into them.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tms_core::runs::progress::{ProgressLine, parse_line};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::executor::{ExecError, Executor, StepOutcome, StepRequest, Tail};
+
+pub const TAIL_LINES: usize = 200;
+pub const TAIL_BYTES: usize = 16 * 1024;
+
+pub struct LocalExecutor;
+
+/// Kills the step's whole process group when dropped: on timeout, cancellation, or after the main
+/// process exits (so stray background children do not outlive their step).
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take()
+            && pgid > 1
+        {
+            // SAFETY: kill(2) with a negative pid signals the process group we created for the step.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn reset_dir(p: &Path) -> std::io::Result<()> {
+    if p.exists() {
+        std::fs::remove_dir_all(p)?;
+    }
+    std::fs::create_dir_all(p)
+}
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn run(&self, req: StepRequest, progress: UnboundedSender<ProgressLine>) -> Result<StepOutcome, ExecError> {
+        let io = |what: &str, e: std::io::Error| ExecError::Step(format!("{what}: {e}"));
+        let out_dir = req.step_dir.join("out");
+        let in_dir = req.step_dir.join("in");
+        let work_dir = req.step_dir.join("work");
+        reset_dir(&out_dir).map_err(|e| io("preparing /out", e))?;
+        reset_dir(&in_dir).map_err(|e| io("preparing /in", e))?;
+        std::fs::create_dir_all(&work_dir).map_err(|e| io("preparing workdir", e))?;
+        for (dep, dir) in &req.inputs {
+            std::os::unix::fs::symlink(dir, in_dir.join(dep)).map_err(|e| io("linking inputs", e))?;
+        }
+
+        let argv = req.step.argv();
+        let Some((program, args)) = argv.split_first() else {
+            return Err(ExecError::Step("step has nothing to execute".into()));
+        };
+        tracing::warn!(
+            run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
+            "local executor ignores the image and runs the step on the host"
+        );
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&work_dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env("HOME", &work_dir)
+            .env("LANG", "C.UTF-8")
+            .envs(&req.step.env)
+            .envs(&req.secrets)
+            .env("TMS_OUT", &out_dir)
+            .env("TMS_IN", &in_dir)
+            .env("TMS_RUN_ID", req.run_id.to_string())
+            .env("TMS_STEP", &req.step.name)
+            .env("TMS_ATTEMPT", req.attempt.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ExecError::Step(format!("cannot start `{program}`: {e}")))?;
+        let guard = GroupGuard(child.id().map(|p| p as i32));
+
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let tail = Arc::new(Mutex::new(Tail::new(TAIL_LINES, TAIL_BYTES, &req.secrets)));
+        let out_pump = tokio::spawn(pump(stdout, tail.clone(), Some(progress)));
+        let err_pump = tokio::spawn(pump(stderr, tail.clone(), None));
+        let status = child.wait().await;
+        // The step is over when its main process exits: end whatever it left running, which
+        // also closes the pipes so the pumps finish.
+        drop(guard);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = out_pump.await;
+            let _ = err_pump.await;
+        })
+        .await;
+        let status = status.map_err(|e| io("waiting for the step", e))?;
+        let exit_code = status.code().or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map(|s| 128 + s)
+        });
+        let log_tail = tail.lock().map(|t| t.text()).unwrap_or_default();
+        Ok(StepOutcome { exit_code, log_tail })
+    }
+}
+
+/// Copies a child's output into the tail, forwarding `::progress` lines when asked to.
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    stream: R,
+    tail: Arc<Mutex<Tail>>,
+    progress: Option<UnboundedSender<ProgressLine>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(p) = parse_line(&line)
+            && let Some(tx) = &progress
+        {
+            let _ = tx.send(p);
+        }
+        if let Ok(mut t) = tail.lock() {
+            t.push(&line);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Executors run one step and report its outcome; the runner decides what the outcome means.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tms_core::runs::progress::ProgressLine;
+use tms_core::workflows::StepSpec;
+use tokio::sync::mpsc::UnboundedSender;
+use uuid::Uuid;
+
+/// Everything an executor needs to run one attempt of one step.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    pub run_id: Uuid,
+    pub step: StepSpec,
+    pub attempt: i32,
+    /// This step's private directory (holds its `out/`, `in/` and working directory).
+    pub step_dir: PathBuf,
+    /// `(dependency name, its out directory)` for each dependency.
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Resolved secret values by name. Never logged; masked in captured output.
+    pub secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepOutcome {
+    /// Exit status; signals are reported as 128 + signal number.
+    pub exit_code: Option<i32>,
+    /// The last lines of combined stdout/stderr, secrets masked.
+    pub log_tail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The step could not be started or its result read (bad program, missing image).
+    #[error("{0}")]
+    Step(String),
+    /// The executor itself is unavailable (engine down); retried without failing the step.
+    #[allow(dead_code)] // produced by remote executors (Dagger), not by the local one
+    #[error("executor unavailable: {0}")]
+    Transient(String),
+}
+
+#[async_trait]
+pub trait Executor: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Readiness for `/readyz`.
+    async fn ready(&self) -> Result<(), String>;
+
+    /// Runs the step to completion. Dropping the future must stop the step (timeouts and
+    /// cancellation rely on it).
+    async fn run(&self, req: StepRequest, progress: UnboundedSender<ProgressLine>) -> Result<StepOutcome, ExecError>;
+}
+
+pub type SharedExecutor = Arc<dyn Executor>;
+
+/// Keeps the last `max_lines` lines (at most `max_bytes` in all) of a step's output.
+pub struct Tail {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+    max_lines: usize,
+    max_bytes: usize,
+    masks: Vec<String>,
+}
+
+impl Tail {
+    pub fn new(max_lines: usize, max_bytes: usize, secrets: &BTreeMap<String, String>) -> Self {
+        Self {
+            lines: Default::default(),
+            bytes: 0,
+            max_lines,
+            max_bytes,
+            masks: secrets.values().filter(|v| v.len() >= 3).cloned().collect(),
+        }
+    }
+
+    pub fn push(&mut self, line: &str) {
+        let mut line: String = line.chars().take(2_000).collect();
+        for m in &self.masks {
+            if line.contains(m.as_str()) {
+                line = line.replace(m.as_str(), "***");
+            }
+        }
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {
+            match self.lines.pop_front() {
+                Some(l) => self.bytes -= l.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(self.bytes);
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end_and_masks_secrets() {
+        let mut secrets = BTreeMap::new();
+        secrets.insert("TOKEN".to_string(), "hunter2".to_string());
+        let mut t = Tail::new(3, 1000, &secrets);
+        for i in 0..5 {
+            t.push(&format!("line {i}"));
+        }
+        t.push("the token is hunter2");
+        assert_eq!(t.text(), "line 3\nline 4\nthe token is ***\n");
+    }
+}

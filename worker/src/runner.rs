@@ -1,0 +1,488 @@
+//! Drives one run to its end: takes the run's lease, executes its DAG through the executor with
+//! bounded parallelism, and records every state change exactly once (guarded by the lease).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::PgConnection;
+use tms_core::bus::EventBus;
+use tms_core::db::Db;
+use tms_core::repo::events::{EventRow, NewEvent};
+use tms_core::repo::runs::{RunRow, TaskChange};
+use tms_core::runs::events::{KIND_PROGRESS, KIND_RUN, KIND_TASK, percent_done, record};
+use tms_core::runs::{RunStatus, TaskStatus};
+use tms_core::workflows::StepSpec;
+use tms_core::{Error, Result, repo};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::executor::{ExecError, SharedExecutor, StepRequest};
+
+pub struct Runner {
+    pub db: Db,
+    pub bus: EventBus,
+    pub executor: SharedExecutor,
+    /// Worker-wide step slots (`TMS_WORKER_CONCURRENCY`).
+    pub slots: Arc<Semaphore>,
+    pub work_root: PathBuf,
+    pub worker_name: String,
+    pub default_timeout: Duration,
+    pub lease: Duration,
+}
+
+/// How one step ended, as the run needs to know it.
+#[derive(Debug, Clone, Copy)]
+struct StepEnd {
+    status: TaskStatus,
+    timed_out: bool,
+}
+
+impl Runner {
+    /// Executes the run if this worker can take its lease; returns quietly when another worker
+    /// holds it or the run already ended (a duplicate delivery).
+    pub async fn drive(self: &Arc<Self>, run_id: Uuid) -> Result<()> {
+        let owner = self.worker_name.clone();
+        let lease_secs = self.lease.as_secs() as i64;
+        let claimed = self
+            .db
+            .run(move |c| repo::runs::claim(c, run_id, &owner, lease_secs))
+            .await?;
+        let Some(run) = claimed else {
+            tracing::info!(%run_id, "run is finished or leased by another worker; skipping delivery");
+            return Ok(());
+        };
+        tracing::info!(%run_id, delivery = run.deliveries, "driving run");
+        let lost = CancellationToken::new();
+        let renewer = tokio::spawn(self.clone().keep_lease(run_id, lost.clone()));
+        let result = self.drive_claimed(run, lost.clone()).await;
+        renewer.abort();
+        if lost.is_cancelled() {
+            tracing::warn!(%run_id, "lease lost; another worker will finish the run");
+        }
+        result
+    }
+
+    async fn keep_lease(self: Arc<Self>, run_id: Uuid, lost: CancellationToken) {
+        let every = self.lease / 3;
+        let mut failures = 0u32;
+        loop {
+            tokio::time::sleep(every).await;
+            let owner = self.worker_name.clone();
+            let secs = self.lease.as_secs() as i64;
+            match self.db.run(move |c| repo::runs::renew_lease(c, run_id, &owner, secs)).await {
+                Ok(true) => failures = 0,
+                Ok(false) => {
+                    lost.cancel();
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(%run_id, error = %e, "lease renewal failed");
+                    // Past the lease length someone else may have taken over: stop writing.
+                    if every * failures >= self.lease {
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction that first re-checks this worker still holds the lease, then
+    /// publishes the events it returns. This is what makes each result recorded once.
+    async fn write<F>(&self, run_id: Uuid, f: F) -> Result<Vec<EventRow>>
+    where
+        F: Fn(&mut PgConnection) -> Result<Vec<EventRow>> + Send + Sync + Clone + 'static,
+    {
+        let mut delay = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            let owner = self.worker_name.clone();
+            let f = f.clone();
+            let res = self
+                .db
+                .run(move |conn| {
+                    use diesel::Connection;
+                    conn.transaction::<_, Error, _>(|conn| {
+                        if !repo::runs::holds_lease(conn, run_id, &owner)? {
+                            return Err(Error::Conflict("run lease lost".into()));
+                        }
+                        f(conn)
+                    })
+                })
+                .await;
+            match res {
+                Ok(events) => {
+                    self.bus.publish(&events).await;
+                    return Ok(events);
+                }
+                Err(Error::Unavailable(e)) if tries < 10 => {
+                    tries += 1;
+                    tracing::warn!(%run_id, error = %e, "database unavailable; retrying write");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn drive_claimed(self: &Arc<Self>, run: RunRow, lost: CancellationToken) -> Result<()> {
+        let run_id = run.id;
+        let (wf_id, version) = (run.workflow_id, run.version);
+        let spec = self
+            .db
+            .run(move |c| {
+                repo::workflows::version(c, wf_id, version)?
+                    .ok_or(Error::NotFound("workflow version"))?
+                    .spec()
+            })
+            .await?;
+
+        // Start (or resume) the run: tasks a dead worker left `running` go back to `pending`.
+        self.write(run_id, move |conn| {
+            let mut evs = Vec::new();
+            if repo::runs::mark_running(conn, run_id)? {
+                evs.push(record(conn, run_id, KIND_RUN, Some("running"), None, None)?);
+            }
+            for t in repo::runs::tasks_of(conn, run_id)? {
+                if t.status() == TaskStatus::Running {
+                    repo::runs::update_task(
+                        conn,
+                        run_id,
+                        &t.name,
+                        &TaskChange { status: Some("pending".into()), ..Default::default() },
+                    )?;
+                    evs.push(record(
+                        conn,
+                        run_id,
+                        KIND_TASK,
+                        Some("pending"),
+                        Some(&t.name),
+                        Some(format!("attempt {} was interrupted (worker lost); re-queued", t.attempt)),
+                    )?);
+                }
+            }
+            Ok(evs)
+        })
+        .await?;
+
+        let tasks = self.db.run(move |c| repo::runs::tasks_of(c, run_id)).await?;
+        let steps: HashMap<String, StepSpec> = spec.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let order: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let mut status: HashMap<String, TaskStatus> = tasks.iter().map(|t| (t.name.clone(), t.status())).collect();
+        let attempts: HashMap<String, i32> = tasks.iter().map(|t| (t.name.clone(), t.attempt)).collect();
+        let mut timed_out_any = false;
+        let mut running: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
+        let run_dir = self.work_root.join(run_id.to_string());
+
+        loop {
+            if lost.is_cancelled() {
+                running.shutdown().await;
+                return Ok(());
+            }
+            // Skip every pending step that has a dependency which can no longer succeed.
+            for name in &order {
+                if status[name] != TaskStatus::Pending {
+                    continue;
+                }
+                let blocked = steps[name]
+                    .depends_on
+                    .iter()
+                    .find(|d| status.get(*d).is_some_and(|s| s.is_terminal() && !s.is_success()));
+                if let Some(dep) = blocked {
+                    let (n, d) = (name.clone(), dep.clone());
+                    self.write(run_id, move |conn| {
+                        let msg = format!("skipped: dependency `{d}` did not succeed");
+                        repo::runs::update_task(
+                            conn,
+                            run_id,
+                            &n,
+                            &TaskChange {
+                                status: Some("skipped".into()),
+                                finished_at: Some(Some(chrono::Utc::now())),
+                                error: Some(Some(msg.clone())),
+                                ..Default::default()
+                            },
+                        )?;
+                        Ok(vec![record(conn, run_id, KIND_TASK, Some("skipped"), Some(&n), Some(msg))?])
+                    })
+                    .await?;
+                    status.insert(name.clone(), TaskStatus::Skipped);
+                }
+            }
+            // Start every pending step whose dependencies all succeeded.
+            for name in &order {
+                if status[name] != TaskStatus::Pending {
+                    continue;
+                }
+                let step = &steps[name];
+                if step.depends_on.iter().all(|d| status.get(d).is_some_and(|s| s.is_success())) {
+                    status.insert(name.clone(), TaskStatus::Running);
+                    let inputs = step
+                        .depends_on
+                        .iter()
+                        .map(|d| (d.clone(), run_dir.join(d).join("out")))
+                        .collect();
+                    let this = self.clone();
+                    let (step, prev, dir, lost) = (step.clone(), attempts[name], run_dir.join(name), lost.clone());
+                    running.spawn(async move {
+                        let name = step.name.clone();
+                        let end = this.execute_step(run_id, step, prev, dir, inputs, lost).await;
+                        (name, end)
+                    });
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    match joined {
+                        Some(Ok((name, Ok(end)))) => {
+                            timed_out_any |= end.timed_out;
+                            status.insert(name, end.status);
+                        }
+                        Some(Ok((_, Err(e)))) => {
+                            running.shutdown().await;
+                            return Err(e);
+                        }
+                        Some(Err(join_err)) => {
+                            running.shutdown().await;
+                            return Err(Error::Internal(format!("step task panicked: {join_err}")));
+                        }
+                        None => {}
+                    }
+                }
+                _ = lost.cancelled() => {}
+            }
+        }
+
+        let failed: Vec<&String> = order.iter().filter(|n| status[*n] == TaskStatus::Failed).collect();
+        let (final_status, error) = if failed.is_empty() {
+            (RunStatus::Succeeded, None)
+        } else if timed_out_any {
+            (RunStatus::TimedOut, Some(format!("step `{}` timed out", failed[0])))
+        } else {
+            (RunStatus::Failed, Some(format!("step `{}` failed", failed[0])))
+        };
+        self.write(run_id, move |conn| {
+            if repo::runs::finish(conn, run_id, final_status, error.as_deref())? {
+                Ok(vec![record(conn, run_id, KIND_RUN, Some(final_status.as_str()), None, error.clone())?])
+            } else {
+                Ok(vec![])
+            }
+        })
+        .await?;
+        tracing::info!(%run_id, status = %final_status, "run finished");
+        if final_status == RunStatus::Succeeded {
+            let _ = tokio::fs::remove_dir_all(&run_dir).await;
+        }
+        Ok(())
+    }
+
+    /// Runs one step with its retries; returns how it ended once its final state is recorded.
+    async fn execute_step(
+        self: Arc<Self>,
+        run_id: Uuid,
+        step: StepSpec,
+        prev_attempt: i32,
+        step_dir: PathBuf,
+        inputs: Vec<(String, PathBuf)>,
+        lost: CancellationToken,
+    ) -> Result<StepEnd> {
+        let name = step.name.clone();
+        let retries = step.retries.unwrap_or(0);
+        let backoff = Duration::from_secs(step.retry_backoff_seconds.unwrap_or(1) as u64);
+        let timeout = step
+            .timeout_seconds
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(self.default_timeout);
+
+        let mut secrets = BTreeMap::new();
+        let mut missing = None;
+        for s in &step.secrets {
+            match std::env::var(format!("TMS_SECRET_{s}")) {
+                Ok(v) => {
+                    secrets.insert(s.clone(), v);
+                }
+                Err(_) => missing = Some(s.clone()),
+            }
+        }
+
+        let mut attempt = prev_attempt;
+        let mut try_no = 0u32;
+        loop {
+            let permit = tokio::select! {
+                p = self.slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker shutting down"))?,
+                _ = lost.cancelled() => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
+            };
+            attempt += 1;
+            let (n, a) = (name.clone(), attempt);
+            self.write(run_id, move |conn| {
+                repo::runs::update_task(
+                    conn,
+                    run_id,
+                    &n,
+                    &TaskChange {
+                        status: Some("running".into()),
+                        attempt: Some(a),
+                        started_at: Some(Some(chrono::Utc::now())),
+                        finished_at: Some(None),
+                        exit_code: Some(None),
+                        error: Some(None),
+                        ..Default::default()
+                    },
+                )?;
+                Ok(vec![record(conn, run_id, KIND_TASK, Some("running"), Some(&n), Some(format!("attempt {a}")))?])
+            })
+            .await?;
+
+            let (exit_code, log_tail, error, timed_out) = if let Some(s) = &missing {
+                (None, String::new(), Some(format!("secret `{s}` is not configured on this worker")), false)
+            } else {
+                let req = StepRequest {
+                    run_id,
+                    step: step.clone(),
+                    attempt,
+                    step_dir: step_dir.clone(),
+                    inputs: inputs.clone(),
+                    secrets: secrets.clone(),
+                };
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let forwarder = tokio::spawn(self.clone().forward_progress(run_id, name.clone(), rx));
+                let res = tokio::select! {
+                    r = tokio::time::timeout(timeout, self.executor.run(req, tx)) => Some(r),
+                    _ = lost.cancelled() => None,
+                };
+                let _ = forwarder.await;
+                match res {
+                    None => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
+                    Some(Ok(Ok(o))) if o.exit_code == Some(0) => (o.exit_code, o.log_tail, None, false),
+                    Some(Ok(Ok(o))) => {
+                        let why = match o.exit_code {
+                            Some(c) => format!("exited with code {c}"),
+                            None => "ended without an exit code".into(),
+                        };
+                        (o.exit_code, o.log_tail, Some(why), false)
+                    }
+                    Some(Ok(Err(ExecError::Step(msg)))) => (None, String::new(), Some(msg), false),
+                    Some(Ok(Err(e @ ExecError::Transient(_)))) => (None, String::new(), Some(e.to_string()), false),
+                    Some(Err(_elapsed)) => (
+                        None,
+                        String::new(),
+                        Some(format!("timed out after {}s", timeout.as_secs())),
+                        true,
+                    ),
+                }
+            };
+            drop(permit);
+
+            let succeeded = error.is_none();
+            if !succeeded && try_no < retries && missing.is_none() {
+                let wait = backoff.saturating_mul(1 << try_no.min(10)).min(Duration::from_secs(3600));
+                let (n, msg) = (
+                    name.clone(),
+                    format!(
+                        "attempt {attempt} failed ({}); retrying in {}s",
+                        error.clone().unwrap_or_default(),
+                        wait.as_secs()
+                    ),
+                );
+                let tail = log_tail.clone();
+                self.write(run_id, move |conn| {
+                    repo::runs::update_task(
+                        conn,
+                        run_id,
+                        &n,
+                        &TaskChange { log_tail: Some(tail.clone()), ..Default::default() },
+                    )?;
+                    Ok(vec![record(conn, run_id, KIND_TASK, Some("running"), Some(&n), Some(msg.clone()))?])
+                })
+                .await?;
+                try_no += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = lost.cancelled() => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
+                }
+                continue;
+            }
+
+            let final_status = if succeeded { TaskStatus::Succeeded } else { TaskStatus::Failed };
+            let n = name.clone();
+            self.write(run_id, move |conn| {
+                repo::runs::update_task(
+                    conn,
+                    run_id,
+                    &n,
+                    &TaskChange {
+                        status: Some(final_status.as_str().into()),
+                        finished_at: Some(Some(chrono::Utc::now())),
+                        exit_code: Some(exit_code),
+                        log_tail: Some(log_tail.clone()),
+                        error: Some(error.clone()),
+                        ..Default::default()
+                    },
+                )?;
+                Ok(vec![record(conn, run_id, KIND_TASK, Some(final_status.as_str()), Some(&n), error.clone())?])
+            })
+            .await?;
+            return Ok(StepEnd { status: final_status, timed_out });
+        }
+    }
+
+    /// Turns a step's `::progress` lines into progress events, at most one every 200 ms per step
+    /// (the latest wins) so a chatty step cannot flood the event log.
+    async fn forward_progress(
+        self: Arc<Self>,
+        run_id: Uuid,
+        step: String,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<tms_core::runs::progress::ProgressLine>,
+    ) {
+        let mut last_sent = tokio::time::Instant::now() - Duration::from_secs(1);
+        while let Some(mut line) = rx.recv().await {
+            while let Ok(newer) = rx.try_recv() {
+                line = newer;
+            }
+            let since = last_sent.elapsed();
+            if since < Duration::from_millis(200) {
+                tokio::time::sleep(Duration::from_millis(200) - since).await;
+                while let Ok(newer) = rx.try_recv() {
+                    line = newer;
+                }
+            }
+            last_sent = tokio::time::Instant::now();
+            let s = step.clone();
+            let res = self
+                .write(run_id, move |conn| {
+                    let total = repo::runs::tasks_of(conn, run_id)?.len().max(1) as f64;
+                    let base = percent_done(conn, run_id)?;
+                    let percent = ((base + line.percent / total) * 10.0).round() / 10.0;
+                    let message = match &line.message {
+                        Some(m) => format!("{}% {m}", line.percent),
+                        None => format!("{}%", line.percent),
+                    };
+                    Ok(vec![repo::events::append(
+                        conn,
+                        run_id,
+                        NewEvent {
+                            kind: KIND_PROGRESS,
+                            status: Some("running".into()),
+                            step: Some(s.clone()),
+                            percent: percent.min(100.0),
+                            eta_seconds: None,
+                            message: Some(message),
+                        },
+                    )?])
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(%run_id, error = %e, "progress event not recorded");
+            }
+        }
+    }
+}
