@@ -1,1 +1,399 @@
-//! End-to-end test helpers.
+//! End-to-end test harness: starts the real `tms-api` and `tms-worker` binaries against the
+//! Postgres and Redis that `scripts/test` provides, each test with its own database and queue.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+pub const ADMIN_EMAIL: &str = "admin@tms.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite through `scripts/test`, which starts Postgres and Redis")
+    })
+}
+
+/// Directory holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A process this test started; killed (by PID) when dropped.
+pub struct Proc {
+    pub name: &'static str,
+    pub child: Child,
+    pub log: PathBuf,
+    /// Killed on purpose by the test; not an unexpected exit.
+    pub killed: bool,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill9(&mut self) {
+        self.killed = true;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private Redis server for tests that stop and restart Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempdir::Dir,
+    proc: Option<Proc>,
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A temporary directory removed on drop.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(prefix: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl PrivateRedis {
+    pub fn start() -> Result<Self> {
+        let mut r = PrivateRedis { port: free_port(), dir: tempdir::Dir::new("tms-redis"), proc: None };
+        r.spawn()?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn spawn(&mut self) -> Result<()> {
+        let server = std::env::var("TMS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let log = self.dir.path().join("redis.log");
+        let child = Command::new(server)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server")?;
+        self.proc = Some(Proc { name: "redis", child, log, killed: false });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("redis-server did not start on port {}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+    }
+}
+
+pub struct EnvOptions {
+    pub redis_url: Option<String>,
+    pub start_worker: bool,
+    pub worker_env: Vec<(String, String)>,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        Self { redis_url: None, start_worker: true, worker_env: Vec::new() }
+    }
+}
+
+/// One isolated TMS deployment: fresh database, own queue name, api and worker processes.
+pub struct TestEnv {
+    pub database_url: String,
+    pub redis_url: String,
+    pub queue: String,
+    pub api_port: u16,
+    pub api: Option<Proc>,
+    pub workers: Vec<Proc>,
+    pub work_dir: PathBuf,
+    dir: tempdir::Dir,
+    http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl TestEnv {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(EnvOptions::default()).await
+    }
+
+    pub async fn start_with(opts: EnvOptions) -> Result<Self> {
+        let admin_url = required_env("TMS_TEST_DATABASE_URL");
+        let redis_url = opts.redis_url.clone().unwrap_or_else(|| required_env("TMS_TEST_REDIS_URL"));
+        let db_name = format!("tms_t_{}", uuid::Uuid::new_v4().simple());
+        let status = Command::new("psql")
+            .arg(&admin_url)
+            .args(["-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {db_name}")])
+            .status()
+            .context("running psql")?;
+        if !status.success() {
+            bail!("could not create test database");
+        }
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).ok_or_else(|| anyhow!("bad url"))?;
+        let dir = tempdir::Dir::new("tms-e2e");
+        let work_dir = dir.path().join("work");
+        let mut env = TestEnv {
+            database_url: format!("{base}/{db_name}"),
+            redis_url,
+            queue: format!("q-{}", uuid::Uuid::new_v4().simple()),
+            api_port: free_port(),
+            api: None,
+            workers: Vec::new(),
+            work_dir,
+            dir,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            token: None,
+        };
+        env.start_api()?;
+        env.wait_ready(&format!("http://127.0.0.1:{}/readyz", env.api_port), "api").await?;
+        if opts.start_worker {
+            env.start_worker(&opts.worker_env).await?;
+        }
+        env.login_admin().await?;
+        Ok(env)
+    }
+
+    fn base_command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(bin_dir().join(bin));
+        // Only what the binaries need: the test runner's own TMS_* variables stay out.
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("TMS_QUEUE", &self.queue)
+            .env("TMS_DB_POOL_SIZE", "5")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn log_file(&self, name: &str) -> Result<(PathBuf, std::fs::File)> {
+        let path = self.dir.path().join(format!("{name}.log"));
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok((path, f))
+    }
+
+    pub fn start_api(&mut self) -> Result<()> {
+        let (log, f) = self.log_file("api")?;
+        let child = self
+            .base_command("tms-api")
+            .env("TMS_LISTEN", format!("127.0.0.1:{}", self.api_port))
+            .env("TMS_JWT_SECRET", "test-secret-test-secret-test-secret-0123")
+            .env("TMS_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("TMS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .context("spawning tms-api (did `cargo build --workspace --bins` run?)")?;
+        self.api = Some(Proc { name: "api", child, log, killed: false });
+        Ok(())
+    }
+
+    pub async fn start_worker(&mut self, extra: &[(String, String)]) -> Result<u16> {
+        let port = free_port();
+        let n = self.workers.len();
+        let (log, f) = self.log_file(&format!("worker{n}"))?;
+        let mut cmd = self.base_command("tms-worker");
+        cmd.env("TMS_WORKER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TMS_WORK_DIR", &self.work_dir)
+            .env("TMS_WORKER_CONCURRENCY", "4")
+            .env("TMS_EXECUTOR", "local");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(f.try_clone()?).stderr(f).spawn().context("spawning tms-worker")?;
+        self.workers.push(Proc { name: "worker", child, log, killed: false });
+        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), "worker").await?;
+        Ok(port)
+    }
+
+    /// Polls a readiness URL until it answers 200 (or the process died / 30 s passed).
+    pub async fn wait_ready(&mut self, url: &str, what: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            for p in self.api.iter_mut().chain(self.workers.iter_mut()).filter(|p| !p.killed) {
+                if let Ok(Some(status)) = p.child.try_wait() {
+                    bail!("{} exited with {status} while waiting for {what}:\n{}", p.name, p.log_text());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{what} not ready at {url} after 30s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/graphql", self.api_port)
+    }
+
+    /// Posts a GraphQL request with the current token (if any) and returns the whole response.
+    pub async fn gql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> Result<Value> {
+        let mut req = self.http.post(self.api_url()).json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        Ok(resp.json().await?)
+    }
+
+    /// As the admin; fails the test on any GraphQL error.
+    pub async fn gql(&self, query: &str, variables: Value) -> Result<Value> {
+        let v = self.gql_raw(self.token.as_deref(), query, variables).await?;
+        if let Some(errs) = v.get("errors") {
+            bail!("GraphQL errors: {errs}");
+        }
+        Ok(v["data"].clone())
+    }
+
+    pub async fn login_admin(&mut self) -> Result<()> {
+        let v = self
+            .gql_raw(
+                None,
+                "mutation($e:String!,$p:String!){login(email:$e,password:$p){accessToken expiresIn}}",
+                json!({"e": ADMIN_EMAIL, "p": ADMIN_PASSWORD}),
+            )
+            .await?;
+        let token = v["data"]["login"]["accessToken"]
+            .as_str()
+            .ok_or_else(|| anyhow!("login failed: {v}"))?;
+        self.token = Some(token.to_string());
+        Ok(())
+    }
+
+    pub async fn create_workflow(&self, name: &str, steps: Value) -> Result<String> {
+        let d = self
+            .gql(
+                "mutation($i:WorkflowInput!){createWorkflow(input:$i){id}}",
+                json!({"i": {"name": name, "steps": steps}}),
+            )
+            .await?;
+        Ok(d["createWorkflow"]["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn trigger(&self, workflow_id: &str) -> Result<String> {
+        let d = self
+            .gql("mutation($w:ID!){triggerRun(workflowId:$w){id status}}", json!({"w": workflow_id}))
+            .await?;
+        Ok(d["triggerRun"]["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<Value> {
+        let d = self
+            .gql(
+                "query($id:ID!){run(id:$id){id status version error deliveries percent etaSeconds startedAt finishedAt createdAt
+                   tasks{name status attempt exitCode cached logTail error startedAt finishedAt}}}",
+                json!({"id": run_id}),
+            )
+            .await?;
+        Ok(d["run"].clone())
+    }
+
+    /// Polls the run until it reaches a final status (or `timeout` passes) and returns it.
+    pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let run = self.run(run_id).await?;
+            let status = run["status"].as_str().unwrap_or_default();
+            if !matches!(status, "QUEUED" | "RUNNING") {
+                return Ok(run);
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self.workers.iter().map(|w| w.log_text()).collect();
+                bail!("run {run_id} still {status} after {timeout:?}: {run}\nworker logs:\n{}", logs.join("\n---\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Run events straight from Postgres, in sequence order.
+    pub fn events(&self, run_id: &str) -> Result<Vec<(i64, String, String, String)>> {
+        let out = Command::new("psql")
+            .arg(&self.database_url)
+            .args(["-At", "-F", "|", "-c"])
+            .arg(format!(
+                "SELECT seq, kind, coalesce(status,''), coalesce(step,'') FROM run_events WHERE run_id = '{run_id}' ORDER BY seq"
+            ))
+            .output()?;
+        let text = String::from_utf8(out.stdout)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut p = l.split('|');
+                Some((
+                    p.next()?.parse().ok()?,
+                    p.next()?.to_string(),
+                    p.next()?.to_string(),
+                    p.next()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+}
+
+/// Task `name` out of a run's `tasks` list.
+pub fn task<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .unwrap_or_else(|| panic!("no task {name} in {run}"))
+}
+
+/// The `extensions.code` of the first error of a response.
+pub fn error_code(resp: &Value) -> String {
+    resp["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>").to_string()
+}

@@ -42,6 +42,12 @@ pub struct WorkerConfig {
     #[arg(long, env = "TMS_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
 
+    /// Seconds a run lease lasts without renewal: after a worker dies, its runs resume elsewhere
+    /// about this long later.
+    #[arg(long, env = "TMS_RUN_LEASE_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(3..=600))]
+    pub run_lease_seconds: u64,
+
     /// Step timeout when a step sets none.
     #[arg(long, env = "TMS_STEP_TIMEOUT_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]

@@ -23,8 +23,23 @@ use crate::executor::SharedExecutor;
 use crate::executor::local::LocalExecutor;
 use crate::runner::Runner;
 
-/// How long a run lease lasts without renewal; a killed worker's runs resume after about this.
-const RUN_LEASE: Duration = Duration::from_secs(20);
+/// On SIGTERM, how long runs in progress may continue before their steps are stopped and the
+/// runs handed back (another worker resumes them).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn wait_for_redis(bus: &EventBus, shutdown: &CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if bus.ping().await.is_ok() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
 
 fn dagger_reachable() -> Option<&'static str> {
     if std::env::var_os("DAGGER_SESSION_PORT").is_some() {
@@ -62,19 +77,32 @@ fn default_name() -> String {
     format!("{host}-{}-{rand}", std::process::id())
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
+/// Cancels `token` on SIGINT or SIGTERM.
+fn watch_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
 }
 
 async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {
-    // Errors are logged, not returned: Postgres is the source of truth, and the reconciler
-    // re-enqueues any run left unfinished once its lease lapses.
-    if let Err(e) = runner.drive(job.run_id).await {
-        tracing::error!(run_id = %job.run_id, error = ?e, "run interrupted; it will be resumed");
+    // The run is driven on its own task so that losing the apalis worker (Redis outage, restart)
+    // does not abort it. Errors are logged, not returned: Postgres is the source of truth, and
+    // the reconciler re-enqueues any run left unfinished once its lease lapses.
+    let runner = runner.0.clone();
+    let run_id = job.run_id;
+    let outcome = tokio::spawn(async move { runner.drive(run_id).await }).await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(%run_id, error = ?e, "run interrupted; it will be resumed"),
+        Err(e) => tracing::error!(%run_id, error = %e, "run task failed; it will be resumed"),
     }
     Ok(())
 }
@@ -116,32 +144,60 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 
     let runner = Arc::new(Runner {
         db,
-        bus,
+        bus: bus.clone(),
         executor: executor.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
         work_root: work_root.clone(),
         worker_name: name.clone(),
         default_timeout: Duration::from_secs(cfg.step_timeout_seconds),
-        lease: RUN_LEASE,
+        lease: Duration::from_secs(cfg.run_lease_seconds),
+        active: Default::default(),
+        stopping: CancellationToken::new(),
     });
 
     tracing::info!(
         worker = %name, queue = %cfg.common.queue, executor = executor.name(), concurrency,
         work_dir = %work_root.display(), listen = %cfg.listen, "tms-worker starting"
     );
-    let wake = wake::wake_stream(cfg.common.redis_url.clone(), wake_channel(&cfg.common.queue), Duration::from_secs(1));
-    let backend = storage(redis, &cfg.common.queue).poll_with_stream(wake);
-    // Runs mostly wait on their steps, so a worker holds more runs than step slots.
-    let worker = WorkerBuilder::new(name.clone())
-        .backend(backend)
-        .data(runner)
-        .concurrency(concurrency * 4)
-        .build(handle);
-    let result = worker.run_until(shutdown_signal()).await;
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone());
+    let mut generation = 0u32;
+    let result = loop {
+        // apalis stops a worker for good when its backend fails (e.g. Redis restarts), so the
+        // worker is rebuilt under a fresh name: names are leases and the old one may linger.
+        let apalis_name = if generation == 0 { name.clone() } else { format!("{name}.{generation}") };
+        let wake = wake::wake_stream(cfg.common.redis_url.clone(), wake_channel(&cfg.common.queue), Duration::from_secs(1));
+        let backend = storage(redis.clone(), &cfg.common.queue).poll_with_stream(wake);
+        // Runs mostly wait on their steps, so a worker holds more runs than step slots.
+        let worker = WorkerBuilder::new(apalis_name)
+            .backend(backend)
+            .data(runner.clone())
+            .concurrency(concurrency * 4)
+            .build(handle);
+        let stop = shutdown.clone();
+        let res = worker
+            .run_until(async move {
+                stop.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+        if shutdown.is_cancelled() {
+            break res;
+        }
+        tracing::error!(error = ?res.err(), "queue consumer stopped; reconnecting to Redis");
+        wait_for_redis(&bus, &shutdown).await;
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        generation += 1;
+    };
+    runner.shutdown(SHUTDOWN_GRACE).await;
     stop.cancel();
     let _ = relay_task.await;
     probe_handle.stop(true).await;
-    result.map_err(|e| anyhow::anyhow!("worker stopped: {e}"))?;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "queue consumer ended with an error");
+    }
     tracing::info!(worker = %name, "tms-worker stopped");
     Ok(())
 }

@@ -32,6 +32,21 @@ pub struct Runner {
     pub worker_name: String,
     pub default_timeout: Duration,
     pub lease: Duration,
+    /// Runs this process is driving, so a duplicate delivery does not drive one twice.
+    pub active: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    /// Fired at shutdown: runs stop their steps and hand their lease back.
+    pub stopping: CancellationToken,
+}
+
+/// Removes a run from the active set when its drive ends, however it ends.
+struct ActiveGuard<'a>(&'a Runner, Uuid);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.active.lock() {
+            a.remove(&self.1);
+        }
+    }
 }
 
 /// How one step ended, as the run needs to know it.
@@ -45,6 +60,14 @@ impl Runner {
     /// Executes the run if this worker can take its lease; returns quietly when another worker
     /// holds it or the run already ended (a duplicate delivery).
     pub async fn drive(self: &Arc<Self>, run_id: Uuid) -> Result<()> {
+        if self.stopping.is_cancelled() {
+            return Ok(());
+        }
+        if !self.active.lock().map(|mut a| a.insert(run_id)).unwrap_or(false) {
+            tracing::info!(%run_id, "run already being driven by this worker; ignoring duplicate delivery");
+            return Ok(());
+        }
+        let _active = ActiveGuard(self, run_id);
         let owner = self.worker_name.clone();
         let lease_secs = self.lease.as_secs() as i64;
         let claimed = self
@@ -56,14 +79,31 @@ impl Runner {
             return Ok(());
         };
         tracing::info!(%run_id, delivery = run.deliveries, "driving run");
-        let lost = CancellationToken::new();
+        let lost = self.stopping.child_token();
         let renewer = tokio::spawn(self.clone().keep_lease(run_id, lost.clone()));
         let result = self.drive_claimed(run, lost.clone()).await;
         renewer.abort();
-        if lost.is_cancelled() {
+        if self.stopping.is_cancelled() {
+            let owner = self.worker_name.clone();
+            let _ = self.db.run(move |c| repo::runs::release_lease(c, run_id, &owner)).await;
+            tracing::warn!(%run_id, "worker stopping; run handed back for another worker to resume");
+        } else if lost.is_cancelled() {
             tracing::warn!(%run_id, "lease lost; another worker will finish the run");
         }
         result
+    }
+
+    /// Lets runs in progress finish for up to `grace`, then stops their steps and hands them back.
+    pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.stopping.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn keep_lease(self: Arc<Self>, run_id: Uuid, lost: CancellationToken) {

@@ -15,8 +15,13 @@ use crate::error::{Error, Result};
 use crate::queue::{RunJob, RunStorage, storage, wake_channel};
 use crate::repo;
 
-/// How long a run may sit unleased with no recent enqueue before the reconciler re-enqueues it.
-pub const ORPHAN_AFTER_SECONDS: i64 = 30;
+/// A run whose lease expired is enqueued again unless it was enqueued this recently.
+pub const RESEND_AFTER_SECONDS: i64 = 15;
+/// A never-leased run is presumed lost from Redis when not enqueued for this long. Queued runs
+/// legitimately wait in Redis while workers are busy, so this is deliberately long.
+pub const LOST_AFTER_SECONDS: i64 = 300;
+/// How often the reconciler looks.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Relay {
@@ -41,7 +46,7 @@ impl Relay {
         self.notify.notify_one();
     }
 
-    /// Runs until `stop` fires: relays on every poke and at least every 500 ms; reconciles every 10 s.
+    /// Runs until `stop` fires: relays on every poke and at least every 500 ms; reconciles every 5 s.
     pub async fn run(self, stop: CancellationToken) {
         let mut storage = storage(self.conn.clone(), &self.queue);
         let mut last_reconcile = tokio::time::Instant::now();
@@ -59,7 +64,7 @@ impl Relay {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-            if last_reconcile.elapsed() > Duration::from_secs(10) {
+            if last_reconcile.elapsed() > RECONCILE_EVERY {
                 last_reconcile = tokio::time::Instant::now();
                 if let Err(e) = self.reconcile().await {
                     tracing::warn!(error = %e, "reconciler failed");
@@ -130,7 +135,7 @@ impl Relay {
             .run(|conn| {
                 use diesel::Connection;
                 conn.transaction::<usize, Error, _>(|conn| {
-                    let ids = repo::runs::orphaned(conn, ORPHAN_AFTER_SECONDS, 100)?;
+                    let ids = repo::runs::orphaned(conn, RESEND_AFTER_SECONDS, LOST_AFTER_SECONDS, 100)?;
                     for id in &ids {
                         let payload = serde_json::to_value(RunJob { run_id: *id, trace: Default::default() })
                             .map_err(Error::internal)?;

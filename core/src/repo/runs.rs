@@ -182,9 +182,10 @@ pub fn renew_lease(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds
     Ok(n == 1)
 }
 
+/// Gives the lease up by expiring it now, so the reconciler hands the run to another worker.
 pub fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<()> {
     diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::lease_owner.eq(owner)))
-        .set((runs::lease_owner.eq(None::<String>), runs::lease_expires_at.eq(None::<DateTime<Utc>>)))
+        .set(runs::lease_expires_at.eq(Some(Utc::now() - chrono::Duration::seconds(1))))
         .execute(conn)?;
     Ok(())
 }
@@ -210,9 +211,10 @@ pub fn finish(conn: &mut PgConnection, id: Uuid, status: RunStatus, error: Optio
     Ok(n == 1)
 }
 
-/// Unfinished runs whose lease is absent or expired and that have no unsent outbox row: the
-/// reconciler re-enqueues these.
-pub fn orphaned(conn: &mut PgConnection, idle_seconds: i64, limit: i64) -> Result<Vec<Uuid>> {
+/// Unfinished runs the reconciler should enqueue again: those whose lease expired (their worker
+/// died or gave them back) and that were not enqueued in the last `resend_after` seconds, and
+/// never-leased ones not enqueued for `lost_after` seconds (their job was lost with Redis).
+pub fn orphaned(conn: &mut PgConnection, resend_after: i64, lost_after: i64, limit: i64) -> Result<Vec<Uuid>> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -220,13 +222,15 @@ pub fn orphaned(conn: &mut PgConnection, idle_seconds: i64, limit: i64) -> Resul
     }
     let rows: Vec<Id> = diesel::sql_query(
         "SELECT r.id FROM runs r WHERE r.status IN ('queued','running') \
-         AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()) \
-         AND r.created_at < now() - make_interval(secs => $1) \
-         AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.run_id = r.id \
-             AND (o.sent_at IS NULL OR o.sent_at > now() - make_interval(secs => $1))) \
-         ORDER BY r.id LIMIT $2",
+         AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.run_id = r.id AND o.sent_at IS NULL) \
+         AND ((r.lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM job_outbox o \
+                 WHERE o.run_id = r.id AND o.sent_at > now() - make_interval(secs => $1))) \
+           OR (r.lease_expires_at IS NULL AND NOT EXISTS (SELECT 1 FROM job_outbox o \
+                 WHERE o.run_id = r.id AND o.sent_at > now() - make_interval(secs => $2)))) \
+         ORDER BY r.id LIMIT $3",
     )
-    .bind::<diesel::sql_types::Double, _>(idle_seconds as f64)
+    .bind::<diesel::sql_types::Double, _>(resend_after as f64)
+    .bind::<diesel::sql_types::Double, _>(lost_after as f64)
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.id).collect())
