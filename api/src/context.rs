@@ -18,7 +18,11 @@ impl RequestAuth {
         let Some(value) = header else {
             return Self::default();
         };
-        let Some(token) = value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some(token) = value
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
             return Self {
                 principal: None,
                 token_error: Some("Authorization header must be `Bearer <token>`"),

@@ -28,8 +28,14 @@ pub fn to_gql(e: Error) -> async_graphql::Error {
                 .iter()
                 .map(|f| {
                     let mut m = async_graphql::indexmap::IndexMap::new();
-                    m.insert(async_graphql::Name::new("field"), async_graphql::Value::from(f.field.as_str()));
-                    m.insert(async_graphql::Name::new("message"), async_graphql::Value::from(f.message.as_str()));
+                    m.insert(
+                        async_graphql::Name::new("field"),
+                        async_graphql::Value::from(f.field.as_str()),
+                    );
+                    m.insert(
+                        async_graphql::Name::new("message"),
+                        async_graphql::Value::from(f.message.as_str()),
+                    );
                     async_graphql::Value::Object(m)
                 })
                 .collect();
@@ -62,7 +68,9 @@ pub fn ensure_codes(mut resp: Response) -> Response {
         }
         let code = if err.path.is_empty() {
             "GRAPHQL_VALIDATION"
-        } else if err.message.starts_with("Failed to parse") || err.message.starts_with("Invalid value") {
+        } else if err.message.starts_with("Failed to parse")
+            || err.message.starts_with("Invalid value")
+        {
             "BAD_USER_INPUT"
         } else {
             tracing::error!(message = %err.message, "resolver error without a code");

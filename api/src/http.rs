@@ -31,7 +31,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-async fn graphql(state: web::Data<AppState>, http: HttpRequest, req: GraphQLRequest) -> HttpResponse {
+async fn graphql(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    req: GraphQLRequest,
+) -> HttpResponse {
     let mut req = req.into_inner();
     if req.query.len() > MAX_DOCUMENT_BYTES {
         let resp = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(

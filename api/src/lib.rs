@@ -7,7 +7,6 @@ pub mod graphql;
 pub mod http;
 pub mod state;
 
-
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
@@ -25,7 +24,9 @@ use crate::state::Services;
 
 /// Waits for Postgres and applies migrations; a fresh cluster may still be starting.
 pub async fn migrate_with_retry(db: &Db) -> anyhow::Result<()> {
-    db.migrate_with_retry().await.map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))
+    db.migrate_with_retry()
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))
 }
 
 fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
@@ -35,7 +36,9 @@ fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
             anyhow::bail!("TMS_JWT_SECRET is required when TMS_PRODUCTION is on")
         }
         None => {
-            tracing::warn!("TMS_JWT_SECRET not set: using a random per-process key (tokens end with the process)");
+            tracing::warn!(
+                "TMS_JWT_SECRET not set: using a random per-process key (tokens end with the process)"
+            );
             let mut b = vec![0u8; 48];
             for chunk in b.chunks_mut(16) {
                 chunk.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..chunk.len()]);
@@ -49,17 +52,23 @@ fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
 /// Starts the API and serves until SIGINT/SIGTERM.
 pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let keys = jwt_keys(&cfg)?;
-    let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     migrate_with_retry(&db).await?;
 
     match (&cfg.bootstrap_admin_email, &cfg.bootstrap_admin_password) {
         (Some(email), Some(pw)) => {
-            if bootstrap_admin(&db, email, pw).await.map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))? {
+            if bootstrap_admin(&db, email, pw)
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))?
+            {
                 tracing::info!(email = %email, "created bootstrap admin");
             }
         }
         (None, None) => {}
-        _ => anyhow::bail!("set both TMS_BOOTSTRAP_ADMIN_EMAIL and TMS_BOOTSTRAP_ADMIN_PASSWORD, or neither"),
+        _ => anyhow::bail!(
+            "set both TMS_BOOTSTRAP_ADMIN_EMAIL and TMS_BOOTSTRAP_ADMIN_PASSWORD, or neither"
+        ),
     }
 
     let redis = lazy_connection(&cfg.common.redis_url).map_err(|e| anyhow::anyhow!("{e}"))?;

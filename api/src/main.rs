@@ -17,7 +17,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(m) => rt.block_on(async {
-            let db = tms_core::db::Db::new(&m.database_url, 2).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let db =
+                tms_core::db::Db::new(&m.database_url, 2).map_err(|e| anyhow::anyhow!("{e}"))?;
             tms_api::migrate_with_retry(&db).await
         }),
         Command::Serve(cfg) => rt.block_on(tms_api::serve(cfg)),
@@ -26,7 +27,16 @@ fn main() -> anyhow::Result<()> {
 
 /// `tms-api` alone (or with only flags) means `tms-api serve`.
 fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
-    let known = ["serve", "migrate", "print-schema", "help", "-h", "--help", "-V", "--version"];
+    let known = [
+        "serve",
+        "migrate",
+        "print-schema",
+        "help",
+        "-h",
+        "--help",
+        "-V",
+        "--version",
+    ];
     if args.get(1).is_none_or(|a| !known.contains(&a.as_str())) {
         args.insert(1, "serve".into());
     }

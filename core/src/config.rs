@@ -29,6 +29,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_QUEUE",
     "TMS_DB_POOL_SIZE",
     "TMS_BUILD_PROFILE",
+    "TMS_SETUP_LOG",
 ];
 
 /// Prefixes of variable families: per-secret values and the test harness's own settings.

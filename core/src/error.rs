@@ -134,4 +134,3 @@ impl From<redis::RedisError> for Error {
         Error::Unavailable(format!("redis: {e}"))
     }
 }
-

@@ -1,5 +1,7 @@
 //! Logging set-up shared by the binaries (OpenTelemetry export is added here later).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs a `tracing` subscriber honouring `RUST_LOG` (default `info`).
@@ -8,5 +10,6 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal())
         .try_init();
 }

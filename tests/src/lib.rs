@@ -18,11 +18,20 @@ fn required_env(name: &str) -> String {
     })
 }
 
-/// Directory holding the workspace's built binaries (`target/debug`).
+/// Directory holding the workspace's built binaries: `TMS_TEST_BIN_DIR`, else the profile
+/// directory this executable was built into (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TMS_TEST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     let exe = std::env::current_exe().expect("current exe");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("exe dir");
+    // Test executables live in target/<profile>/deps, binaries in target/<profile>.
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -79,7 +88,8 @@ mod tempdir {
 
     impl Dir {
         pub fn new(prefix: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+            let p =
+                std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&p).expect("create temp dir");
             Dir(p)
         }
@@ -97,7 +107,11 @@ mod tempdir {
 
 impl PrivateRedis {
     pub fn start() -> Result<Self> {
-        let mut r = PrivateRedis { port: free_port(), dir: tempdir::Dir::new("tms-redis"), proc: None };
+        let mut r = PrivateRedis {
+            port: free_port(),
+            dir: tempdir::Dir::new("tms-redis"),
+            proc: None,
+        };
         r.spawn()?;
         Ok(r)
     }
@@ -107,17 +121,32 @@ impl PrivateRedis {
     }
 
     pub fn spawn(&mut self) -> Result<()> {
-        let server = std::env::var("TMS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let server =
+            std::env::var("TMS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let log = self.dir.path().join("redis.log");
         let child = Command::new(server)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting redis-server")?;
-        self.proc = Some(Proc { name: "redis", child, log, killed: false });
+        self.proc = Some(Proc {
+            name: "redis",
+            child,
+            log,
+            killed: false,
+        });
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -143,7 +172,11 @@ pub struct EnvOptions {
 
 impl Default for EnvOptions {
     fn default() -> Self {
-        Self { redis_url: None, start_worker: true, worker_env: Vec::new() }
+        Self {
+            redis_url: None,
+            start_worker: true,
+            worker_env: Vec::new(),
+        }
     }
 }
 
@@ -168,17 +201,28 @@ impl TestEnv {
 
     pub async fn start_with(opts: EnvOptions) -> Result<Self> {
         let admin_url = required_env("TMS_TEST_DATABASE_URL");
-        let redis_url = opts.redis_url.clone().unwrap_or_else(|| required_env("TMS_TEST_REDIS_URL"));
+        let redis_url = opts
+            .redis_url
+            .clone()
+            .unwrap_or_else(|| required_env("TMS_TEST_REDIS_URL"));
         let db_name = format!("tms_t_{}", uuid::Uuid::new_v4().simple());
         let status = Command::new("psql")
             .arg(&admin_url)
-            .args(["-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {db_name}")])
+            .args([
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!("CREATE DATABASE {db_name}"),
+            ])
             .status()
             .context("running psql")?;
         if !status.success() {
             bail!("could not create test database");
         }
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).ok_or_else(|| anyhow!("bad url"))?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .ok_or_else(|| anyhow!("bad url"))?;
         let dir = tempdir::Dir::new("tms-e2e");
         let work_dir = dir.path().join("work");
         let mut env = TestEnv {
@@ -190,11 +234,14 @@ impl TestEnv {
             workers: Vec::new(),
             work_dir,
             dir,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
             token: None,
         };
         env.start_api()?;
-        env.wait_ready(&format!("http://127.0.0.1:{}/readyz", env.api_port), "api").await?;
+        env.wait_ready(&format!("http://127.0.0.1:{}/readyz", env.api_port), "api")
+            .await?;
         if opts.start_worker {
             env.start_worker(&opts.worker_env).await?;
         }
@@ -218,7 +265,10 @@ impl TestEnv {
 
     fn log_file(&self, name: &str) -> Result<(PathBuf, std::fs::File)> {
         let path = self.dir.path().join(format!("{name}.log"));
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         Ok((path, f))
     }
 
@@ -234,7 +284,12 @@ impl TestEnv {
             .stderr(f)
             .spawn()
             .context("spawning tms-api (did `cargo build --workspace --bins` run?)")?;
-        self.api = Some(Proc { name: "api", child, log, killed: false });
+        self.api = Some(Proc {
+            name: "api",
+            child,
+            log,
+            killed: false,
+        });
         Ok(())
     }
 
@@ -250,9 +305,19 @@ impl TestEnv {
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(f.try_clone()?).stderr(f).spawn().context("spawning tms-worker")?;
-        self.workers.push(Proc { name: "worker", child, log, killed: false });
-        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), "worker").await?;
+        let child = cmd
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .context("spawning tms-worker")?;
+        self.workers.push(Proc {
+            name: "worker",
+            child,
+            log,
+            killed: false,
+        });
+        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), "worker")
+            .await?;
         Ok(port)
     }
 
@@ -265,9 +330,18 @@ impl TestEnv {
             {
                 return Ok(());
             }
-            for p in self.api.iter_mut().chain(self.workers.iter_mut()).filter(|p| !p.killed) {
+            for p in self
+                .api
+                .iter_mut()
+                .chain(self.workers.iter_mut())
+                .filter(|p| !p.killed)
+            {
                 if let Ok(Some(status)) = p.child.try_wait() {
-                    bail!("{} exited with {status} while waiting for {what}:\n{}", p.name, p.log_text());
+                    bail!(
+                        "{} exited with {status} while waiting for {what}:\n{}",
+                        p.name,
+                        p.log_text()
+                    );
                 }
             }
             if Instant::now() > deadline {
@@ -282,8 +356,16 @@ impl TestEnv {
     }
 
     /// Posts a GraphQL request with the current token (if any) and returns the whole response.
-    pub async fn gql_raw(&self, token: Option<&str>, query: &str, variables: Value) -> Result<Value> {
-        let mut req = self.http.post(self.api_url()).json(&json!({"query": query, "variables": variables}));
+    pub async fn gql_raw(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .post(self.api_url())
+            .json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -293,7 +375,9 @@ impl TestEnv {
 
     /// As the admin; fails the test on any GraphQL error.
     pub async fn gql(&self, query: &str, variables: Value) -> Result<Value> {
-        let v = self.gql_raw(self.token.as_deref(), query, variables).await?;
+        let v = self
+            .gql_raw(self.token.as_deref(), query, variables)
+            .await?;
         if let Some(errs) = v.get("errors") {
             bail!("GraphQL errors: {errs}");
         }
@@ -322,14 +406,23 @@ impl TestEnv {
                 json!({"i": {"name": name, "steps": steps}}),
             )
             .await?;
-        Ok(d["createWorkflow"]["id"].as_str().unwrap_or_default().to_string())
+        Ok(d["createWorkflow"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 
     pub async fn trigger(&self, workflow_id: &str) -> Result<String> {
         let d = self
-            .gql("mutation($w:ID!){triggerRun(workflowId:$w){id status}}", json!({"w": workflow_id}))
+            .gql(
+                "mutation($w:ID!){triggerRun(workflowId:$w){id status}}",
+                json!({"w": workflow_id}),
+            )
             .await?;
-        Ok(d["triggerRun"]["id"].as_str().unwrap_or_default().to_string())
+        Ok(d["triggerRun"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 
     pub async fn run(&self, run_id: &str) -> Result<Value> {
@@ -354,7 +447,10 @@ impl TestEnv {
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = self.workers.iter().map(|w| w.log_text()).collect();
-                bail!("run {run_id} still {status} after {timeout:?}: {run}\nworker logs:\n{}", logs.join("\n---\n"));
+                bail!(
+                    "run {run_id} still {status} after {timeout:?}: {run}\nworker logs:\n{}",
+                    logs.join("\n---\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -395,5 +491,8 @@ pub fn task<'a>(run: &'a Value, name: &str) -> &'a Value {
 
 /// The `extensions.code` of the first error of a response.
 pub fn error_code(resp: &Value) -> String {
-    resp["errors"][0]["extensions"]["code"].as_str().unwrap_or("<none>").to_string()
+    resp["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+        .to_string()
 }

@@ -26,7 +26,10 @@ async fn diamond_dag_passes_files_between_steps_and_succeeds() -> anyhow::Result
     let started = Instant::now();
     let run_id = env.trigger(&wf).await?;
     let run = env.wait_run(&run_id, RUN_TIMEOUT).await?;
-    println!("4-step diamond: trigger -> finished in {:?}", started.elapsed());
+    println!(
+        "4-step diamond: trigger -> finished in {:?}",
+        started.elapsed()
+    );
 
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
     assert_eq!(run["percent"], 100.0);
@@ -51,7 +54,10 @@ async fn diamond_dag_passes_files_between_steps_and_succeeds() -> anyhow::Result
     let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();
     assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
     assert_eq!(events.first().map(|e| e.2.as_str()), Some("queued"));
-    assert_eq!(events.last().map(|e| (e.1.as_str(), e.2.as_str())), Some(("run", "succeeded")));
+    assert_eq!(
+        events.last().map(|e| (e.1.as_str(), e.2.as_str())),
+        Some(("run", "succeeded"))
+    );
     let task_events = events.iter().filter(|e| e.1 == "task").count();
     assert_eq!(task_events, 8, "running + succeeded per step: {events:?}");
     Ok(())
@@ -107,14 +113,20 @@ async fn step_timeout_kills_the_process_group_and_times_out_the_run() -> anyhow:
     let run = env.wait_run(&env.trigger(&wf).await?, RUN_TIMEOUT).await?;
     let took = started.elapsed();
     assert_eq!(run["status"], "TIMED_OUT", "{run}");
-    assert!(took < Duration::from_secs(15), "timeout enforced late: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "timeout enforced late: {took:?}"
+    );
     let slow = task(&run, "slow");
     assert_eq!(slow["status"], "FAILED");
     assert_eq!(slow["error"], "timed out after 1s");
     assert_eq!(task(&run, "next")["status"], "SKIPPED");
     // The background child was in the step's process group and died with it.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!marker.exists(), "a child of the timed-out step outlived it");
+    assert!(
+        !marker.exists(),
+        "a child of the timed-out step outlived it"
+    );
     Ok(())
 }
 
@@ -142,16 +154,33 @@ async fn retries_rerun_a_failing_step_until_it_succeeds() -> anyhow::Result<()> 
 #[tokio::test]
 async fn idempotency_key_returns_the_same_run() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
-    let wf = env.create_workflow("idem", json!([{"name": "s", "image": "alpine", "run": "true"}])).await?;
+    let wf = env
+        .create_workflow(
+            "idem",
+            json!([{"name": "s", "image": "alpine", "run": "true"}]),
+        )
+        .await?;
     let q = "mutation($w:ID!,$k:String,$i:JSON){triggerRun(workflowId:$w,idempotencyKey:$k,inputs:$i){id}}";
-    let first = env.gql(q, json!({"w": wf, "k": "deploy-42", "i": {"x": 1}})).await?;
-    let again = env.gql(q, json!({"w": wf, "k": "deploy-42", "i": {"x": 1}})).await?;
+    let first = env
+        .gql(q, json!({"w": wf, "k": "deploy-42", "i": {"x": 1}}))
+        .await?;
+    let again = env
+        .gql(q, json!({"w": wf, "k": "deploy-42", "i": {"x": 1}}))
+        .await?;
     assert_eq!(first["triggerRun"]["id"], again["triggerRun"]["id"]);
-    let other = env.gql(q, json!({"w": wf, "k": "deploy-43", "i": {"x": 1}})).await?;
+    let other = env
+        .gql(q, json!({"w": wf, "k": "deploy-43", "i": {"x": 1}}))
+        .await?;
     assert_ne!(first["triggerRun"]["id"], other["triggerRun"]["id"]);
 
     // Same key, different inputs: refused rather than silently returning the old run.
-    let clash = env.gql_raw(env.token.as_deref(), q, json!({"w": wf, "k": "deploy-42", "i": {"x": 2}})).await?;
+    let clash = env
+        .gql_raw(
+            env.token.as_deref(),
+            q,
+            json!({"w": wf, "k": "deploy-42", "i": {"x": 2}}),
+        )
+        .await?;
     assert_eq!(error_code(&clash), "CONFLICT", "{clash}");
 
     // Concurrent triggers with one key still make exactly one run.
@@ -166,69 +195,198 @@ async fn idempotency_key_returns_the_same_run() -> anyhow::Result<()> {
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
 
-    let runs = env.gql("query($w:ID!){runs(workflowId:$w,first:50){edges{node{id}}}}", json!({"w": wf})).await?;
+    let runs = env
+        .gql(
+            "query($w:ID!){runs(workflowId:$w,first:50){edges{node{id}}}}",
+            json!({"w": wf}),
+        )
+        .await?;
     assert_eq!(runs["runs"]["edges"].as_array().unwrap().len(), 3);
     Ok(())
 }
 
 #[tokio::test]
-async fn invalid_workflows_are_rejected_with_codes_and_fields_and_nothing_is_written() -> anyhow::Result<()> {
+async fn invalid_workflows_are_rejected_with_codes_and_fields_and_nothing_is_written()
+-> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     let create = "mutation($i:WorkflowInput!){createWorkflow(input:$i){id}}";
     let step = |name: &str, deps: &[&str]| json!({"name": name, "image": "alpine", "run": "true", "dependsOn": deps});
     let cases: Vec<(&str, Value, &str, &str)> = vec![
-        ("cycle", json!([step("a", &["c"]), step("b", &["a"]), step("c", &["b"])]), "input.steps", "a -> c -> b -> a"),
-        ("unknown dep", json!([step("a", &[]), step("b", &["ghost"])]), "input.steps[1].dependsOn", "unknown step `ghost`"),
-        ("duplicate", json!([step("a", &[]), step("a", &[])]), "input.steps[1].name", "duplicate step name `a`"),
-        ("bad name", json!([step("Not_Valid", &[])]), "input.steps[0].name", "[a-z0-9-]"),
-        ("self dep", json!([step("a", &["a"])]), "input.steps[0].dependsOn", "depends on itself"),
+        (
+            "cycle",
+            json!([step("a", &["c"]), step("b", &["a"]), step("c", &["b"])]),
+            "input.steps",
+            "a -> c -> b -> a",
+        ),
+        (
+            "unknown dep",
+            json!([step("a", &[]), step("b", &["ghost"])]),
+            "input.steps[1].dependsOn",
+            "unknown step `ghost`",
+        ),
+        (
+            "duplicate",
+            json!([step("a", &[]), step("a", &[])]),
+            "input.steps[1].name",
+            "duplicate step name `a`",
+        ),
+        (
+            "bad name",
+            json!([step("Not_Valid", &[])]),
+            "input.steps[0].name",
+            "[a-z0-9-]",
+        ),
+        (
+            "self dep",
+            json!([step("a", &["a"])]),
+            "input.steps[0].dependsOn",
+            "depends on itself",
+        ),
         ("no steps", json!([]), "input.steps", "at least one step"),
-        ("empty image", json!([{"name": "a", "image": "", "run": "true"}]), "input.steps[0].image", "must not be empty"),
-        ("bad image", json!([{"name": "a", "image": "alpine latest", "run": "true"}]), "input.steps[0].image", "not a valid image"),
-        ("both run and command", json!([{"name": "a", "image": "alpine", "run": "true", "command": ["true"]}]), "input.steps[0].run", "not both"),
-        ("neither run nor command", json!([{"name": "a", "image": "alpine"}]), "input.steps[0].run", "needs `run`"),
-        ("empty command", json!([{"name": "a", "image": "alpine", "command": []}]), "input.steps[0].command", "name a program"),
-        ("zero timeout", json!([{"name": "a", "image": "alpine", "run": "true", "timeoutSeconds": 0}]), "input.steps[0].timeoutSeconds", "between 1"),
-        ("negative retries", json!([{"name": "a", "image": "alpine", "run": "true", "retries": -1}]), "input.steps[0].retries", "negative"),
-        ("bad env name", json!([{"name": "a", "image": "alpine", "run": "true", "env": [{"name": "1X", "value": "v"}]}]), "input.steps[0].env.1X", "variable names"),
-        ("too many steps", Value::Array((0..201).map(|i| step(&format!("s{i}"), &[])).collect()), "input.steps", "at most 200"),
+        (
+            "empty image",
+            json!([{"name": "a", "image": "", "run": "true"}]),
+            "input.steps[0].image",
+            "must not be empty",
+        ),
+        (
+            "bad image",
+            json!([{"name": "a", "image": "alpine latest", "run": "true"}]),
+            "input.steps[0].image",
+            "not a valid image",
+        ),
+        (
+            "both run and command",
+            json!([{"name": "a", "image": "alpine", "run": "true", "command": ["true"]}]),
+            "input.steps[0].run",
+            "not both",
+        ),
+        (
+            "neither run nor command",
+            json!([{"name": "a", "image": "alpine"}]),
+            "input.steps[0].run",
+            "needs `run`",
+        ),
+        (
+            "empty command",
+            json!([{"name": "a", "image": "alpine", "command": []}]),
+            "input.steps[0].command",
+            "name a program",
+        ),
+        (
+            "zero timeout",
+            json!([{"name": "a", "image": "alpine", "run": "true", "timeoutSeconds": 0}]),
+            "input.steps[0].timeoutSeconds",
+            "between 1",
+        ),
+        (
+            "negative retries",
+            json!([{"name": "a", "image": "alpine", "run": "true", "retries": -1}]),
+            "input.steps[0].retries",
+            "negative",
+        ),
+        (
+            "bad env name",
+            json!([{"name": "a", "image": "alpine", "run": "true", "env": [{"name": "1X", "value": "v"}]}]),
+            "input.steps[0].env.1X",
+            "variable names",
+        ),
+        (
+            "too many steps",
+            Value::Array((0..201).map(|i| step(&format!("s{i}"), &[])).collect()),
+            "input.steps",
+            "at most 200",
+        ),
     ];
     for (what, steps, field, reason) in cases {
-        let resp = env.gql_raw(env.token.as_deref(), create, json!({"i": {"name": format!("wf-{}", what.replace(' ', "-")), "steps": steps}})).await?;
+        let resp = env
+            .gql_raw(
+                env.token.as_deref(),
+                create,
+                json!({"i": {"name": format!("wf-{}", what.replace(' ', "-")), "steps": steps}}),
+            )
+            .await?;
         assert_eq!(error_code(&resp), "VALIDATION", "{what}: {resp}");
         let ext = &resp["errors"][0]["extensions"];
         assert_eq!(ext["field"], field, "{what}: {resp}");
-        assert!(ext["reason"].as_str().unwrap_or_default().contains(reason), "{what}: {resp}");
+        assert!(
+            ext["reason"].as_str().unwrap_or_default().contains(reason),
+            "{what}: {resp}"
+        );
         assert!(resp["data"].is_null(), "{what}: {resp}");
     }
-    let bad_name = env.gql_raw(env.token.as_deref(), create, json!({"i": {"name": "has space", "steps": [step("a", &[])]}})).await?;
+    let bad_name = env
+        .gql_raw(
+            env.token.as_deref(),
+            create,
+            json!({"i": {"name": "has space", "steps": [step("a", &[])]}}),
+        )
+        .await?;
     assert_eq!(bad_name["errors"][0]["extensions"]["field"], "input.name");
 
     // Nothing partial was written.
-    let list = env.gql("{workflows(first:100, includeArchived:true){edges{node{name}}}}", json!({})).await?;
+    let list = env
+        .gql(
+            "{workflows(first:100, includeArchived:true){edges{node{name}}}}",
+            json!({}),
+        )
+        .await?;
     assert_eq!(list["workflows"]["edges"], json!([]));
 
     // Name clash, unknown ids and malformed ids.
-    env.create_workflow("taken", json!([step("a", &[])])).await?;
-    let clash = env.gql_raw(env.token.as_deref(), create, json!({"i": {"name": "taken", "steps": [step("a", &[])]}})).await?;
+    env.create_workflow("taken", json!([step("a", &[])]))
+        .await?;
+    let clash = env
+        .gql_raw(
+            env.token.as_deref(),
+            create,
+            json!({"i": {"name": "taken", "steps": [step("a", &[])]}}),
+        )
+        .await?;
     assert_eq!(error_code(&clash), "VALIDATION");
     assert_eq!(clash["errors"][0]["extensions"]["field"], "input.name");
     let trig = "mutation($w:ID!){triggerRun(workflowId:$w){id}}";
-    let missing = env.gql_raw(env.token.as_deref(), trig, json!({"w": uuid::Uuid::new_v4().to_string()})).await?;
+    let missing = env
+        .gql_raw(
+            env.token.as_deref(),
+            trig,
+            json!({"w": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await?;
     assert_eq!(error_code(&missing), "NOT_FOUND", "{missing}");
-    let malformed = env.gql_raw(env.token.as_deref(), trig, json!({"w": "not-an-id"})).await?;
+    let malformed = env
+        .gql_raw(env.token.as_deref(), trig, json!({"w": "not-an-id"}))
+        .await?;
     assert_eq!(error_code(&malformed), "VALIDATION");
     assert_eq!(malformed["errors"][0]["extensions"]["field"], "workflowId");
     let bad_inputs = env
-        .gql_raw(env.token.as_deref(), "mutation($w:ID!){triggerRun(workflowId:$w, inputs: [1,2]){id}}", json!({"w": uuid::Uuid::new_v4().to_string()}))
+        .gql_raw(
+            env.token.as_deref(),
+            "mutation($w:ID!){triggerRun(workflowId:$w, inputs: [1,2]){id}}",
+            json!({"w": uuid::Uuid::new_v4().to_string()}),
+        )
         .await?;
     assert_eq!(error_code(&bad_inputs), "VALIDATION", "{bad_inputs}");
-    let page = env.gql_raw(env.token.as_deref(), "{runs(first: 1000){edges{cursor}}}", json!({})).await?;
+    let page = env
+        .gql_raw(
+            env.token.as_deref(),
+            "{runs(first: 1000){edges{cursor}}}",
+            json!({}),
+        )
+        .await?;
     assert_eq!(page["errors"][0]["extensions"]["field"], "first");
-    let cursor = env.gql_raw(env.token.as_deref(), "{runs(after: \"garbage\"){edges{cursor}}}", json!({})).await?;
+    let cursor = env
+        .gql_raw(
+            env.token.as_deref(),
+            "{runs(after: \"garbage\"){edges{cursor}}}",
+            json!({}),
+        )
+        .await?;
     assert_eq!(cursor["errors"][0]["extensions"]["field"], "after");
     // GraphQL-level mistakes carry a code as well, and never internals.
-    let syntax = env.gql_raw(env.token.as_deref(), "{ workflows(", json!({})).await?;
+    let syntax = env
+        .gql_raw(env.token.as_deref(), "{ workflows(", json!({}))
+        .await?;
     assert_eq!(error_code(&syntax), "GRAPHQL_VALIDATION", "{syntax}");
     Ok(())
 }
@@ -250,8 +408,18 @@ async fn everything_but_login_requires_a_valid_token() -> anyhow::Result<()> {
     for q in queries {
         for token in [None, Some(forged), Some("garbage")] {
             let resp = env.gql_raw(token, q, json!({})).await?;
-            assert_eq!(error_code(&resp), "UNAUTHENTICATED", "{q} with {token:?}: {resp}");
-            assert!(resp["data"].is_null() || resp["data"].as_object().is_some_and(|o| o.values().all(Value::is_null)), "{resp}");
+            assert_eq!(
+                error_code(&resp),
+                "UNAUTHENTICATED",
+                "{q} with {token:?}: {resp}"
+            );
+            assert!(
+                resp["data"].is_null()
+                    || resp["data"]
+                        .as_object()
+                        .is_some_and(|o| o.values().all(Value::is_null)),
+                "{resp}"
+            );
         }
     }
     // Nothing was created by the refused mutation.
@@ -259,11 +427,26 @@ async fn everything_but_login_requires_a_valid_token() -> anyhow::Result<()> {
     assert_eq!(list["workflows"]["edges"], json!([]));
 
     let login = "mutation($e:String!,$p:String!){login(email:$e,password:$p){accessToken}}";
-    let wrong = env.gql_raw(None, login, json!({"e": tms_tests::ADMIN_EMAIL, "p": "wrong-password"})).await?;
+    let wrong = env
+        .gql_raw(
+            None,
+            login,
+            json!({"e": tms_tests::ADMIN_EMAIL, "p": "wrong-password"}),
+        )
+        .await?;
     assert_eq!(error_code(&wrong), "UNAUTHENTICATED");
-    let nobody = env.gql_raw(None, login, json!({"e": "nobody@tms.test", "p": "whatever-password"})).await?;
+    let nobody = env
+        .gql_raw(
+            None,
+            login,
+            json!({"e": "nobody@tms.test", "p": "whatever-password"}),
+        )
+        .await?;
     assert_eq!(error_code(&nobody), "UNAUTHENTICATED");
-    assert_eq!(wrong["errors"][0]["message"], nobody["errors"][0]["message"], "login must not reveal which emails exist");
+    assert_eq!(
+        wrong["errors"][0]["message"], nobody["errors"][0]["message"],
+        "login must not reveal which emails exist"
+    );
 
     let me = env.gql("{me{email roles}}", json!({})).await?;
     assert_eq!(me["me"]["email"], tms_tests::ADMIN_EMAIL);
@@ -274,7 +457,12 @@ async fn everything_but_login_requires_a_valid_token() -> anyhow::Result<()> {
 #[tokio::test]
 async fn workflow_versions_are_immutable_and_runs_pin_theirs() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
-    let wf = env.create_workflow("versioned", json!([{"name": "v", "image": "alpine", "run": "echo one"}])).await?;
+    let wf = env
+        .create_workflow(
+            "versioned",
+            json!([{"name": "v", "image": "alpine", "run": "echo one"}]),
+        )
+        .await?;
     let run1 = env.trigger(&wf).await?;
     let upd = env
         .gql(
@@ -287,17 +475,39 @@ async fn workflow_versions_are_immutable_and_runs_pin_theirs() -> anyhow::Result
     let run2 = env.trigger(&wf).await?;
     let r1 = env.wait_run(&run1, RUN_TIMEOUT).await?;
     let r2 = env.wait_run(&run2, RUN_TIMEOUT).await?;
-    assert_eq!((r1["version"].clone(), task(&r1, "v")["logTail"].clone()), (json!(1), json!("one\n")));
-    assert_eq!((r2["version"].clone(), task(&r2, "v")["logTail"].clone()), (json!(2), json!("two\n")));
+    assert_eq!(
+        (r1["version"].clone(), task(&r1, "v")["logTail"].clone()),
+        (json!(1), json!("one\n"))
+    );
+    assert_eq!(
+        (r2["version"].clone(), task(&r2, "v")["logTail"].clone()),
+        (json!(2), json!("two\n"))
+    );
     let versions = env
-        .gql("query($id:ID!){workflow(id:$id){description versions{version steps{run}}}}", json!({"id": wf}))
+        .gql(
+            "query($id:ID!){workflow(id:$id){description versions{version steps{run}}}}",
+            json!({"id": wf}),
+        )
         .await?;
     assert_eq!(versions["workflow"]["description"], "second");
-    assert_eq!(versions["workflow"]["versions"][0]["steps"][0]["run"], "echo one");
+    assert_eq!(
+        versions["workflow"]["versions"][0]["steps"][0]["run"],
+        "echo one"
+    );
 
     // Archived workflows are readable but can be neither triggered nor edited.
-    env.gql("mutation($id:ID!){archiveWorkflow(id:$id){archived}}", json!({"id": wf})).await?;
-    let trig = env.gql_raw(env.token.as_deref(), "mutation($w:ID!){triggerRun(workflowId:$w){id}}", json!({"w": wf})).await?;
+    env.gql(
+        "mutation($id:ID!){archiveWorkflow(id:$id){archived}}",
+        json!({"id": wf}),
+    )
+    .await?;
+    let trig = env
+        .gql_raw(
+            env.token.as_deref(),
+            "mutation($w:ID!){triggerRun(workflowId:$w){id}}",
+            json!({"w": wf}),
+        )
+        .await?;
     assert_eq!(error_code(&trig), "CONFLICT");
     let listed = env.gql("{workflows{edges{node{name}}}}", json!({})).await?;
     assert_eq!(listed["workflows"]["edges"], json!([]));
@@ -308,7 +518,11 @@ async fn workflow_versions_are_immutable_and_runs_pin_theirs() -> anyhow::Result
 async fn connections_paginate_with_cursors_and_filter() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
     for i in 0..5 {
-        env.create_workflow(&format!("wf-{i}"), json!([{"name": "s", "image": "alpine", "run": "true"}])).await?;
+        env.create_workflow(
+            &format!("wf-{i}"),
+            json!([{"name": "s", "image": "alpine", "run": "true"}]),
+        )
+        .await?;
     }
     let page = |after: Option<String>| {
         let env = &env;
@@ -330,26 +544,61 @@ async fn connections_paginate_with_cursors_and_filter() -> anyhow::Result<()> {
         if p["workflows"]["pageInfo"]["hasNextPage"] != true {
             break;
         }
-        after = p["workflows"]["pageInfo"]["endCursor"].as_str().map(String::from);
+        after = p["workflows"]["pageInfo"]["endCursor"]
+            .as_str()
+            .map(String::from);
     }
     assert_eq!(names, ["wf-0", "wf-1", "wf-2", "wf-3", "wf-4"]);
 
-    let ok = env.create_workflow("ok", json!([{"name": "s", "image": "alpine", "run": "true"}])).await?;
-    let bad = env.create_workflow("bad", json!([{"name": "s", "image": "alpine", "run": "false"}])).await?;
+    let ok = env
+        .create_workflow(
+            "ok",
+            json!([{"name": "s", "image": "alpine", "run": "true"}]),
+        )
+        .await?;
+    let bad = env
+        .create_workflow(
+            "bad",
+            json!([{"name": "s", "image": "alpine", "run": "false"}]),
+        )
+        .await?;
     let mut ids = Vec::new();
     for w in [&ok, &bad, &ok] {
         let id = env.trigger(w).await?;
         env.wait_run(&id, RUN_TIMEOUT).await?;
         ids.push(id);
     }
-    let failed = env.gql("{runs(status: FAILED){edges{node{id}}}}", json!({})).await?;
+    let failed = env
+        .gql("{runs(status: FAILED){edges{node{id}}}}", json!({}))
+        .await?;
     assert_eq!(failed["runs"]["edges"], json!([{"node": {"id": ids[1]}}]));
-    let of_ok = env.gql("query($w:ID!){runs(workflowId:$w){edges{node{id}}}}", json!({"w": ok})).await?;
+    let of_ok = env
+        .gql(
+            "query($w:ID!){runs(workflowId:$w){edges{node{id}}}}",
+            json!({"w": ok}),
+        )
+        .await?;
     // Newest first.
-    assert_eq!(of_ok["runs"]["edges"], json!([{"node": {"id": ids[2]}}, {"node": {"id": ids[0]}}]));
-    let first = env.gql("{runs(first:1){edges{cursor} pageInfo{hasNextPage}}}", json!({})).await?;
-    let cur = first["runs"]["edges"][0]["cursor"].as_str().unwrap().to_string();
-    let rest = env.gql("query($c:String){runs(first:10, after:$c){edges{node{id}}}}", json!({"c": cur})).await?;
+    assert_eq!(
+        of_ok["runs"]["edges"],
+        json!([{"node": {"id": ids[2]}}, {"node": {"id": ids[0]}}])
+    );
+    let first = env
+        .gql(
+            "{runs(first:1){edges{cursor} pageInfo{hasNextPage}}}",
+            json!({}),
+        )
+        .await?;
+    let cur = first["runs"]["edges"][0]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rest = env
+        .gql(
+            "query($c:String){runs(first:10, after:$c){edges{node{id}}}}",
+            json!({"c": cur}),
+        )
+        .await?;
     assert_eq!(rest["runs"]["edges"].as_array().unwrap().len(), 2);
     assert_eq!(first["runs"]["pageInfo"]["hasNextPage"], true);
     Ok(())
@@ -358,13 +607,25 @@ async fn connections_paginate_with_cursors_and_filter() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_run_triggered_while_redis_is_down_completes_when_it_returns() -> anyhow::Result<()> {
     let mut redis = PrivateRedis::start()?;
-    let env = TestEnv::start_with(EnvOptions { redis_url: Some(redis.url()), ..Default::default() }).await?;
-    let wf = env.create_workflow("survivor", json!([{"name": "s", "image": "alpine", "run": "echo made it"}])).await?;
+    let env = TestEnv::start_with(EnvOptions {
+        redis_url: Some(redis.url()),
+        ..Default::default()
+    })
+    .await?;
+    let wf = env
+        .create_workflow(
+            "survivor",
+            json!([{"name": "s", "image": "alpine", "run": "echo made it"}]),
+        )
+        .await?;
 
     redis.stop();
     let run_id = env.trigger(&wf).await?;
     let run = env.run(&run_id).await?;
-    assert_eq!(run["status"], "QUEUED", "the run is recorded even without Redis");
+    assert_eq!(
+        run["status"], "QUEUED",
+        "the run is recorded even without Redis"
+    );
 
     redis.spawn()?;
     let run = env.wait_run(&run_id, RUN_TIMEOUT).await?;
@@ -374,9 +635,14 @@ async fn a_run_triggered_while_redis_is_down_completes_when_it_returns() -> anyh
 }
 
 #[tokio::test]
-async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun() -> anyhow::Result<()> {
+async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun()
+-> anyhow::Result<()> {
     let lease = vec![("TMS_RUN_LEASE_SECONDS".to_string(), "3".to_string())];
-    let mut env = TestEnv::start_with(EnvOptions { worker_env: lease.clone(), ..Default::default() }).await?;
+    let mut env = TestEnv::start_with(EnvOptions {
+        worker_env: lease.clone(),
+        ..Default::default()
+    })
+    .await?;
     let effects = env.work_dir.join("..").join("effects");
     let e = effects.display();
     let wf = env
@@ -407,18 +673,31 @@ async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun
     env.start_worker(&lease).await?;
     let run = env.wait_run(&run_id, RUN_TIMEOUT).await?;
     assert_eq!(run["status"], "SUCCEEDED", "{run}");
-    assert_eq!(task(&run, "first")["attempt"], 1, "finished steps are not re-run");
-    assert_eq!(task(&run, "long")["attempt"], 2, "the interrupted step ran again");
+    assert_eq!(
+        task(&run, "first")["attempt"],
+        1,
+        "finished steps are not re-run"
+    );
+    assert_eq!(
+        task(&run, "long")["attempt"],
+        2,
+        "the interrupted step ran again"
+    );
     assert_eq!(task(&run, "last")["attempt"], 1);
     assert!(run["deliveries"].as_i64().unwrap() >= 2, "{run}");
     // The step's output from before the crash was still there for its dependent.
     assert_eq!(task(&run, "long")["logTail"], "data\n");
-    let lines: Vec<String> = std::fs::read_to_string(&effects)?.lines().map(String::from).collect();
+    let lines: Vec<String> = std::fs::read_to_string(&effects)?
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(lines, ["first", "long-1", "long-2", "last"]);
 
     let events = env.events(&run_id)?;
     assert!(
-        events.iter().any(|e| e.1 == "task" && e.2 == "pending" && e.3 == "long"),
+        events
+            .iter()
+            .any(|e| e.1 == "task" && e.2 == "pending" && e.3 == "long"),
         "the interruption is visible in the event stream: {events:?}"
     );
     let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();

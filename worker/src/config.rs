@@ -17,7 +17,11 @@ pub enum ExecutorKind {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "tms-worker", version, about = "TMS worker: executes queued runs")]
+#[command(
+    name = "tms-worker",
+    version,
+    about = "TMS worker: executes queued runs"
+)]
 pub struct WorkerConfig {
     #[command(flatten)]
     pub common: CommonConfig,

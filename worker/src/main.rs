@@ -59,7 +59,10 @@ fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
         ),
         ExecutorKind::Auto => {
             if let Some(var) = dagger_reachable() {
-                tracing::warn!(found = var, "a Dagger engine is configured but this build has no Dagger executor yet");
+                tracing::warn!(
+                    found = var,
+                    "a Dagger engine is configured but this build has no Dagger executor yet"
+                );
             }
             tracing::warn!(
                 "==> NO DAGGER ENGINE: steps run as LOCAL HOST PROCESSES; container images are ignored <=="
@@ -80,7 +83,9 @@ fn default_name() -> String {
 /// Cancels `token` on SIGINT or SIGTERM.
 fn watch_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         tokio::select! {
@@ -120,15 +125,23 @@ fn main() -> anyhow::Result<()> {
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let executor = choose_executor(cfg.executor)?;
     let name = cfg.name.clone().unwrap_or_else(default_name);
-    let concurrency = cfg
-        .concurrency
-        .map(|c| c as usize)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    let work_root = cfg.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("tms-work"));
-    std::fs::create_dir_all(&work_root).with_context(|| format!("cannot create {}", work_root.display()))?;
+    let concurrency = cfg.concurrency.map(|c| c as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let work_root = cfg
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("tms-work"));
+    std::fs::create_dir_all(&work_root)
+        .with_context(|| format!("cannot create {}", work_root.display()))?;
 
-    let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size).map_err(|e| anyhow::anyhow!("{e}"))?;
-    db.migrate_with_retry().await.map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))?;
+    let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    db.migrate_with_retry()
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))?;
     let redis = lazy_connection(&cfg.common.redis_url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bus = EventBus::new(redis.clone());
 
@@ -137,8 +150,14 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let relay = Relay::new(db.clone(), redis.clone(), &cfg.common.queue);
     let relay_task = tokio::spawn(relay.run(stop.clone()));
 
-    let probe = http::Probe { db: db.clone(), bus: bus.clone(), executor: executor.clone(), name: name.clone() };
-    let probe_server = http::server(probe, cfg.listen).with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let probe = http::Probe {
+        db: db.clone(),
+        bus: bus.clone(),
+        executor: executor.clone(),
+        name: name.clone(),
+    };
+    let probe_server = http::server(probe, cfg.listen)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let probe_handle = probe_server.handle();
     tokio::spawn(probe_server);
 
@@ -165,8 +184,16 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let result = loop {
         // apalis stops a worker for good when its backend fails (e.g. Redis restarts), so the
         // worker is rebuilt under a fresh name: names are leases and the old one may linger.
-        let apalis_name = if generation == 0 { name.clone() } else { format!("{name}.{generation}") };
-        let wake = wake::wake_stream(cfg.common.redis_url.clone(), wake_channel(&cfg.common.queue), Duration::from_secs(1));
+        let apalis_name = if generation == 0 {
+            name.clone()
+        } else {
+            format!("{name}.{generation}")
+        };
+        let wake = wake::wake_stream(
+            cfg.common.redis_url.clone(),
+            wake_channel(&cfg.common.queue),
+            Duration::from_secs(1),
+        );
         let backend = storage(redis.clone(), &cfg.common.queue).poll_with_stream(wake);
         // Runs mostly wait on their steps, so a worker holds more runs than step slots.
         let worker = WorkerBuilder::new(apalis_name)

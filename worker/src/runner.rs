@@ -63,7 +63,12 @@ impl Runner {
         if self.stopping.is_cancelled() {
             return Ok(());
         }
-        if !self.active.lock().map(|mut a| a.insert(run_id)).unwrap_or(false) {
+        if !self
+            .active
+            .lock()
+            .map(|mut a| a.insert(run_id))
+            .unwrap_or(false)
+        {
             tracing::info!(%run_id, "run already being driven by this worker; ignoring duplicate delivery");
             return Ok(());
         }
@@ -85,7 +90,10 @@ impl Runner {
         renewer.abort();
         if self.stopping.is_cancelled() {
             let owner = self.worker_name.clone();
-            let _ = self.db.run(move |c| repo::runs::release_lease(c, run_id, &owner)).await;
+            let _ = self
+                .db
+                .run(move |c| repo::runs::release_lease(c, run_id, &owner))
+                .await;
             tracing::warn!(%run_id, "worker stopping; run handed back for another worker to resume");
         } else if lost.is_cancelled() {
             tracing::warn!(%run_id, "lease lost; another worker will finish the run");
@@ -96,12 +104,16 @@ impl Runner {
     /// Lets runs in progress finish for up to `grace`, then stops their steps and hands them back.
     pub async fn shutdown(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.stopping.cancel();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+        while self.active.lock().map(|a| !a.is_empty()).unwrap_or(false)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -113,7 +125,11 @@ impl Runner {
             tokio::time::sleep(every).await;
             let owner = self.worker_name.clone();
             let secs = self.lease.as_secs() as i64;
-            match self.db.run(move |c| repo::runs::renew_lease(c, run_id, &owner, secs)).await {
+            match self
+                .db
+                .run(move |c| repo::runs::renew_lease(c, run_id, &owner, secs))
+                .await
+            {
                 Ok(true) => failures = 0,
                 Ok(false) => {
                     lost.cancel();
@@ -195,7 +211,10 @@ impl Runner {
                         conn,
                         run_id,
                         &t.name,
-                        &TaskChange { status: Some("pending".into()), ..Default::default() },
+                        &TaskChange {
+                            status: Some("pending".into()),
+                            ..Default::default()
+                        },
                     )?;
                     evs.push(record(
                         conn,
@@ -203,7 +222,10 @@ impl Runner {
                         KIND_TASK,
                         Some("pending"),
                         Some(&t.name),
-                        Some(format!("attempt {} was interrupted (worker lost); re-queued", t.attempt)),
+                        Some(format!(
+                            "attempt {} was interrupted (worker lost); re-queued",
+                            t.attempt
+                        )),
                     )?);
                 }
             }
@@ -211,11 +233,20 @@ impl Runner {
         })
         .await?;
 
-        let tasks = self.db.run(move |c| repo::runs::tasks_of(c, run_id)).await?;
-        let steps: HashMap<String, StepSpec> = spec.steps.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let tasks = self
+            .db
+            .run(move |c| repo::runs::tasks_of(c, run_id))
+            .await?;
+        let steps: HashMap<String, StepSpec> = spec
+            .steps
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
         let order: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-        let mut status: HashMap<String, TaskStatus> = tasks.iter().map(|t| (t.name.clone(), t.status())).collect();
-        let attempts: HashMap<String, i32> = tasks.iter().map(|t| (t.name.clone(), t.attempt)).collect();
+        let mut status: HashMap<String, TaskStatus> =
+            tasks.iter().map(|t| (t.name.clone(), t.status())).collect();
+        let attempts: HashMap<String, i32> =
+            tasks.iter().map(|t| (t.name.clone(), t.attempt)).collect();
         let mut timed_out_any = false;
         let mut running: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
         let run_dir = self.work_root.join(run_id.to_string());
@@ -230,10 +261,11 @@ impl Runner {
                 if status[name] != TaskStatus::Pending {
                     continue;
                 }
-                let blocked = steps[name]
-                    .depends_on
-                    .iter()
-                    .find(|d| status.get(*d).is_some_and(|s| s.is_terminal() && !s.is_success()));
+                let blocked = steps[name].depends_on.iter().find(|d| {
+                    status
+                        .get(*d)
+                        .is_some_and(|s| s.is_terminal() && !s.is_success())
+                });
                 if let Some(dep) = blocked {
                     let (n, d) = (name.clone(), dep.clone());
                     self.write(run_id, move |conn| {
@@ -249,7 +281,14 @@ impl Runner {
                                 ..Default::default()
                             },
                         )?;
-                        Ok(vec![record(conn, run_id, KIND_TASK, Some("skipped"), Some(&n), Some(msg))?])
+                        Ok(vec![record(
+                            conn,
+                            run_id,
+                            KIND_TASK,
+                            Some("skipped"),
+                            Some(&n),
+                            Some(msg),
+                        )?])
                     })
                     .await?;
                     status.insert(name.clone(), TaskStatus::Skipped);
@@ -261,7 +300,11 @@ impl Runner {
                     continue;
                 }
                 let step = &steps[name];
-                if step.depends_on.iter().all(|d| status.get(d).is_some_and(|s| s.is_success())) {
+                if step
+                    .depends_on
+                    .iter()
+                    .all(|d| status.get(d).is_some_and(|s| s.is_success()))
+                {
                     status.insert(name.clone(), TaskStatus::Running);
                     let inputs = step
                         .depends_on
@@ -269,10 +312,17 @@ impl Runner {
                         .map(|d| (d.clone(), run_dir.join(d).join("out")))
                         .collect();
                     let this = self.clone();
-                    let (step, prev, dir, lost) = (step.clone(), attempts[name], run_dir.join(name), lost.clone());
+                    let (step, prev, dir, lost) = (
+                        step.clone(),
+                        attempts[name],
+                        run_dir.join(name),
+                        lost.clone(),
+                    );
                     running.spawn(async move {
                         let name = step.name.clone();
-                        let end = this.execute_step(run_id, step, prev, dir, inputs, lost).await;
+                        let end = this
+                            .execute_step(run_id, step, prev, dir, inputs, lost)
+                            .await;
                         (name, end)
                     });
                 }
@@ -302,17 +352,33 @@ impl Runner {
             }
         }
 
-        let failed: Vec<&String> = order.iter().filter(|n| status[*n] == TaskStatus::Failed).collect();
+        let failed: Vec<&String> = order
+            .iter()
+            .filter(|n| status[*n] == TaskStatus::Failed)
+            .collect();
         let (final_status, error) = if failed.is_empty() {
             (RunStatus::Succeeded, None)
         } else if timed_out_any {
-            (RunStatus::TimedOut, Some(format!("step `{}` timed out", failed[0])))
+            (
+                RunStatus::TimedOut,
+                Some(format!("step `{}` timed out", failed[0])),
+            )
         } else {
-            (RunStatus::Failed, Some(format!("step `{}` failed", failed[0])))
+            (
+                RunStatus::Failed,
+                Some(format!("step `{}` failed", failed[0])),
+            )
         };
         self.write(run_id, move |conn| {
             if repo::runs::finish(conn, run_id, final_status, error.as_deref())? {
-                Ok(vec![record(conn, run_id, KIND_RUN, Some(final_status.as_str()), None, error.clone())?])
+                Ok(vec![record(
+                    conn,
+                    run_id,
+                    KIND_RUN,
+                    Some(final_status.as_str()),
+                    None,
+                    error.clone(),
+                )?])
             } else {
                 Ok(vec![])
             }
@@ -378,12 +444,24 @@ impl Runner {
                         ..Default::default()
                     },
                 )?;
-                Ok(vec![record(conn, run_id, KIND_TASK, Some("running"), Some(&n), Some(format!("attempt {a}")))?])
+                Ok(vec![record(
+                    conn,
+                    run_id,
+                    KIND_TASK,
+                    Some("running"),
+                    Some(&n),
+                    Some(format!("attempt {a}")),
+                )?])
             })
             .await?;
 
             let (exit_code, log_tail, error, timed_out) = if let Some(s) = &missing {
-                (None, String::new(), Some(format!("secret `{s}` is not configured on this worker")), false)
+                (
+                    None,
+                    String::new(),
+                    Some(format!("secret `{s}` is not configured on this worker")),
+                    false,
+                )
             } else {
                 let req = StepRequest {
                     run_id,
@@ -394,15 +472,23 @@ impl Runner {
                     secrets: secrets.clone(),
                 };
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let forwarder = tokio::spawn(self.clone().forward_progress(run_id, name.clone(), rx));
+                let forwarder =
+                    tokio::spawn(self.clone().forward_progress(run_id, name.clone(), rx));
                 let res = tokio::select! {
                     r = tokio::time::timeout(timeout, self.executor.run(req, tx)) => Some(r),
                     _ = lost.cancelled() => None,
                 };
                 let _ = forwarder.await;
                 match res {
-                    None => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
-                    Some(Ok(Ok(o))) if o.exit_code == Some(0) => (o.exit_code, o.log_tail, None, false),
+                    None => {
+                        return Ok(StepEnd {
+                            status: TaskStatus::Cancelled,
+                            timed_out: false,
+                        });
+                    }
+                    Some(Ok(Ok(o))) if o.exit_code == Some(0) => {
+                        (o.exit_code, o.log_tail, None, false)
+                    }
                     Some(Ok(Ok(o))) => {
                         let why = match o.exit_code {
                             Some(c) => format!("exited with code {c}"),
@@ -411,7 +497,9 @@ impl Runner {
                         (o.exit_code, o.log_tail, Some(why), false)
                     }
                     Some(Ok(Err(ExecError::Step(msg)))) => (None, String::new(), Some(msg), false),
-                    Some(Ok(Err(e @ ExecError::Transient(_)))) => (None, String::new(), Some(e.to_string()), false),
+                    Some(Ok(Err(e @ ExecError::Transient(_)))) => {
+                        (None, String::new(), Some(e.to_string()), false)
+                    }
                     Some(Err(_elapsed)) => (
                         None,
                         String::new(),
@@ -424,7 +512,9 @@ impl Runner {
 
             let succeeded = error.is_none();
             if !succeeded && try_no < retries && missing.is_none() {
-                let wait = backoff.saturating_mul(1 << try_no.min(10)).min(Duration::from_secs(3600));
+                let wait = backoff
+                    .saturating_mul(1 << try_no.min(10))
+                    .min(Duration::from_secs(3600));
                 let (n, msg) = (
                     name.clone(),
                     format!(
@@ -439,9 +529,19 @@ impl Runner {
                         conn,
                         run_id,
                         &n,
-                        &TaskChange { log_tail: Some(tail.clone()), ..Default::default() },
+                        &TaskChange {
+                            log_tail: Some(tail.clone()),
+                            ..Default::default()
+                        },
                     )?;
-                    Ok(vec![record(conn, run_id, KIND_TASK, Some("running"), Some(&n), Some(msg.clone()))?])
+                    Ok(vec![record(
+                        conn,
+                        run_id,
+                        KIND_TASK,
+                        Some("running"),
+                        Some(&n),
+                        Some(msg.clone()),
+                    )?])
                 })
                 .await?;
                 try_no += 1;
@@ -452,7 +552,11 @@ impl Runner {
                 continue;
             }
 
-            let final_status = if succeeded { TaskStatus::Succeeded } else { TaskStatus::Failed };
+            let final_status = if succeeded {
+                TaskStatus::Succeeded
+            } else {
+                TaskStatus::Failed
+            };
             let n = name.clone();
             self.write(run_id, move |conn| {
                 repo::runs::update_task(
@@ -468,10 +572,20 @@ impl Runner {
                         ..Default::default()
                     },
                 )?;
-                Ok(vec![record(conn, run_id, KIND_TASK, Some(final_status.as_str()), Some(&n), error.clone())?])
+                Ok(vec![record(
+                    conn,
+                    run_id,
+                    KIND_TASK,
+                    Some(final_status.as_str()),
+                    Some(&n),
+                    error.clone(),
+                )?])
             })
             .await?;
-            return Ok(StepEnd { status: final_status, timed_out });
+            return Ok(StepEnd {
+                status: final_status,
+                timed_out,
+            });
         }
     }
 

@@ -30,6 +30,9 @@ pub fn page_size(first: Option<i32>) -> Result<i64, Error> {
     match first {
         None => Ok(DEFAULT_PAGE as i64),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n as i64),
-        Some(_) => Err(Error::field("first", format!("must be between 1 and {MAX_PAGE}"))),
+        Some(_) => Err(Error::field(
+            "first",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
     }
 }

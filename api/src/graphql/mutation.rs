@@ -15,7 +15,12 @@ pub struct MutationRoot;
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Exchanges a local account's email and password for an access token.
-    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> Result<AuthPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
         let svc = ctx.data_unchecked::<Services>();
         let pair = svc.auth.login(&email, &password).await.gql()?;
         Ok(AuthPayload {
@@ -36,7 +41,12 @@ impl MutationRoot {
     }
 
     /// Stores `input` as a new version; runs already started keep their version.
-    async fn update_workflow(&self, ctx: &Context<'_>, id: ID, input: WorkflowInput) -> Result<Workflow> {
+    async fn update_workflow(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: WorkflowInput,
+    ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
         tms_core::auth::rbac::require(who, tms_core::auth::Permission::WriteWorkflows).gql()?;
@@ -49,7 +59,9 @@ impl MutationRoot {
     async fn archive_workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
-        Ok(Workflow(svc.workflows.archive(caller(ctx).gql()?, id).await.gql()?))
+        Ok(Workflow(
+            svc.workflows.archive(caller(ctx).gql()?, id).await.gql()?,
+        ))
     }
 
     /// Starts a run of the workflow's current version. The same `idempotencyKey` returns the same run.

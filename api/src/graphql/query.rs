@@ -26,7 +26,12 @@ impl QueryRoot {
     async fn workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workflow>> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
-        Ok(svc.workflows.get(caller(ctx).gql()?, id).await.gql()?.map(Workflow))
+        Ok(svc
+            .workflows
+            .get(caller(ctx).gql()?, id)
+            .await
+            .gql()?
+            .map(Workflow))
     }
 
     /// Workflows by name. Archived ones are left out unless `includeArchived`.
@@ -71,7 +76,9 @@ impl QueryRoot {
         workflow_id: Option<ID>,
         status: Option<RunStatus>,
     ) -> Result<RunConnection> {
-        let wf = workflow_id.map(|w| parse_id(&w, "workflowId")).transpose()?;
+        let wf = workflow_id
+            .map(|w| parse_id(&w, "workflowId"))
+            .transpose()?;
         list_runs(ctx, first, after, wf, status).await
     }
 }

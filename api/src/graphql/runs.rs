@@ -178,7 +178,11 @@ impl Run {
     }
     /// Estimated seconds until the run ends; null when there is no history to estimate from.
     async fn eta_seconds(&self) -> Option<f64> {
-        if self.0.status().is_terminal() { Some(0.0) } else { None }
+        if self.0.status().is_terminal() {
+            Some(0.0)
+        } else {
+            None
+        }
     }
     async fn tasks(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
         Ok(self.load_tasks(ctx).await?.into_iter().map(Task).collect())
@@ -209,7 +213,13 @@ pub async fn list_runs(
     };
     let svc = &ctx.data_unchecked::<Services>().runs;
     let mut rows = svc
-        .list(caller(ctx).gql()?, before, limit + 1, workflow_id, status.map(Into::into))
+        .list(
+            caller(ctx).gql()?,
+            before,
+            limit + 1,
+            workflow_id,
+            status.map(Into::into),
+        )
         .await
         .gql()?;
     let has_next = rows.len() as i64 > limit;

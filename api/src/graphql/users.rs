@@ -48,7 +48,12 @@ impl User {
         self.0.created_at
     }
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
-        let roles = ctx.data_unchecked::<Services>().auth.roles_of(self.0.id).await.gql()?;
+        let roles = ctx
+            .data_unchecked::<Services>()
+            .auth
+            .roles_of(self.0.id)
+            .await
+            .gql()?;
         Ok(roles.into_iter().map(Role::from).collect())
     }
 }

@@ -78,13 +78,24 @@ impl WorkflowInput {
             let mut env = BTreeMap::new();
             for v in s.env {
                 if env.insert(v.name.clone(), v.value).is_some() {
-                    errs.push(FieldError::new(format!("input.steps[{i}].env.{}", v.name), "variable given twice"));
+                    errs.push(FieldError::new(
+                        format!("input.steps[{i}].env.{}", v.name),
+                        "variable given twice",
+                    ));
                 }
             }
             steps.push(StepSpec {
-                timeout_seconds: non_negative(s.timeout_seconds, format!("input.steps[{i}].timeoutSeconds"), &mut errs),
+                timeout_seconds: non_negative(
+                    s.timeout_seconds,
+                    format!("input.steps[{i}].timeoutSeconds"),
+                    &mut errs,
+                ),
                 retries: non_negative(s.retries, format!("input.steps[{i}].retries"), &mut errs),
-                retry_backoff_seconds: non_negative(s.retry_backoff_seconds, format!("input.steps[{i}].retryBackoffSeconds"), &mut errs),
+                retry_backoff_seconds: non_negative(
+                    s.retry_backoff_seconds,
+                    format!("input.steps[{i}].retryBackoffSeconds"),
+                    &mut errs,
+                ),
                 name: s.name,
                 image: s.image,
                 run: s.run,
@@ -127,7 +138,10 @@ impl Step {
         self.0
             .env
             .iter()
-            .map(|(k, v)| EnvVar { name: k.clone(), value: v.clone() })
+            .map(|(k, v)| EnvVar {
+                name: k.clone(),
+                value: v.clone(),
+            })
             .collect()
     }
     /// Secret names only; values are never exposed.
@@ -209,10 +223,18 @@ impl Workflow {
         Ok(v.spec().gql()?.steps.into_iter().map(Step).collect())
     }
     /// A specific version, or the current one.
-    async fn version(&self, ctx: &Context<'_>, version: Option<i32>) -> Result<Option<WorkflowVersion>> {
+    async fn version(
+        &self,
+        ctx: &Context<'_>,
+        version: Option<i32>,
+    ) -> Result<Option<WorkflowVersion>> {
         let svc = &ctx.data_unchecked::<Services>().workflows;
         let v = version.unwrap_or(self.0.current_version);
-        Ok(svc.version(caller(ctx).gql()?, self.0.id, v).await.gql()?.map(WorkflowVersion))
+        Ok(svc
+            .version(caller(ctx).gql()?, self.0.id, v)
+            .await
+            .gql()?
+            .map(WorkflowVersion))
     }
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowVersion>> {
         let svc = &ctx.data_unchecked::<Services>().workflows;

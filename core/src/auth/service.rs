@@ -34,7 +34,10 @@ impl AuthService {
             .run(move |c| {
                 let user = repo::users::find_by_email(c, &email)?;
                 let ok = match &user {
-                    Some(u) if !u.disabled => u.password_hash.as_deref().is_some_and(|h| password::verify(&pw, h)),
+                    Some(u) if !u.disabled => u
+                        .password_hash
+                        .as_deref()
+                        .is_some_and(|h| password::verify(&pw, h)),
                     _ => {
                         // Spend the same time as a real check so timing does not reveal accounts.
                         let _ = password::verify(&pw, password::dummy_hash());
@@ -79,17 +82,25 @@ impl AuthService {
     }
 
     pub async fn roles_of(&self, user_id: Uuid) -> Result<Vec<Role>> {
-        self.db.run(move |c| repo::users::roles_of(c, user_id)).await
+        self.db
+            .run(move |c| repo::users::roles_of(c, user_id))
+            .await
     }
 }
 
 /// Creates `email` as an admin when no admin exists yet. Returns whether one was created.
 pub async fn bootstrap_admin(db: &Db, email: &str, pw: &str) -> Result<bool> {
     if email.trim().is_empty() || !email.contains('@') {
-        return Err(Error::field("TMS_BOOTSTRAP_ADMIN_EMAIL", "must be an email address"));
+        return Err(Error::field(
+            "TMS_BOOTSTRAP_ADMIN_EMAIL",
+            "must be an email address",
+        ));
     }
     if pw.len() < 12 {
-        return Err(Error::field("TMS_BOOTSTRAP_ADMIN_PASSWORD", "must be at least 12 characters"));
+        return Err(Error::field(
+            "TMS_BOOTSTRAP_ADMIN_PASSWORD",
+            "must be at least 12 characters",
+        ));
     }
     let email = email.trim().to_string();
     let hash = password::hash(pw)?;

@@ -80,7 +80,9 @@ impl Db {
                     }
                     return Ok(());
                 }
-                Err(e @ (Error::Unavailable(_) | Error::Internal(_))) if tokio::time::Instant::now() < deadline => {
+                Err(e @ (Error::Unavailable(_) | Error::Internal(_)))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tracing::warn!(error = ?e, "database not ready; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }

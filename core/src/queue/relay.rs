@@ -96,10 +96,15 @@ impl Relay {
                     let mut sent = Vec::with_capacity(rows.len());
                     let mut storage = storage.clone();
                     for row in &rows {
-                        let job: RunJob = serde_json::from_value(row.payload.clone())
-                            .map_err(|e| Error::Internal(format!("outbox row {} unreadable: {e}", row.id)))?;
+                        let job: RunJob =
+                            serde_json::from_value(row.payload.clone()).map_err(|e| {
+                                Error::Internal(format!("outbox row {} unreadable: {e}", row.id))
+                            })?;
                         // Blocking on the runtime is fine here: this closure runs on the blocking pool.
-                        match handle.block_on(tokio::time::timeout(Duration::from_secs(5), storage.push(job))) {
+                        match handle.block_on(tokio::time::timeout(
+                            Duration::from_secs(5),
+                            storage.push(job),
+                        )) {
                             Ok(Ok(())) => sent.push(row.id),
                             Ok(Err(e)) => {
                                 if sent.is_empty() {
@@ -122,7 +127,8 @@ impl Relay {
             .await?;
         if pushed > 0 {
             let mut conn = self.conn.clone();
-            let _: std::result::Result<(), _> = conn.publish(wake_channel(&self.queue), pushed).await;
+            let _: std::result::Result<(), _> =
+                conn.publish(wake_channel(&self.queue), pushed).await;
         }
         Ok(pushed)
     }
@@ -135,10 +141,14 @@ impl Relay {
             .run(|conn| {
                 use diesel::Connection;
                 conn.transaction::<usize, Error, _>(|conn| {
-                    let ids = repo::runs::orphaned(conn, RESEND_AFTER_SECONDS, LOST_AFTER_SECONDS, 100)?;
+                    let ids =
+                        repo::runs::orphaned(conn, RESEND_AFTER_SECONDS, LOST_AFTER_SECONDS, 100)?;
                     for id in &ids {
-                        let payload = serde_json::to_value(RunJob { run_id: *id, trace: Default::default() })
-                            .map_err(Error::internal)?;
+                        let payload = serde_json::to_value(RunJob {
+                            run_id: *id,
+                            trace: Default::default(),
+                        })
+                        .map_err(Error::internal)?;
                         repo::outbox::insert(conn, *id, &payload)?;
                     }
                     Ok(ids.len())

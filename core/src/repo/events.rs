@@ -55,7 +55,12 @@ pub fn append(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<Eve
         .get_result(conn)?)
 }
 
-pub fn after(conn: &mut PgConnection, run_id: Uuid, after_seq: i64, limit: i64) -> Result<Vec<EventRow>> {
+pub fn after(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
     Ok(run_events::table
         .filter(run_events::run_id.eq(run_id))
         .filter(run_events::seq.gt(after_seq))

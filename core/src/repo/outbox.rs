@@ -17,7 +17,10 @@ pub struct OutboxRow {
 
 pub fn insert(conn: &mut PgConnection, run_id: Uuid, payload: &serde_json::Value) -> Result<()> {
     diesel::insert_into(job_outbox::table)
-        .values((job_outbox::run_id.eq(run_id), job_outbox::payload.eq(payload)))
+        .values((
+            job_outbox::run_id.eq(run_id),
+            job_outbox::payload.eq(payload),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -43,11 +46,17 @@ pub fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
 
 pub fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
     diesel::update(job_outbox::table.find(id))
-        .set((job_outbox::attempts.eq(job_outbox::attempts + 1), job_outbox::last_error.eq(error)))
+        .set((
+            job_outbox::attempts.eq(job_outbox::attempts + 1),
+            job_outbox::last_error.eq(error),
+        ))
         .execute(conn)?;
     Ok(())
 }
 
 pub fn unsent_count(conn: &mut PgConnection) -> Result<i64> {
-    Ok(job_outbox::table.filter(job_outbox::sent_at.is_null()).count().get_result(conn)?)
+    Ok(job_outbox::table
+        .filter(job_outbox::sent_at.is_null())
+        .count()
+        .get_result(conn)?)
 }

@@ -83,7 +83,11 @@ pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<RunRow> {
         .get_result(conn)?)
 }
 
-pub fn insert_tasks(conn: &mut PgConnection, run_id: Uuid, steps: &[(String, Vec<String>)]) -> Result<()> {
+pub fn insert_tasks(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    steps: &[(String, Vec<String>)],
+) -> Result<()> {
     let rows: Vec<_> = steps
         .iter()
         .enumerate()
@@ -97,15 +101,25 @@ pub fn insert_tasks(conn: &mut PgConnection, run_id: Uuid, steps: &[(String, Vec
             )
         })
         .collect();
-    diesel::insert_into(tasks::table).values(&rows).execute(conn)?;
+    diesel::insert_into(tasks::table)
+        .values(&rows)
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<RunRow>> {
-    Ok(runs::table.find(id).select(RunRow::as_select()).first(conn).optional()?)
+    Ok(runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
-pub fn find_by_idempotency_key(conn: &mut PgConnection, workflow_id: Uuid, key: &str) -> Result<Option<RunRow>> {
+pub fn find_by_idempotency_key(
+    conn: &mut PgConnection,
+    workflow_id: Uuid,
+    key: &str,
+) -> Result<Option<RunRow>> {
     Ok(runs::table
         .filter(runs::workflow_id.eq(workflow_id))
         .filter(runs::idempotency_key.eq(key))
@@ -153,7 +167,12 @@ pub fn tasks_of_many(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<Ta
 
 /// Takes (or re-takes) the run's lease for `owner` if the run is unfinished and no other live
 /// lease holds it. Returns the run as claimed, or `None` when someone else owns it or it ended.
-pub fn claim(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds: i64) -> Result<Option<RunRow>> {
+pub fn claim(
+    conn: &mut PgConnection,
+    id: Uuid,
+    owner: &str,
+    lease_seconds: i64,
+) -> Result<Option<RunRow>> {
     let sql = "UPDATE runs SET lease_owner = $2, \
                lease_expires_at = now() + make_interval(secs => $3), \
                deliveries = deliveries + 1 \
@@ -170,7 +189,12 @@ pub fn claim(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds: i64)
 }
 
 /// Extends the lease; `false` means it was lost (expired and taken, or the run ended).
-pub fn renew_lease(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds: i64) -> Result<bool> {
+pub fn renew_lease(
+    conn: &mut PgConnection,
+    id: Uuid,
+    owner: &str,
+    lease_seconds: i64,
+) -> Result<bool> {
     let n = diesel::sql_query(
         "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3) \
          WHERE id = $1 AND lease_owner = $2 AND status IN ('queued','running')",
@@ -184,37 +208,62 @@ pub fn renew_lease(conn: &mut PgConnection, id: Uuid, owner: &str, lease_seconds
 
 /// Gives the lease up by expiring it now, so the reconciler hands the run to another worker.
 pub fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<()> {
-    diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::lease_owner.eq(owner)))
-        .set(runs::lease_expires_at.eq(Some(Utc::now() - chrono::Duration::seconds(1))))
-        .execute(conn)?;
+    diesel::update(
+        runs::table
+            .filter(runs::id.eq(id))
+            .filter(runs::lease_owner.eq(owner)),
+    )
+    .set(runs::lease_expires_at.eq(Some(Utc::now() - chrono::Duration::seconds(1))))
+    .execute(conn)?;
     Ok(())
 }
 
 pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    let n = diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::status.eq(RunStatus::Queued.as_str())))
-        .set((runs::status.eq(RunStatus::Running.as_str()), runs::started_at.eq(Some(chrono::Utc::now()))))
-        .execute(conn)?;
+    let n = diesel::update(
+        runs::table
+            .filter(runs::id.eq(id))
+            .filter(runs::status.eq(RunStatus::Queued.as_str())),
+    )
+    .set((
+        runs::status.eq(RunStatus::Running.as_str()),
+        runs::started_at.eq(Some(chrono::Utc::now())),
+    ))
+    .execute(conn)?;
     Ok(n == 1)
 }
 
 /// Moves an unfinished run to a terminal status; `false` if it had already ended.
-pub fn finish(conn: &mut PgConnection, id: Uuid, status: RunStatus, error: Option<&str>) -> Result<bool> {
-    let n = diesel::update(runs::table.filter(runs::id.eq(id)).filter(runs::status.eq_any(["queued", "running"])))
-        .set((
-            runs::status.eq(status.as_str()),
-            runs::error.eq(error),
-            runs::finished_at.eq(Some(chrono::Utc::now())),
-            runs::lease_owner.eq(None::<String>),
-            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)?;
+pub fn finish(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: RunStatus,
+    error: Option<&str>,
+) -> Result<bool> {
+    let n = diesel::update(
+        runs::table
+            .filter(runs::id.eq(id))
+            .filter(runs::status.eq_any(["queued", "running"])),
+    )
+    .set((
+        runs::status.eq(status.as_str()),
+        runs::error.eq(error),
+        runs::finished_at.eq(Some(chrono::Utc::now())),
+        runs::lease_owner.eq(None::<String>),
+        runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)?;
     Ok(n == 1)
 }
 
 /// Unfinished runs the reconciler should enqueue again: those whose lease expired (their worker
 /// died or gave them back) and that were not enqueued in the last `resend_after` seconds, and
 /// never-leased ones not enqueued for `lost_after` seconds (their job was lost with Redis).
-pub fn orphaned(conn: &mut PgConnection, resend_after: i64, lost_after: i64, limit: i64) -> Result<Vec<Uuid>> {
+pub fn orphaned(
+    conn: &mut PgConnection,
+    resend_after: i64,
+    lost_after: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -249,11 +298,20 @@ pub struct TaskChange {
     pub error: Option<Option<String>>,
 }
 
-pub fn update_task(conn: &mut PgConnection, run_id: Uuid, name: &str, change: &TaskChange) -> Result<TaskRow> {
-    Ok(diesel::update(tasks::table.filter(tasks::run_id.eq(run_id)).filter(tasks::name.eq(name)))
-        .set(change)
-        .returning(TaskRow::as_returning())
-        .get_result(conn)?)
+pub fn update_task(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    name: &str,
+    change: &TaskChange,
+) -> Result<TaskRow> {
+    Ok(diesel::update(
+        tasks::table
+            .filter(tasks::run_id.eq(run_id))
+            .filter(tasks::name.eq(name)),
+    )
+    .set(change)
+    .returning(TaskRow::as_returning())
+    .get_result(conn)?)
 }
 
 /// `RunRow` read back from raw SQL by column name.

@@ -21,9 +21,11 @@ pub struct UserRow {
 
 pub fn find_by_email(conn: &mut PgConnection, email: &str) -> Result<Option<UserRow>> {
     Ok(users::table
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = lower(")
-            .bind::<diesel::sql_types::Text, _>(email.to_string())
-            .sql(")"))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(email) = lower(")
+                .bind::<diesel::sql_types::Text, _>(email.to_string())
+                .sql(")"),
+        )
         .select(UserRow::as_select())
         .first(conn)
         .optional()?)
@@ -64,7 +66,12 @@ pub fn insert(
         .get_result(conn)?)
 }
 
-pub fn grant_role(conn: &mut PgConnection, user_id: Uuid, role: Role, by: Option<Uuid>) -> Result<()> {
+pub fn grant_role(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    role: Role,
+    by: Option<Uuid>,
+) -> Result<()> {
     diesel::insert_into(user_roles::table)
         .values((
             user_roles::user_id.eq(user_id),

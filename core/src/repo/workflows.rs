@@ -33,8 +33,12 @@ pub struct VersionRow {
 
 impl VersionRow {
     pub fn spec(&self) -> Result<WorkflowSpec> {
-        serde_json::from_value(self.spec.clone())
-            .map_err(|e| Error::Internal(format!("stored spec of workflow {} v{} unreadable: {e}", self.workflow_id, self.version)))
+        serde_json::from_value(self.spec.clone()).map_err(|e| {
+            Error::Internal(format!(
+                "stored spec of workflow {} v{} unreadable: {e}",
+                self.workflow_id, self.version
+            ))
+        })
     }
 }
 
@@ -101,7 +105,13 @@ pub fn insert(
     Ok(row)
 }
 
-pub fn insert_version(conn: &mut PgConnection, id: Uuid, version: i32, spec: &WorkflowSpec, by: Uuid) -> Result<()> {
+pub fn insert_version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    version: i32,
+    spec: &WorkflowSpec,
+    by: Uuid,
+) -> Result<()> {
     let spec = serde_json::to_value(spec).map_err(Error::internal)?;
     diesel::insert_into(workflow_versions::table)
         .values((
@@ -114,7 +124,13 @@ pub fn insert_version(conn: &mut PgConnection, id: Uuid, version: i32, spec: &Wo
     Ok(())
 }
 
-pub fn set_current(conn: &mut PgConnection, id: Uuid, name: &str, description: &str, version: i32) -> Result<WorkflowRow> {
+pub fn set_current(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    description: &str,
+    version: i32,
+) -> Result<WorkflowRow> {
     Ok(diesel::update(workflows::table.find(id))
         .set((
             workflows::name.eq(name),
@@ -137,8 +153,15 @@ pub fn archive(conn: &mut PgConnection, id: Uuid) -> Result<WorkflowRow> {
 }
 
 /// Workflows ordered by name, after the name `after`, at most `limit` rows.
-pub fn list(conn: &mut PgConnection, after: Option<&str>, limit: i64, include_archived: bool) -> Result<Vec<WorkflowRow>> {
-    let mut q = workflows::table.select(WorkflowRow::as_select()).into_boxed();
+pub fn list(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+    include_archived: bool,
+) -> Result<Vec<WorkflowRow>> {
+    let mut q = workflows::table
+        .select(WorkflowRow::as_select())
+        .into_boxed();
     if let Some(a) = after {
         q = q.filter(workflows::name.gt(a.to_string()));
     }

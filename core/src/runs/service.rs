@@ -44,8 +44,15 @@ impl RunService {
         if !inputs.is_object() {
             return Err(Error::field("inputs", "must be a JSON object"));
         }
-        if serde_json::to_vec(&inputs).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_INPUTS_BYTES {
-            return Err(Error::field("inputs", format!("must be at most {MAX_INPUTS_BYTES} bytes")));
+        if serde_json::to_vec(&inputs)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+            > MAX_INPUTS_BYTES
+        {
+            return Err(Error::field(
+                "inputs",
+                format!("must be at most {MAX_INPUTS_BYTES} bytes"),
+            ));
         }
         if let Some(k) = &req.idempotency_key
             && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN)
@@ -70,8 +77,14 @@ impl RunService {
                     Ok(v) => Ok(v),
                     Err(Error::Duplicate(_)) if key.is_some() => {
                         // Lost a race with a concurrent trigger using the same key: return its run.
-                        let existing = repo::runs::find_by_idempotency_key(conn, wf_id, key.as_deref().unwrap_or_default())?
-                            .ok_or(Error::Conflict("idempotencyKey is being used concurrently".into()))?;
+                        let existing = repo::runs::find_by_idempotency_key(
+                            conn,
+                            wf_id,
+                            key.as_deref().unwrap_or_default(),
+                        )?
+                        .ok_or(Error::Conflict(
+                            "idempotencyKey is being used concurrently".into(),
+                        ))?;
                         same_inputs(&existing, &inputs2)?;
                         Ok((existing, None))
                     }
@@ -139,10 +152,17 @@ fn inner_trigger(
         return Ok((existing, None));
     }
     if wf.archived_at.is_some() {
-        return Err(Error::Conflict(format!("workflow `{}` is archived", wf.name)));
+        return Err(Error::Conflict(format!(
+            "workflow `{}` is archived",
+            wf.name
+        )));
     }
-    let version = repo::workflows::version(conn, wf.id, wf.current_version)?
-        .ok_or_else(|| Error::Internal(format!("workflow {} lacks version {}", wf.id, wf.current_version)))?;
+    let version = repo::workflows::version(conn, wf.id, wf.current_version)?.ok_or_else(|| {
+        Error::Internal(format!(
+            "workflow {} lacks version {}",
+            wf.id, wf.current_version
+        ))
+    })?;
     let spec = version.spec()?;
     let run_id = Uuid::now_v7();
     let run = repo::runs::insert(
@@ -163,8 +183,19 @@ fn inner_trigger(
         .map(|s| (s.name.clone(), s.depends_on.clone()))
         .collect();
     repo::runs::insert_tasks(conn, run_id, &steps)?;
-    let ev = record(conn, run_id, KIND_RUN, Some(RunStatus::Queued.as_str()), None, None)?;
-    let payload = serde_json::to_value(RunJob { run_id, trace: Default::default() }).map_err(Error::internal)?;
+    let ev = record(
+        conn,
+        run_id,
+        KIND_RUN,
+        Some(RunStatus::Queued.as_str()),
+        None,
+        None,
+    )?;
+    let payload = serde_json::to_value(RunJob {
+        run_id,
+        trace: Default::default(),
+    })
+    .map_err(Error::internal)?;
     repo::outbox::insert(conn, run_id, &payload)?;
     let run = repo::runs::find(conn, run.id)?.ok_or(Error::NotFound("run"))?;
     Ok((run, Some(ev)))

@@ -47,10 +47,16 @@ pub fn validate_workflow(input: &WorkflowInput) -> Result<(), Vec<FieldError>> {
     if !is_workflow_name(&input.name) {
         errs.push(FieldError::new(
             "input.name",
-            format!("must be 1-{MAX_WORKFLOW_NAME_LEN} characters of letters, digits, '-', '_' or '.'"),
+            format!(
+                "must be 1-{MAX_WORKFLOW_NAME_LEN} characters of letters, digits, '-', '_' or '.'"
+            ),
         ));
     }
-    if input.description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_LEN) {
+    if input
+        .description
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_DESCRIPTION_LEN)
+    {
         errs.push(FieldError::new(
             "input.description",
             format!("must be at most {MAX_DESCRIPTION_LEN} bytes"),
@@ -63,7 +69,10 @@ pub fn validate_workflow(input: &WorkflowInput) -> Result<(), Vec<FieldError>> {
 pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if steps.is_empty() {
-        errs.push(FieldError::new("input.steps", "a workflow needs at least one step"));
+        errs.push(FieldError::new(
+            "input.steps",
+            "a workflow needs at least one step",
+        ));
         return errs;
     }
     if steps.len() > MAX_STEPS {
@@ -85,7 +94,10 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
         } else if let Some(first) = seen.insert(step.name.as_str(), i) {
             errs.push(FieldError::new(
                 at("name"),
-                format!("duplicate step name `{}` (also used by input.steps[{first}])", step.name),
+                format!(
+                    "duplicate step name `{}` (also used by input.steps[{first}])",
+                    step.name
+                ),
             ));
         }
         validate_image(&step.image, &at("image"), &mut errs);
@@ -102,15 +114,27 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
                 if script.trim().is_empty() {
                     errs.push(FieldError::new(at("run"), "must not be empty"));
                 } else if script.len() > MAX_SCRIPT_LEN {
-                    errs.push(FieldError::new(at("run"), format!("must be at most {MAX_SCRIPT_LEN} bytes")));
+                    errs.push(FieldError::new(
+                        at("run"),
+                        format!("must be at most {MAX_SCRIPT_LEN} bytes"),
+                    ));
                 }
             }
             (None, Some(argv)) => {
                 if argv.is_empty() || argv[0].is_empty() {
-                    errs.push(FieldError::new(at("command"), "must name a program as its first element"));
+                    errs.push(FieldError::new(
+                        at("command"),
+                        "must name a program as its first element",
+                    ));
                 } else if argv.len() > MAX_ARGS {
-                    errs.push(FieldError::new(at("command"), format!("at most {MAX_ARGS} arguments")));
-                } else if argv.iter().any(|a| a.len() > MAX_ARG_LEN || a.contains('\0')) {
+                    errs.push(FieldError::new(
+                        at("command"),
+                        format!("at most {MAX_ARGS} arguments"),
+                    ));
+                } else if argv
+                    .iter()
+                    .any(|a| a.len() > MAX_ARG_LEN || a.contains('\0'))
+                {
                     errs.push(FieldError::new(
                         at("command"),
                         format!("arguments must be at most {MAX_ARG_LEN} bytes and contain no NUL"),
@@ -141,9 +165,15 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
             ));
         }
         if step.retries.is_some_and(|r| r > MAX_RETRIES) {
-            errs.push(FieldError::new(at("retries"), format!("must be at most {MAX_RETRIES}")));
+            errs.push(FieldError::new(
+                at("retries"),
+                format!("must be at most {MAX_RETRIES}"),
+            ));
         }
-        if step.retry_backoff_seconds.is_some_and(|b| b > MAX_BACKOFF_SECONDS) {
+        if step
+            .retry_backoff_seconds
+            .is_some_and(|b| b > MAX_BACKOFF_SECONDS)
+        {
             errs.push(FieldError::new(
                 at("retryBackoffSeconds"),
                 format!("must be at most {MAX_BACKOFF_SECONDS}"),
@@ -152,11 +182,20 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
         let mut deps = HashSet::new();
         for dep in &step.depends_on {
             if dep == &step.name {
-                errs.push(FieldError::new(at("dependsOn"), format!("step `{dep}` depends on itself")));
+                errs.push(FieldError::new(
+                    at("dependsOn"),
+                    format!("step `{dep}` depends on itself"),
+                ));
             } else if !steps.iter().any(|s| &s.name == dep) {
-                errs.push(FieldError::new(at("dependsOn"), format!("unknown step `{dep}`")));
+                errs.push(FieldError::new(
+                    at("dependsOn"),
+                    format!("unknown step `{dep}`"),
+                ));
             } else if !deps.insert(dep) {
-                errs.push(FieldError::new(at("dependsOn"), format!("`{dep}` listed twice")));
+                errs.push(FieldError::new(
+                    at("dependsOn"),
+                    format!("`{dep}` listed twice"),
+                ));
             }
         }
     }
@@ -175,7 +214,10 @@ fn validate_image(image: &str, field: &str, errs: &mut Vec<FieldError>) {
     if image.trim().is_empty() {
         errs.push(FieldError::new(field, "must not be empty"));
     } else if image.len() > MAX_IMAGE_LEN {
-        errs.push(FieldError::new(field, format!("must be at most {MAX_IMAGE_LEN} characters")));
+        errs.push(FieldError::new(
+            field,
+            format!("must be at most {MAX_IMAGE_LEN} characters"),
+        ));
     } else if !image
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"./:-_@+".contains(&b))
@@ -190,7 +232,10 @@ fn validate_image(image: &str, field: &str, errs: &mut Vec<FieldError>) {
 
 fn validate_env(env: &BTreeMap<String, String>, field: &str, errs: &mut Vec<FieldError>) {
     if env.len() > MAX_ENV_VARS {
-        errs.push(FieldError::new(field, format!("at most {MAX_ENV_VARS} variables")));
+        errs.push(FieldError::new(
+            field,
+            format!("at most {MAX_ENV_VARS} variables"),
+        ));
     }
     for (k, v) in env {
         if !is_env_name(k) {
@@ -199,7 +244,10 @@ fn validate_env(env: &BTreeMap<String, String>, field: &str, errs: &mut Vec<Fiel
                 "variable names must match [A-Za-z_][A-Za-z0-9_]*",
             ));
         } else if k.starts_with("TMS_") {
-            errs.push(FieldError::new(format!("{field}.{k}"), "the TMS_ prefix is reserved"));
+            errs.push(FieldError::new(
+                format!("{field}.{k}"),
+                "the TMS_ prefix is reserved",
+            ));
         }
         if v.len() > MAX_ENV_VALUE_LEN || v.contains('\0') {
             errs.push(FieldError::new(
@@ -212,7 +260,11 @@ fn validate_env(env: &BTreeMap<String, String>, field: &str, errs: &mut Vec<Fiel
 
 /// Returns one cycle as a closed path of step names (`a -> b -> a`), if the graph has any.
 pub fn find_cycle(steps: &[StepSpec]) -> Option<Vec<String>> {
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     // 0 = unvisited, 1 = on the current path, 2 = done
     let mut state = vec![0u8; steps.len()];
     let mut path: Vec<usize> = Vec::new();
@@ -227,10 +279,15 @@ pub fn find_cycle(steps: &[StepSpec]) -> Option<Vec<String>> {
         state[n] = 1;
         path.push(n);
         for dep in &steps[n].depends_on {
-            let Some(&d) = index.get(dep.as_str()) else { continue };
+            let Some(&d) = index.get(dep.as_str()) else {
+                continue;
+            };
             if state[d] == 1 {
                 let start = path.iter().position(|&p| p == d).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..].iter().map(|&p| steps[p].name.clone()).collect();
+                let mut cycle: Vec<String> = path[start..]
+                    .iter()
+                    .map(|&p| steps[p].name.clone())
+                    .collect();
                 cycle.push(steps[d].name.clone());
                 return Some(cycle);
             }
@@ -289,7 +346,12 @@ mod tests {
 
     #[test]
     fn diamond_is_valid() {
-        let steps = vec![step("a", &[]), step("b", &["a"]), step("c", &["a"]), step("d", &["b", "c"])];
+        let steps = vec![
+            step("a", &[]),
+            step("b", &["a"]),
+            step("c", &["a"]),
+            step("d", &["b", "c"]),
+        ];
         assert!(validate_steps(&steps).is_empty());
     }
 }

@@ -56,7 +56,11 @@ impl Executor for LocalExecutor {
         Ok(())
     }
 
-    async fn run(&self, req: StepRequest, progress: UnboundedSender<ProgressLine>) -> Result<StepOutcome, ExecError> {
+    async fn run(
+        &self,
+        req: StepRequest,
+        progress: UnboundedSender<ProgressLine>,
+    ) -> Result<StepOutcome, ExecError> {
         let io = |what: &str, e: std::io::Error| ExecError::Step(format!("{what}: {e}"));
         let out_dir = req.step_dir.join("out");
         let in_dir = req.step_dir.join("in");
@@ -65,7 +69,8 @@ impl Executor for LocalExecutor {
         reset_dir(&in_dir).map_err(|e| io("preparing /in", e))?;
         std::fs::create_dir_all(&work_dir).map_err(|e| io("preparing workdir", e))?;
         for (dep, dir) in &req.inputs {
-            std::os::unix::fs::symlink(dir, in_dir.join(dep)).map_err(|e| io("linking inputs", e))?;
+            std::os::unix::fs::symlink(dir, in_dir.join(dep))
+                .map_err(|e| io("linking inputs", e))?;
         }
 
         let argv = req.step.argv();
@@ -80,7 +85,10 @@ impl Executor for LocalExecutor {
         cmd.args(args)
             .current_dir(&work_dir)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
             .env("HOME", &work_dir)
             .env("LANG", "C.UTF-8")
             .envs(&req.step.env)
@@ -128,7 +136,10 @@ impl Executor for LocalExecutor {
             status.signal().map(|s| 128 + s)
         });
         let log_tail = tail.lock().map(|t| t.text()).unwrap_or_default();
-        Ok(StepOutcome { exit_code, log_tail })
+        Ok(StepOutcome {
+            exit_code,
+            log_tail,
+        })
     }
 }
 

@@ -54,7 +54,11 @@ pub trait Executor: Send + Sync {
 
     /// Runs the step to completion. Dropping the future must stop the step (timeouts and
     /// cancellation rely on it).
-    async fn run(&self, req: StepRequest, progress: UnboundedSender<ProgressLine>) -> Result<StepOutcome, ExecError>;
+    async fn run(
+        &self,
+        req: StepRequest,
+        progress: UnboundedSender<ProgressLine>,
+    ) -> Result<StepOutcome, ExecError>;
 }
 
 pub type SharedExecutor = Arc<dyn Executor>;
