@@ -5,17 +5,25 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 use tms_core::config::CommonConfig;
 
+/// Without a subcommand `tms-api` serves the API with the settings below.
 #[derive(Debug, Parser)]
-#[command(name = "tms-api", version, about = "TMS GraphQL API server")]
+#[command(
+    name = "tms-api",
+    version,
+    about = "TMS GraphQL API server",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub serve: Option<ApiConfig>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API (the default).
-    Serve(ApiConfig),
     /// Apply database migrations and exit.
     Migrate(MigrateConfig),
     /// Print the GraphQL schema (SDL) and exit.

@@ -98,8 +98,8 @@ async fn failing_step_fails_the_run_and_skips_its_dependents() -> anyhow::Result
 #[tokio::test]
 async fn step_timeout_kills_the_process_group_and_times_out_the_run() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
-    let marker = env.work_dir.join("..").join("child-survived");
-    let script = format!("(sleep 3; touch {}) & sleep 600", marker.display());
+    let pidfile = env.work_dir.join("..").join("background-pid");
+    let script = format!("sleep 300 & echo $! > {}; sleep 600", pidfile.display());
     let wf = env
         .create_workflow(
             "slow",
@@ -122,11 +122,15 @@ async fn step_timeout_kills_the_process_group_and_times_out_the_run() -> anyhow:
     assert_eq!(slow["error"], "timed out after 1s");
     assert_eq!(task(&run, "next")["status"], "SKIPPED");
     // The background child was in the step's process group and died with it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        !marker.exists(),
-        "a child of the timed-out step outlived it"
-    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)?.trim().parse()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "background child {pid} of the timed-out step outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 
@@ -703,4 +707,15 @@ async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun
     let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();
     assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
     Ok(())
+}
+
+/// True while `pid` exists and is not a zombie awaiting its reaper.
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
 }

@@ -187,6 +187,32 @@ impl Runner {
         }
     }
 
+    /// Applies `change` to task `name` and records the matching task event, under the lease.
+    async fn set_task(
+        &self,
+        run_id: Uuid,
+        name: &str,
+        change: TaskChange,
+        event_status: TaskStatus,
+        message: Option<String>,
+    ) -> Result<()> {
+        let name = name.to_string();
+        self.write(run_id, move |conn| {
+            repo::runs::update_task(conn, run_id, &name, &change)?;
+            let ev = record(
+                conn,
+                run_id,
+                KIND_TASK,
+                Some(event_status.as_str()),
+                Some(&name),
+                message.clone(),
+            )?;
+            Ok(vec![ev])
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn drive_claimed(self: &Arc<Self>, run: RunRow, lost: CancellationToken) -> Result<()> {
         let run_id = run.id;
         let (wf_id, version) = (run.workflow_id, run.version);
@@ -267,30 +293,15 @@ impl Runner {
                         .is_some_and(|s| s.is_terminal() && !s.is_success())
                 });
                 if let Some(dep) = blocked {
-                    let (n, d) = (name.clone(), dep.clone());
-                    self.write(run_id, move |conn| {
-                        let msg = format!("skipped: dependency `{d}` did not succeed");
-                        repo::runs::update_task(
-                            conn,
-                            run_id,
-                            &n,
-                            &TaskChange {
-                                status: Some("skipped".into()),
-                                finished_at: Some(Some(chrono::Utc::now())),
-                                error: Some(Some(msg.clone())),
-                                ..Default::default()
-                            },
-                        )?;
-                        Ok(vec![record(
-                            conn,
-                            run_id,
-                            KIND_TASK,
-                            Some("skipped"),
-                            Some(&n),
-                            Some(msg),
-                        )?])
-                    })
-                    .await?;
+                    let msg = format!("skipped: dependency `{dep}` did not succeed");
+                    let change = TaskChange {
+                        status: Some(TaskStatus::Skipped.as_str().into()),
+                        finished_at: Some(Some(chrono::Utc::now())),
+                        error: Some(Some(msg.clone())),
+                        ..Default::default()
+                    };
+                    self.set_task(run_id, name, change, TaskStatus::Skipped, Some(msg))
+                        .await?;
                     status.insert(name.clone(), TaskStatus::Skipped);
                 }
             }
@@ -428,32 +439,18 @@ impl Runner {
                 _ = lost.cancelled() => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
             };
             attempt += 1;
-            let (n, a) = (name.clone(), attempt);
-            self.write(run_id, move |conn| {
-                repo::runs::update_task(
-                    conn,
-                    run_id,
-                    &n,
-                    &TaskChange {
-                        status: Some("running".into()),
-                        attempt: Some(a),
-                        started_at: Some(Some(chrono::Utc::now())),
-                        finished_at: Some(None),
-                        exit_code: Some(None),
-                        error: Some(None),
-                        ..Default::default()
-                    },
-                )?;
-                Ok(vec![record(
-                    conn,
-                    run_id,
-                    KIND_TASK,
-                    Some("running"),
-                    Some(&n),
-                    Some(format!("attempt {a}")),
-                )?])
-            })
-            .await?;
+            let change = TaskChange {
+                status: Some(TaskStatus::Running.as_str().into()),
+                attempt: Some(attempt),
+                started_at: Some(Some(chrono::Utc::now())),
+                finished_at: Some(None),
+                exit_code: Some(None),
+                error: Some(None),
+                ..Default::default()
+            };
+            let msg = format!("attempt {attempt}");
+            self.set_task(run_id, &name, change, TaskStatus::Running, Some(msg))
+                .await?;
 
             let (exit_code, log_tail, error, timed_out) = if let Some(s) = &missing {
                 (
@@ -515,35 +512,17 @@ impl Runner {
                 let wait = backoff
                     .saturating_mul(1 << try_no.min(10))
                     .min(Duration::from_secs(3600));
-                let (n, msg) = (
-                    name.clone(),
-                    format!(
-                        "attempt {attempt} failed ({}); retrying in {}s",
-                        error.clone().unwrap_or_default(),
-                        wait.as_secs()
-                    ),
+                let msg = format!(
+                    "attempt {attempt} failed ({}); retrying in {}s",
+                    error.clone().unwrap_or_default(),
+                    wait.as_secs()
                 );
-                let tail = log_tail.clone();
-                self.write(run_id, move |conn| {
-                    repo::runs::update_task(
-                        conn,
-                        run_id,
-                        &n,
-                        &TaskChange {
-                            log_tail: Some(tail.clone()),
-                            ..Default::default()
-                        },
-                    )?;
-                    Ok(vec![record(
-                        conn,
-                        run_id,
-                        KIND_TASK,
-                        Some("running"),
-                        Some(&n),
-                        Some(msg.clone()),
-                    )?])
-                })
-                .await?;
+                let change = TaskChange {
+                    log_tail: Some(log_tail),
+                    ..Default::default()
+                };
+                self.set_task(run_id, &name, change, TaskStatus::Running, Some(msg))
+                    .await?;
                 try_no += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -557,31 +536,16 @@ impl Runner {
             } else {
                 TaskStatus::Failed
             };
-            let n = name.clone();
-            self.write(run_id, move |conn| {
-                repo::runs::update_task(
-                    conn,
-                    run_id,
-                    &n,
-                    &TaskChange {
-                        status: Some(final_status.as_str().into()),
-                        finished_at: Some(Some(chrono::Utc::now())),
-                        exit_code: Some(exit_code),
-                        log_tail: Some(log_tail.clone()),
-                        error: Some(error.clone()),
-                        ..Default::default()
-                    },
-                )?;
-                Ok(vec![record(
-                    conn,
-                    run_id,
-                    KIND_TASK,
-                    Some(final_status.as_str()),
-                    Some(&n),
-                    error.clone(),
-                )?])
-            })
-            .await?;
+            let change = TaskChange {
+                status: Some(final_status.as_str().into()),
+                finished_at: Some(Some(chrono::Utc::now())),
+                exit_code: Some(exit_code),
+                log_tail: Some(log_tail),
+                error: Some(error.clone()),
+                ..Default::default()
+            };
+            self.set_task(run_id, &name, change, final_status, error)
+                .await?;
             return Ok(StepEnd {
                 status: final_status,
                 timed_out,

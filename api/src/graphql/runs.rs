@@ -4,7 +4,7 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Json, Object, Result};
 use chrono::{DateTime, Utc};
 use tms_core::repo::runs::{RunRow, TaskRow};
-use tms_core::runs::{RunStatus as CoreRunStatus, TaskStatus as CoreTaskStatus};
+use tms_core::runs::TaskStatus as CoreTaskStatus;
 
 use crate::context::caller;
 use crate::error::{GqlResult, to_gql};
@@ -13,6 +13,7 @@ use crate::graphql::workflows::Workflow;
 use crate::state::Services;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::runs::RunStatus")]
 pub enum RunStatus {
     Queued,
     Running,
@@ -22,33 +23,8 @@ pub enum RunStatus {
     TimedOut,
 }
 
-impl From<CoreRunStatus> for RunStatus {
-    fn from(s: CoreRunStatus) -> Self {
-        match s {
-            CoreRunStatus::Queued => RunStatus::Queued,
-            CoreRunStatus::Running => RunStatus::Running,
-            CoreRunStatus::Succeeded => RunStatus::Succeeded,
-            CoreRunStatus::Failed => RunStatus::Failed,
-            CoreRunStatus::Cancelled => RunStatus::Cancelled,
-            CoreRunStatus::TimedOut => RunStatus::TimedOut,
-        }
-    }
-}
-
-impl From<RunStatus> for CoreRunStatus {
-    fn from(s: RunStatus) -> Self {
-        match s {
-            RunStatus::Queued => CoreRunStatus::Queued,
-            RunStatus::Running => CoreRunStatus::Running,
-            RunStatus::Succeeded => CoreRunStatus::Succeeded,
-            RunStatus::Failed => CoreRunStatus::Failed,
-            RunStatus::Cancelled => CoreRunStatus::Cancelled,
-            RunStatus::TimedOut => CoreRunStatus::TimedOut,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::runs::TaskStatus")]
 pub enum TaskStatus {
     Pending,
     Running,
@@ -57,20 +33,6 @@ pub enum TaskStatus {
     Cached,
     Skipped,
     Cancelled,
-}
-
-impl From<CoreTaskStatus> for TaskStatus {
-    fn from(s: CoreTaskStatus) -> Self {
-        match s {
-            CoreTaskStatus::Pending => TaskStatus::Pending,
-            CoreTaskStatus::Running => TaskStatus::Running,
-            CoreTaskStatus::Succeeded => TaskStatus::Succeeded,
-            CoreTaskStatus::Failed => TaskStatus::Failed,
-            CoreTaskStatus::Cached => TaskStatus::Cached,
-            CoreTaskStatus::Skipped => TaskStatus::Skipped,
-            CoreTaskStatus::Cancelled => TaskStatus::Cancelled,
-        }
-    }
 }
 
 pub struct Task(pub TaskRow);

@@ -2,13 +2,13 @@
 
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use tms_core::auth::Role as CoreRole;
 use tms_core::repo::users::UserRow;
 
 use crate::error::GqlResult;
 use crate::state::Services;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::auth::Role")]
 pub enum Role {
     Admin,
     Maintainer,
@@ -16,19 +16,6 @@ pub enum Role {
     Viewer,
     Auditor,
     Monitor,
-}
-
-impl From<CoreRole> for Role {
-    fn from(r: CoreRole) -> Self {
-        match r {
-            CoreRole::Admin => Role::Admin,
-            CoreRole::Maintainer => Role::Maintainer,
-            CoreRole::Operator => Role::Operator,
-            CoreRole::Viewer => Role::Viewer,
-            CoreRole::Auditor => Role::Auditor,
-            CoreRole::Monitor => Role::Monitor,
-        }
-    }
 }
 
 pub struct User(pub UserRow);

@@ -286,7 +286,7 @@ pub fn orphaned(
 }
 
 /// A partial update of a task row: `None` leaves a column alone, `Some(None)` clears it.
-#[derive(Debug, Default, AsChangeset)]
+#[derive(Debug, Clone, Default, AsChangeset)]
 #[diesel(table_name = tasks)]
 pub struct TaskChange {
     pub status: Option<String>,
