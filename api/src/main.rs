@@ -1,10 +1,11 @@
 //! `tms-api`: serves the GraphQL API, or (subcommands) applies migrations or prints the schema.
 
-use clap::Parser;
-use tms_api::config::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use tms_api::config::{ApiConfig, Cli, Command};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(msg) = tms_core::config::check_env() {
         eprintln!("tms-api: {msg}");
         std::process::exit(2);
@@ -22,9 +23,13 @@ fn main() -> anyhow::Result<()> {
             tms_api::migrate_with_retry(&db).await
         }),
         None => {
+            // clap leaves the flattened group `None` when every value came from the environment
+            // or a default, so read the settings from the matches directly.
             let cfg = cli
                 .serve
-                .ok_or_else(|| anyhow::anyhow!("missing settings; see --help"))?;
+                .map(Ok)
+                .unwrap_or_else(|| ApiConfig::from_arg_matches(&matches))
+                .unwrap_or_else(|e| e.exit());
             rt.block_on(tms_api::serve(cfg))
         }
     }
