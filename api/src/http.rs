@@ -26,6 +26,12 @@ pub struct AppState {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql))
+        .route(
+            "/graphql",
+            web::get()
+                .guard(actix_web::guard::Header("upgrade", "websocket"))
+                .to(crate::ws::graphql_ws),
+        )
         .route("/graphql", web::get().to(graphiql))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));

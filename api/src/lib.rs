@@ -6,21 +6,26 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod state;
+pub mod ws;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::{AuthService, bootstrap_admin};
-use tms_core::bus::{EventBus, lazy_connection};
+use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
 use tms_core::runs::service::RunService;
+use tms_core::runs::stream::ProgressService;
 use tms_core::workflows::service::WorkflowService;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
 use crate::http::AppState;
 use crate::state::Services;
+
+/// Events buffered per process for subscribers; one that falls this far behind is dropped.
+pub const EVENT_BUFFER: usize = 8192;
 
 /// Waits for Postgres and applies migrations; a fresh cluster may still be starting.
 pub async fn migrate_with_retry(db: &Db) -> anyhow::Result<()> {
@@ -77,10 +82,13 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.clone().run(stop.clone()));
 
+    let hub = EventHub::start(&cfg.common.redis_url, EVENT_BUFFER, stop.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let services = Services {
         auth: AuthService::new(db.clone(), keys),
         workflows: WorkflowService::new(db.clone()),
         runs: RunService::new(db.clone(), bus.clone(), relay),
+        progress: ProgressService::new(db.clone(), hub),
     };
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),

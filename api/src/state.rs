@@ -2,6 +2,7 @@
 
 use tms_core::auth::service::AuthService;
 use tms_core::runs::service::RunService;
+use tms_core::runs::stream::ProgressService;
 use tms_core::workflows::service::WorkflowService;
 
 #[derive(Clone)]
@@ -9,4 +10,5 @@ pub struct Services {
     pub auth: AuthService,
     pub workflows: WorkflowService,
     pub runs: RunService,
+    pub progress: ProgressService,
 }

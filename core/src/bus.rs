@@ -1,15 +1,22 @@
 //! Redis connections and the run-event bus: events are persisted first, then published here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::repo::events::EventRow;
 
 /// Channel every run event is published on; api instances subscribe once and fan out.
 pub const EVENTS_CHANNEL: &str = "tms:run-events";
+
+/// Channel carrying run ids whose cancellation was requested.
+pub const CANCEL_CHANNEL: &str = "tms:run-cancel";
 
 /// A Redis connection that is established lazily and re-established after failures, so a
 /// process can start and keep serving while Redis is down.
@@ -51,9 +58,89 @@ impl EventBus {
         }
     }
 
+    /// Tells the worker driving `run_id` to stop it. Lost messages are covered by the worker's
+    /// lease renewal, which also checks for cancellation requests.
+    pub async fn request_cancel(&self, run_id: uuid::Uuid) {
+        let mut conn = self.conn.clone();
+        if let Err(e) = conn
+            .publish::<_, _, ()>(CANCEL_CHANNEL, run_id.to_string())
+            .await
+        {
+            tracing::warn!(%run_id, error = %e, "cancel request not published; the worker's lease check will see it");
+        }
+    }
+
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// The process's single Redis subscription to run events, fanned out in memory to every
+/// subscriber (WebSocket clients never get a Redis connection of their own). The channel is
+/// bounded: a subscriber that falls `capacity` events behind is told so and dropped.
+#[derive(Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<Arc<EventRow>>,
+}
+
+impl EventHub {
+    /// Starts the subscription loop (reconnecting on failure) until `stop` fires.
+    pub fn start(redis_url: &str, capacity: usize, stop: CancellationToken) -> Result<Self> {
+        let client =
+            redis::Client::open(redis_url).map_err(|e| Error::field("REDIS_URL", e.to_string()))?;
+        let (tx, _) = broadcast::channel(capacity);
+        let hub = Self { tx: tx.clone() };
+        tokio::spawn(async move {
+            loop {
+                let session = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(EVENTS_CHANNEL).await?;
+                    tracing::info!("subscribed to run events");
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let payload: String = match msg.get_payload() {
+                            Ok(p) => p,
+                            Err(_) => continue,
+                        };
+                        match serde_json::from_str::<EventRow>(&payload) {
+                            // No receivers is fine: nobody is watching right now.
+                            Ok(ev) => {
+                                let _ = tx.send(Arc::new(ev));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "undecodable run event on the bus")
+                            }
+                        }
+                    }
+                    Ok::<(), redis::RedisError>(())
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    res = session => {
+                        if let Err(e) = res {
+                            tracing::warn!(error = %e, "run-event subscription failed; retrying");
+                        } else {
+                            tracing::warn!("run-event subscription ended; reconnecting");
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+        Ok(hub)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
+        self.tx.subscribe()
+    }
+
+    /// Live in-process subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
     }
 }

@@ -30,6 +30,10 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_DB_POOL_SIZE",
     "TMS_BUILD_PROFILE",
     "TMS_SETUP_LOG",
+    "TMS_URL",
+    "TMS_TOKEN",
+    "TMS_EMAIL",
+    "TMS_PASSWORD",
 ];
 
 /// Prefixes of variable families: per-secret values and the test harness's own settings.

@@ -13,6 +13,7 @@ pub enum ErrorCode {
     Forbidden,
     Conflict,
     Unavailable,
+    SlowConsumer,
     Internal,
 }
 
@@ -25,6 +26,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -64,6 +66,12 @@ pub enum Error {
     /// A dependency (database, queue) is unreachable; the detail is logged, never shown.
     #[error("service temporarily unavailable")]
     Unavailable(String),
+    /// A subscriber fell too far behind the live stream and was dropped; it may resume from
+    /// its last sequence number.
+    #[error(
+        "subscriber too slow: dropped after falling behind; resubscribe with afterSeq to resume"
+    )]
+    SlowConsumer,
     /// A bug or unexpected state; the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -91,6 +99,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::Conflict(_) | Error::Duplicate(_) => ErrorCode::Conflict,
             Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::SlowConsumer => ErrorCode::SlowConsumer,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }

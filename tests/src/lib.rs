@@ -1,6 +1,8 @@
 //! End-to-end test harness: starts the real `tms-api` and `tms-worker` binaries against the
 //! Postgres and Redis that `scripts/test` provides, each test with its own database and queue.
 
+pub mod dagger_engine;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
+
+pub mod ws;
+
+/// The Redis channel run events are published on (as in `tms_core::bus`).
+pub const EVENTS_CHANNEL: &str = "tms:run-events";
 
 pub const ADMIN_EMAIL: &str = "admin@tms.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -187,6 +194,7 @@ pub struct TestEnv {
     pub queue: String,
     pub api_port: u16,
     pub api: Option<Proc>,
+    pub extra_apis: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub work_dir: PathBuf,
     dir: tempdir::Dir,
@@ -231,6 +239,7 @@ impl TestEnv {
             queue: format!("q-{}", uuid::Uuid::new_v4().simple()),
             api_port: free_port(),
             api: None,
+            extra_apis: Vec::new(),
             workers: Vec::new(),
             work_dir,
             dir,
@@ -272,11 +281,11 @@ impl TestEnv {
         Ok((path, f))
     }
 
-    pub fn start_api(&mut self) -> Result<()> {
-        let (log, f) = self.log_file("api")?;
+    fn spawn_api(&self, port: u16, name: &str) -> Result<Proc> {
+        let (log, f) = self.log_file(name)?;
         let child = self
             .base_command("tms-api")
-            .env("TMS_LISTEN", format!("127.0.0.1:{}", self.api_port))
+            .env("TMS_LISTEN", format!("127.0.0.1:{port}"))
             .env("TMS_JWT_SECRET", "test-secret-test-secret-test-secret-0123")
             .env("TMS_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("TMS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -284,13 +293,38 @@ impl TestEnv {
             .stderr(f)
             .spawn()
             .context("spawning tms-api (did `cargo build --workspace --bins` run?)")?;
-        self.api = Some(Proc {
+        Ok(Proc {
             name: "api",
             child,
             log,
             killed: false,
-        });
+        })
+    }
+
+    pub fn start_api(&mut self) -> Result<()> {
+        self.api = Some(self.spawn_api(self.api_port, "api")?);
         Ok(())
+    }
+
+    /// Kills the api with SIGKILL and starts it again on the same port.
+    pub async fn restart_api(&mut self) -> Result<()> {
+        if let Some(mut p) = self.api.take() {
+            p.kill9();
+        }
+        self.start_api()?;
+        self.wait_ready(&format!("http://127.0.0.1:{}/readyz", self.api_port), "api")
+            .await
+    }
+
+    /// A second api process on the same database, Redis and queue; returns its port.
+    pub async fn start_extra_api(&mut self) -> Result<u16> {
+        let port = free_port();
+        let n = self.extra_apis.len();
+        let p = self.spawn_api(port, &format!("api-extra{n}"))?;
+        self.extra_apis.push(p);
+        self.wait_ready(&format!("http://127.0.0.1:{port}/readyz"), "extra api")
+            .await?;
+        Ok(port)
     }
 
     pub async fn start_worker(&mut self, extra: &[(String, String)]) -> Result<u16> {
@@ -362,9 +396,20 @@ impl TestEnv {
         query: &str,
         variables: Value,
     ) -> Result<Value> {
+        self.gql_at(self.api_port, token, query, variables).await
+    }
+
+    /// As `gql_raw`, against the api listening on `port`.
+    pub async fn gql_at(
+        &self,
+        port: u16,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value> {
         let mut req = self
             .http
-            .post(self.api_url())
+            .post(format!("http://127.0.0.1:{port}/graphql"))
             .json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);

@@ -1,5 +1,6 @@
 //! `tms-worker`: consumes run jobs from Redis (apalis) and executes them.
 
+mod cancel;
 mod config;
 mod executor;
 mod http;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ExecutorKind, WorkerConfig};
 use crate::executor::SharedExecutor;
+use crate::executor::dagger::{DaggerExecutor, EngineSource};
 use crate::executor::local::LocalExecutor;
 use crate::runner::Runner;
 
@@ -41,34 +43,57 @@ async fn wait_for_redis(bus: &EventBus, shutdown: &CancellationToken) {
     }
 }
 
-fn dagger_reachable() -> Option<&'static str> {
-    if std::env::var_os("DAGGER_SESSION_PORT").is_some() {
-        return Some("DAGGER_SESSION_PORT");
-    }
-    if std::env::var_os("_EXPERIMENTAL_DAGGER_CLI_BIN").is_some() {
-        return Some("_EXPERIMENTAL_DAGGER_CLI_BIN");
-    }
-    None
+/// Where a Dagger engine is configured, if anywhere: `DAGGER_SESSION_PORT` + `DAGGER_SESSION_TOKEN`,
+/// `_EXPERIMENTAL_DAGGER_CLI_BIN`, or `dagger` on `PATH`. A half-set or malformed configuration
+/// stops start-up rather than silently running steps on the host.
+fn dagger_reachable() -> anyhow::Result<Option<EngineSource>> {
+    EngineSource::from_env().map_err(|e| anyhow::anyhow!("Dagger engine configuration: {e}"))
 }
 
-fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
+/// `local`: host processes. `dagger`: the engine must answer now, or start-up fails. `auto`:
+/// Dagger whenever an engine is configured, even if it does not answer yet (steps then wait for
+/// it and `/readyz` says not ready: a deployment that configured an engine must never fall back
+/// to running images' commands on the host); local processes, loudly, when none is.
+async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
+    const HOW: &str = "set DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN (e.g. start the worker with `dagger run tms-worker`), set _EXPERIMENTAL_DAGGER_CLI_BIN to a dagger CLI, or put `dagger` on PATH; or choose TMS_EXECUTOR=local";
     match kind {
         ExecutorKind::Local => Ok(Arc::new(LocalExecutor)),
-        ExecutorKind::Dagger => anyhow::bail!(
-            "TMS_EXECUTOR=dagger: the Dagger executor is not available in this build; use `local` or `auto`"
-        ),
-        ExecutorKind::Auto => {
-            if let Some(var) = dagger_reachable() {
-                tracing::warn!(
-                    found = var,
-                    "a Dagger engine is configured but this build has no Dagger executor yet"
-                );
+        ExecutorKind::Dagger => {
+            let Some(source) = dagger_reachable()? else {
+                anyhow::bail!("TMS_EXECUTOR=dagger but no Dagger engine is configured: {HOW}");
+            };
+            let dagger = DaggerExecutor::new(source);
+            match dagger.connect().await {
+                Ok(version) => {
+                    tracing::info!(engine = %version, via = %dagger.source().describe(), "steps run on Dagger");
+                    Ok(Arc::new(dagger))
+                }
+                Err(e) => anyhow::bail!(
+                    "TMS_EXECUTOR=dagger but no Dagger engine is reachable: {e}. Start the engine or fix the configuration: {HOW}"
+                ),
             }
-            tracing::warn!(
-                "==> NO DAGGER ENGINE: steps run as LOCAL HOST PROCESSES; container images are ignored <=="
-            );
-            Ok(Arc::new(LocalExecutor))
         }
+        ExecutorKind::Auto => match dagger_reachable()? {
+            Some(source) => {
+                let dagger = DaggerExecutor::new(source);
+                match dagger.connect().await {
+                    Ok(version) => {
+                        tracing::info!(engine = %version, via = %dagger.source().describe(), "steps run on Dagger")
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "==> DAGGER ENGINE CONFIGURED BUT NOT REACHABLE: steps wait for it (worker not ready until it answers) <=="
+                    ),
+                }
+                Ok(Arc::new(dagger))
+            }
+            None => {
+                tracing::warn!(
+                    "==> NO DAGGER ENGINE: steps run as LOCAL HOST PROCESSES; container images are ignored <=="
+                );
+                Ok(Arc::new(LocalExecutor))
+            }
+        },
     }
 }
 
@@ -123,7 +148,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
-    let executor = choose_executor(cfg.executor)?;
+    let executor = choose_executor(cfg.executor).await?;
     let name = cfg.name.clone().unwrap_or_else(default_name);
     let concurrency = cfg.concurrency.map(|c| c as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -172,7 +197,9 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         lease: Duration::from_secs(cfg.run_lease_seconds),
         active: Default::default(),
         stopping: CancellationToken::new(),
+        controls: Default::default(),
     });
+    cancel::listen(cfg.common.redis_url.clone(), runner.clone(), stop.clone());
 
     tracing::info!(
         worker = %name, queue = %cfg.common.queue, executor = executor.name(), concurrency,

@@ -11,7 +11,7 @@ use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::repo::events::{EventRow, NewEvent};
 use tms_core::repo::runs::{RunRow, TaskChange};
-use tms_core::runs::events::{KIND_PROGRESS, KIND_RUN, KIND_TASK, percent_done, record};
+use tms_core::runs::events::{KIND_PROGRESS, KIND_RUN, KIND_TASK, append_estimated, record};
 use tms_core::runs::{RunStatus, TaskStatus};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result, repo};
@@ -36,6 +36,8 @@ pub struct Runner {
     pub active: std::sync::Mutex<std::collections::HashSet<Uuid>>,
     /// Fired at shutdown: runs stop their steps and hand their lease back.
     pub stopping: CancellationToken,
+    /// Controls of the runs in progress, for cancellation requests.
+    pub controls: std::sync::Mutex<HashMap<Uuid, Control>>,
 }
 
 /// Removes a run from the active set when its drive ends, however it ends.
@@ -46,6 +48,36 @@ impl Drop for ActiveGuard<'_> {
         if let Ok(mut a) = self.0.active.lock() {
             a.remove(&self.1);
         }
+        if let Ok(mut c) = self.0.controls.lock() {
+            c.remove(&self.1);
+        }
+    }
+}
+
+/// Stops a run in progress. `stop` fires when this worker must let go (lease lost, shutdown)
+/// or when a user cancelled the run; `user_cancel` tells the two apart, because only a user's
+/// cancellation is recorded (a run let go of is resumed by another worker).
+#[derive(Clone)]
+pub struct Control {
+    pub stop: CancellationToken,
+    user: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Control {
+    fn new(stop: CancellationToken) -> Self {
+        Self {
+            stop,
+            user: Default::default(),
+        }
+    }
+
+    pub fn cancel_by_user(&self) {
+        self.user.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    pub fn user_cancelled(&self) -> bool {
+        self.user.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -84,9 +116,15 @@ impl Runner {
             return Ok(());
         };
         tracing::info!(%run_id, delivery = run.deliveries, "driving run");
-        let lost = self.stopping.child_token();
-        let renewer = tokio::spawn(self.clone().keep_lease(run_id, lost.clone()));
-        let result = self.drive_claimed(run, lost.clone()).await;
+        let ctl = Control::new(self.stopping.child_token());
+        if let Ok(mut c) = self.controls.lock() {
+            c.insert(run_id, ctl.clone());
+        }
+        if run.cancel_requested_at.is_some() {
+            ctl.cancel_by_user();
+        }
+        let renewer = tokio::spawn(self.clone().keep_lease(run_id, ctl.clone()));
+        let result = self.drive_claimed(run, ctl.clone()).await;
         renewer.abort();
         if self.stopping.is_cancelled() {
             let owner = self.worker_name.clone();
@@ -95,10 +133,27 @@ impl Runner {
                 .run(move |c| repo::runs::release_lease(c, run_id, &owner))
                 .await;
             tracing::warn!(%run_id, "worker stopping; run handed back for another worker to resume");
-        } else if lost.is_cancelled() {
+        } else if ctl.stop.is_cancelled() && !ctl.user_cancelled() {
             tracing::warn!(%run_id, "lease lost; another worker will finish the run");
         }
         result
+    }
+
+    /// Cancels `run_id` if this worker is driving it (a cancellation request arrived).
+    pub fn cancel(&self, run_id: Uuid) -> bool {
+        let ctl = self
+            .controls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&run_id).cloned());
+        match ctl {
+            Some(ctl) => {
+                tracing::info!(%run_id, "cancelling run on request");
+                ctl.cancel_by_user();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Lets runs in progress finish for up to `grace`, then stops their steps and hands them back.
@@ -118,7 +173,7 @@ impl Runner {
         }
     }
 
-    async fn keep_lease(self: Arc<Self>, run_id: Uuid, lost: CancellationToken) {
+    async fn keep_lease(self: Arc<Self>, run_id: Uuid, ctl: Control) {
         let every = self.lease / 3;
         let mut failures = 0u32;
         loop {
@@ -130,9 +185,19 @@ impl Runner {
                 .run(move |c| repo::runs::renew_lease(c, run_id, &owner, secs))
                 .await
             {
-                Ok(true) => failures = 0,
+                Ok(true) => {
+                    failures = 0;
+                    // Backstop for a cancellation request whose message never arrived.
+                    if let Ok(true) = self
+                        .db
+                        .run(move |c| repo::runs::cancel_requested(c, run_id))
+                        .await
+                    {
+                        ctl.cancel_by_user();
+                    }
+                }
                 Ok(false) => {
-                    lost.cancel();
+                    ctl.stop.cancel();
                     return;
                 }
                 Err(e) => {
@@ -140,7 +205,7 @@ impl Runner {
                     tracing::warn!(%run_id, error = %e, "lease renewal failed");
                     // Past the lease length someone else may have taken over: stop writing.
                     if every * failures >= self.lease {
-                        lost.cancel();
+                        ctl.stop.cancel();
                         return;
                     }
                 }
@@ -213,7 +278,7 @@ impl Runner {
         .map(|_| ())
     }
 
-    async fn drive_claimed(self: &Arc<Self>, run: RunRow, lost: CancellationToken) -> Result<()> {
+    async fn drive_claimed(self: &Arc<Self>, run: RunRow, ctl: Control) -> Result<()> {
         let run_id = run.id;
         let (wf_id, version) = (run.workflow_id, run.version);
         let spec = self
@@ -278,12 +343,19 @@ impl Runner {
         let run_dir = self.work_root.join(run_id.to_string());
 
         loop {
-            if lost.is_cancelled() {
+            let cancelling = ctl.user_cancelled();
+            if ctl.stop.is_cancelled() && !cancelling {
                 running.shutdown().await;
                 return Ok(());
             }
+            // A cancelled run starts nothing new; its running steps stop and report themselves.
+            let pending_names: Vec<&String> = if cancelling {
+                Vec::new()
+            } else {
+                order.iter().collect()
+            };
             // Skip every pending step that has a dependency which can no longer succeed.
-            for name in &order {
+            for name in pending_names.iter().copied() {
                 if status[name] != TaskStatus::Pending {
                     continue;
                 }
@@ -306,7 +378,7 @@ impl Runner {
                 }
             }
             // Start every pending step whose dependencies all succeeded.
-            for name in &order {
+            for name in pending_names.iter().copied() {
                 if status[name] != TaskStatus::Pending {
                     continue;
                 }
@@ -323,16 +395,16 @@ impl Runner {
                         .map(|d| (d.clone(), run_dir.join(d).join("out")))
                         .collect();
                     let this = self.clone();
-                    let (step, prev, dir, lost) = (
+                    let (step, prev, dir, ctl) = (
                         step.clone(),
                         attempts[name],
                         run_dir.join(name),
-                        lost.clone(),
+                        ctl.clone(),
                     );
                     running.spawn(async move {
                         let name = step.name.clone();
                         let end = this
-                            .execute_step(run_id, step, prev, dir, inputs, lost)
+                            .execute_step(run_id, step, prev, dir, inputs, ctl)
                             .await;
                         (name, end)
                     });
@@ -359,8 +431,12 @@ impl Runner {
                         None => {}
                     }
                 }
-                _ = lost.cancelled() => {}
+                _ = ctl.stop.cancelled(), if !cancelling => {}
             }
+        }
+
+        if ctl.user_cancelled() {
+            return self.finish_cancelled(run_id).await;
         }
 
         let failed: Vec<&String> = order
@@ -402,6 +478,62 @@ impl Runner {
         Ok(())
     }
 
+    /// A step interrupted by `ctl`: recorded as cancelled when a user cancelled the run, left
+    /// alone (to be resumed elsewhere) when this worker let go of the run.
+    async fn step_stopped(&self, run_id: Uuid, name: &str, ctl: &Control) -> Result<StepEnd> {
+        if ctl.user_cancelled() {
+            let change = TaskChange {
+                status: Some(TaskStatus::Cancelled.as_str().into()),
+                finished_at: Some(Some(chrono::Utc::now())),
+                error: Some(Some("cancelled".into())),
+                ..Default::default()
+            };
+            let msg = Some("cancelled while running".to_string());
+            self.set_task(run_id, name, change, TaskStatus::Cancelled, msg)
+                .await?;
+        }
+        Ok(StepEnd {
+            status: TaskStatus::Cancelled,
+            timed_out: false,
+        })
+    }
+
+    /// Records a user's cancellation: every task not yet finished, then the run.
+    async fn finish_cancelled(&self, run_id: Uuid) -> Result<()> {
+        self.write(run_id, move |conn| {
+            let why = "cancelled by request".to_string();
+            let mut evs = Vec::new();
+            for t in repo::runs::tasks_of(conn, run_id)? {
+                if !t.status().is_terminal() {
+                    let change = TaskChange {
+                        status: Some(TaskStatus::Cancelled.as_str().into()),
+                        finished_at: Some(Some(chrono::Utc::now())),
+                        error: Some(Some(why.clone())),
+                        ..Default::default()
+                    };
+                    repo::runs::update_task(conn, run_id, &t.name, &change)?;
+                    let st = Some(TaskStatus::Cancelled.as_str());
+                    evs.push(record(
+                        conn,
+                        run_id,
+                        KIND_TASK,
+                        st,
+                        Some(&t.name),
+                        Some(why.clone()),
+                    )?);
+                }
+            }
+            if repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(&why))? {
+                let st = Some(RunStatus::Cancelled.as_str());
+                evs.push(record(conn, run_id, KIND_RUN, st, None, Some(why.clone()))?);
+            }
+            Ok(evs)
+        })
+        .await?;
+        tracing::info!(%run_id, "run cancelled");
+        Ok(())
+    }
+
     /// Runs one step with its retries; returns how it ended once its final state is recorded.
     async fn execute_step(
         self: Arc<Self>,
@@ -410,7 +542,7 @@ impl Runner {
         prev_attempt: i32,
         step_dir: PathBuf,
         inputs: Vec<(String, PathBuf)>,
-        lost: CancellationToken,
+        ctl: Control,
     ) -> Result<StepEnd> {
         let name = step.name.clone();
         let retries = step.retries.unwrap_or(0);
@@ -436,7 +568,7 @@ impl Runner {
         loop {
             let permit = tokio::select! {
                 p = self.slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker shutting down"))?,
-                _ = lost.cancelled() => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
+                _ = ctl.stop.cancelled() => return self.step_stopped(run_id, &name, &ctl).await,
             };
             attempt += 1;
             let change = TaskChange {
@@ -473,16 +605,11 @@ impl Runner {
                     tokio::spawn(self.clone().forward_progress(run_id, name.clone(), rx));
                 let res = tokio::select! {
                     r = tokio::time::timeout(timeout, self.executor.run(req, tx)) => Some(r),
-                    _ = lost.cancelled() => None,
+                    _ = ctl.stop.cancelled() => None,
                 };
                 let _ = forwarder.await;
                 match res {
-                    None => {
-                        return Ok(StepEnd {
-                            status: TaskStatus::Cancelled,
-                            timed_out: false,
-                        });
-                    }
+                    None => return self.step_stopped(run_id, &name, &ctl).await,
                     Some(Ok(Ok(o))) if o.exit_code == Some(0) => {
                         (o.exit_code, o.log_tail, None, false)
                     }
@@ -526,7 +653,7 @@ impl Runner {
                 try_no += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = lost.cancelled() => return Ok(StepEnd { status: TaskStatus::Cancelled, timed_out: false }),
+                    _ = ctl.stop.cancelled() => return self.step_stopped(run_id, &name, &ctl).await,
                 }
                 continue;
             }
@@ -577,25 +704,19 @@ impl Runner {
             let s = step.clone();
             let res = self
                 .write(run_id, move |conn| {
-                    let total = repo::runs::tasks_of(conn, run_id)?.len().max(1) as f64;
-                    let base = percent_done(conn, run_id)?;
-                    let percent = ((base + line.percent / total) * 10.0).round() / 10.0;
                     let message = match &line.message {
                         Some(m) => format!("{}% {m}", line.percent),
                         None => format!("{}%", line.percent),
                     };
-                    Ok(vec![repo::events::append(
-                        conn,
-                        run_id,
-                        NewEvent {
-                            kind: KIND_PROGRESS,
-                            status: Some("running".into()),
-                            step: Some(s.clone()),
-                            percent: percent.min(100.0),
-                            eta_seconds: None,
-                            message: Some(message),
-                        },
-                    )?])
+                    let ev = NewEvent {
+                        kind: KIND_PROGRESS,
+                        status: Some(TaskStatus::Running.as_str().into()),
+                        step: Some(s.clone()),
+                        message: Some(message),
+                        step_percent: Some(line.percent),
+                        ..Default::default()
+                    };
+                    Ok(vec![append_estimated(conn, run_id, ev)?])
                 })
                 .await;
             if let Err(e) = res {

@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
+pub mod events;
 pub mod ids;
 pub mod mutation;
 pub mod query;
@@ -7,19 +8,24 @@ pub mod runs;
 pub mod users;
 pub mod workflows;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use async_graphql::{Schema, SchemaBuilder};
 
 use crate::state::Services;
 
-pub type TmsSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+pub type TmsSchema = Schema<query::QueryRoot, mutation::MutationRoot, events::SubscriptionRoot>;
 
 pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 2_000;
 pub const MAX_RECURSIVE_DEPTH: usize = 32;
 pub const MAX_DIRECTIVES: usize = 10;
 
-pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, events::SubscriptionRoot>
+{
+    Schema::build(
+        query::QueryRoot,
+        mutation::MutationRoot,
+        events::SubscriptionRoot,
+    )
 }
 
 /// The schema as served: services attached, limits on, introspection off in production.

@@ -90,4 +90,31 @@ impl MutationRoot {
             .gql()?;
         Ok(Run(run))
     }
+
+    /// Cancels a run: running steps are stopped within a second, pending ones cancelled.
+    /// Cancelling a finished run returns it unchanged.
+    async fn cancel_run(&self, ctx: &Context<'_>, id: ID) -> Result<Run> {
+        let svc = ctx.data_unchecked::<Services>();
+        let id = parse_id(&id, "id")?;
+        Ok(Run(svc.runs.cancel(caller(ctx).gql()?, id).await.gql()?))
+    }
+
+    /// Retries a finished run that did not succeed. With `fromFailedStep: true` the same run
+    /// re-runs only its failed, skipped and cancelled steps (succeeded steps' outputs are
+    /// reused); otherwise a new run of the same version and inputs starts.
+    async fn retry_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        from_failed_step: Option<bool>,
+    ) -> Result<Run> {
+        let svc = ctx.data_unchecked::<Services>();
+        let id = parse_id(&id, "id")?;
+        let who = caller(ctx).gql()?;
+        Ok(Run(svc
+            .runs
+            .retry(who, id, from_failed_step.unwrap_or(false))
+            .await
+            .gql()?))
+    }
 }

@@ -126,25 +126,18 @@ impl Run {
     async fn last_seq(&self) -> i64 {
         self.0.last_seq
     }
-    /// Share of tasks that reached a final state, 0-100.
+    /// Percent done, 0-100: finished steps, plus running steps' own `::progress` reports.
     async fn percent(&self, ctx: &Context<'_>) -> Result<f64> {
-        if self.0.status().is_terminal() {
-            return Ok(100.0);
-        }
-        let tasks = self.load_tasks(ctx).await?;
-        if tasks.is_empty() {
-            return Ok(0.0);
-        }
-        let done = tasks.iter().filter(|t| t.status().is_terminal()).count();
-        Ok((done as f64 * 1000.0 / tasks.len() as f64).round() / 10.0)
+        Ok(self.estimate(ctx).await?.percent)
     }
-    /// Estimated seconds until the run ends; null when there is no history to estimate from.
-    async fn eta_seconds(&self) -> Option<f64> {
-        if self.0.status().is_terminal() {
-            Some(0.0)
-        } else {
-            None
-        }
+    /// Estimated seconds until the run ends (critical path over what is left, from earlier runs'
+    /// step durations, refined by progress reports); null when there is no history to go by.
+    async fn eta_seconds(&self, ctx: &Context<'_>) -> Result<Option<f64>> {
+        Ok(self.estimate(ctx).await?.eta_seconds)
+    }
+    /// When a cancellation was requested, if one was.
+    async fn cancel_requested_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancel_requested_at
     }
     async fn tasks(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
         Ok(self.load_tasks(ctx).await?.into_iter().map(Task).collect())
@@ -152,6 +145,11 @@ impl Run {
 }
 
 impl Run {
+    async fn estimate(&self, ctx: &Context<'_>) -> Result<tms_core::runs::eta::Estimate> {
+        let svc = &ctx.data_unchecked::<Services>().runs;
+        svc.estimate(caller(ctx).gql()?, self.0.id).await.gql()
+    }
+
     async fn load_tasks(&self, ctx: &Context<'_>) -> Result<Vec<TaskRow>> {
         let svc = &ctx.data_unchecked::<Services>().runs;
         svc.tasks(caller(ctx).gql()?, self.0.id).await.gql()

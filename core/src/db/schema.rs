@@ -61,6 +61,7 @@ diesel::table! {
         lease_expires_at -> Nullable<Timestamptz>,
         deliveries -> Int4,
         last_seq -> Int8,
+        cancel_requested_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -91,6 +92,8 @@ diesel::table! {
         eta_seconds -> Nullable<Float8>,
         message -> Nullable<Text>,
         at -> Timestamptz,
+        workflow_id -> Uuid,
+        step_percent -> Nullable<Float8>,
     }
 }
 

@@ -20,6 +20,9 @@ pub struct EventRow {
     pub eta_seconds: Option<f64>,
     pub message: Option<String>,
     pub at: DateTime<Utc>,
+    pub workflow_id: Uuid,
+    /// The step's own reported progress (0-100), on `progress` events.
+    pub step_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -30,14 +33,15 @@ pub struct NewEvent {
     pub percent: f64,
     pub eta_seconds: Option<f64>,
     pub message: Option<String>,
+    pub step_percent: Option<f64>,
 }
 
 /// Appends an event with the run's next sequence number. The `UPDATE ... RETURNING` takes the
 /// run row's lock, so concurrent appenders for one run serialise and numbers never collide or skip.
 pub fn append(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<EventRow> {
-    let seq: i64 = diesel::update(runs::table.find(run_id))
+    let (seq, workflow_id): (i64, Uuid) = diesel::update(runs::table.find(run_id))
         .set(runs::last_seq.eq(runs::last_seq + 1))
-        .returning(runs::last_seq)
+        .returning((runs::last_seq, runs::workflow_id))
         .get_result(conn)?;
     Ok(diesel::insert_into(run_events::table)
         .values((
@@ -50,6 +54,8 @@ pub fn append(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<Eve
             run_events::eta_seconds.eq(ev.eta_seconds),
             run_events::message.eq(ev.message),
             run_events::at.eq(Utc::now()),
+            run_events::workflow_id.eq(workflow_id),
+            run_events::step_percent.eq(ev.step_percent),
         ))
         .returning(EventRow::as_returning())
         .get_result(conn)?)
@@ -68,4 +74,31 @@ pub fn after(
         .limit(limit)
         .select(EventRow::as_select())
         .load(conn)?)
+}
+
+/// Stamps an appended event with the run's estimate.
+pub fn set_estimate(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    seq: i64,
+    percent: f64,
+    eta: Option<f64>,
+) -> Result<EventRow> {
+    Ok(diesel::update(run_events::table.find((run_id, seq)))
+        .set((
+            run_events::percent.eq(percent),
+            run_events::eta_seconds.eq(eta),
+        ))
+        .returning(EventRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// The run's latest event, if any.
+pub fn latest(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<EventRow>> {
+    Ok(run_events::table
+        .filter(run_events::run_id.eq(run_id))
+        .order(run_events::seq.desc())
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?)
 }

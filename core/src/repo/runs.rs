@@ -27,6 +27,7 @@ pub struct RunRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub deliveries: i32,
     pub last_seq: i64,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 impl RunRow {
@@ -334,6 +335,7 @@ struct RunRowByName {
     lease_expires_at: Option<DateTime<Utc>>,
     deliveries: i32,
     last_seq: i64,
+    cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 impl From<RunRowByName> for RunRow {
@@ -355,6 +357,7 @@ impl From<RunRowByName> for RunRow {
             lease_expires_at: r.lease_expires_at,
             deliveries: r.deliveries,
             last_seq: r.last_seq,
+            cancel_requested_at: r.cancel_requested_at,
         }
     }
 }
@@ -368,4 +371,48 @@ pub fn holds_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<boo
         .first(conn)
         .optional()?;
     Ok(matches!(holder, Some(Some(h)) if h == owner))
+}
+
+pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Option<RunRow>> {
+    Ok(runs::table
+        .find(id)
+        .select(RunRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?)
+}
+
+pub fn request_cancel(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    diesel::update(
+        runs::table
+            .find(id)
+            .filter(runs::cancel_requested_at.is_null()),
+    )
+    .set(runs::cancel_requested_at.eq(Some(Utc::now())))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
+    let at: Option<Option<DateTime<Utc>>> = runs::table
+        .find(id)
+        .select(runs::cancel_requested_at)
+        .first(conn)
+        .optional()?;
+    Ok(matches!(at, Some(Some(_))))
+}
+
+/// Puts a finished run back in the queue for another pass (retry from failed steps).
+pub fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<RunRow> {
+    Ok(diesel::update(runs::table.find(id))
+        .set((
+            runs::status.eq(RunStatus::Queued.as_str()),
+            runs::finished_at.eq(None::<DateTime<Utc>>),
+            runs::error.eq(None::<String>),
+            runs::cancel_requested_at.eq(None::<DateTime<Utc>>),
+            runs::lease_owner.eq(None::<String>),
+            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)?)
 }

@@ -9,10 +9,12 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::queue::RunJob;
 use crate::queue::relay::Relay;
-use crate::repo::runs::{NewRun, RunRow, TaskRow};
+use crate::repo::runs::{NewRun, RunRow, TaskChange, TaskRow};
+use crate::repo::workflows::WorkflowRow;
 use crate::repo::{self, events::EventRow};
-use crate::runs::RunStatus;
-use crate::runs::events::{KIND_RUN, record};
+use crate::runs::eta::{Estimate, estimate};
+use crate::runs::events::{KIND_RUN, KIND_TASK, record};
+use crate::runs::{RunStatus, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
@@ -101,6 +103,135 @@ impl RunService {
         Ok(run)
     }
 
+    /// Cancels a run: directly when no worker holds it, otherwise by telling the worker that
+    /// does (which stops its running steps at once). Waits briefly for the run to end, so the
+    /// caller normally sees `cancelled`. Cancelling a finished run changes nothing.
+    pub async fn cancel(&self, who: Option<&Principal>, id: Uuid) -> Result<RunRow> {
+        let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let (run, events, notify) = self
+            .db
+            .run(move |conn| {
+                conn.transaction::<_, Error, _>(|conn| {
+                    let run =
+                        repo::runs::find_for_update(conn, id)?.ok_or(Error::NotFound("run"))?;
+                    if run.status().is_terminal() {
+                        return Ok((run, Vec::new(), false));
+                    }
+                    repo::runs::request_cancel(conn, id)?;
+                    let leased = run.lease_expires_at.is_some_and(|t| t > chrono::Utc::now());
+                    if leased {
+                        return Ok((run, Vec::new(), true));
+                    }
+                    let why = format!("cancelled by {}", who.email);
+                    let events = cancel_unleased(conn, id, &why)?;
+                    let run = repo::runs::find(conn, id)?.ok_or(Error::NotFound("run"))?;
+                    Ok((run, events, false))
+                })
+            })
+            .await?;
+        self.bus.publish(&events).await;
+        if !notify {
+            return Ok(run);
+        }
+        self.bus.request_cancel(id).await;
+        tracing::info!(run_id = %id, "cancellation requested from the worker holding the run");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let now = self
+                .db
+                .run(move |c| repo::runs::find(c, id))
+                .await?
+                .ok_or(Error::NotFound("run"))?;
+            if now.status().is_terminal() || tokio::time::Instant::now() > deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Retries a finished run that did not succeed. `from_failed_step` re-queues the same run:
+    /// only failed, skipped and cancelled steps run again, and succeeded steps' outputs are
+    /// reused. Otherwise a new run of the same version with the same inputs starts.
+    pub async fn retry(
+        &self,
+        who: Option<&Principal>,
+        id: Uuid,
+        from_failed_step: bool,
+    ) -> Result<RunRow> {
+        let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let (run, ev) = self
+            .db
+            .run(move |conn| {
+                conn.transaction::<_, Error, _>(|conn| {
+                    let run =
+                        repo::runs::find_for_update(conn, id)?.ok_or(Error::NotFound("run"))?;
+                    if !run.status().is_terminal() {
+                        return Err(Error::Conflict(
+                            "the run has not finished; cancel it first".into(),
+                        ));
+                    }
+                    if !from_failed_step {
+                        let wf = repo::workflows::find(conn, run.workflow_id)?
+                            .ok_or(Error::NotFound("workflow"))?;
+                        if wf.archived_at.is_some() {
+                            return Err(Error::Conflict(format!(
+                                "workflow `{}` is archived",
+                                wf.name
+                            )));
+                        }
+                        let message = Some(format!("retry of run {id}"));
+                        return create_run(
+                            conn,
+                            &who,
+                            &wf,
+                            run.version,
+                            &run.inputs,
+                            None,
+                            run.no_cache,
+                            message,
+                        );
+                    }
+                    if run.status() == RunStatus::Succeeded {
+                        return Err(Error::Conflict(
+                            "nothing to retry: every step succeeded".into(),
+                        ));
+                    }
+                    for t in repo::runs::tasks_of(conn, id)? {
+                        if matches!(
+                            t.status(),
+                            TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled
+                        ) {
+                            let change = TaskChange {
+                                status: Some(TaskStatus::Pending.as_str().into()),
+                                finished_at: Some(None),
+                                exit_code: Some(None),
+                                error: Some(None),
+                                ..Default::default()
+                            };
+                            repo::runs::update_task(conn, id, &t.name, &change)?;
+                        }
+                    }
+                    repo::runs::requeue(conn, id)?;
+                    let message = Some(format!("retry from failed steps by {}", who.email));
+                    let ev = record(
+                        conn,
+                        id,
+                        KIND_RUN,
+                        Some(RunStatus::Queued.as_str()),
+                        None,
+                        message,
+                    )?;
+                    enqueue(conn, id)?;
+                    let run = repo::runs::find(conn, id)?.ok_or(Error::NotFound("run"))?;
+                    Ok((run, ev))
+                })
+            })
+            .await?;
+        self.relay.poke();
+        self.bus.publish(&[ev]).await;
+        Ok(run)
+    }
+
     pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<RunRow>> {
         rbac::require(who, Permission::ReadRuns)?;
         self.db.run(move |c| repo::runs::find(c, id)).await
@@ -118,6 +249,12 @@ impl RunService {
         self.db
             .run(move |c| repo::runs::list(c, before, limit, workflow_id, status))
             .await
+    }
+
+    /// Percent done and ETA of a run as of now.
+    pub async fn estimate(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Estimate> {
+        rbac::require(who, Permission::ReadRuns)?;
+        self.db.run(move |c| estimate(c, run_id)).await
     }
 
     pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<TaskRow>> {
@@ -157,20 +294,41 @@ fn inner_trigger(
             wf.name
         )));
     }
-    let version = repo::workflows::version(conn, wf.id, wf.current_version)?.ok_or_else(|| {
-        Error::Internal(format!(
-            "workflow {} lacks version {}",
-            wf.id, wf.current_version
-        ))
-    })?;
-    let spec = version.spec()?;
+    let (run, ev) = create_run(
+        conn,
+        who,
+        &wf,
+        wf.current_version,
+        inputs,
+        key,
+        no_cache,
+        None,
+    )?;
+    Ok((run, Some(ev)))
+}
+
+/// Inserts a queued run of `version` with its tasks, first event and outbox row.
+#[allow(clippy::too_many_arguments)]
+fn create_run(
+    conn: &mut diesel::PgConnection,
+    who: &Principal,
+    wf: &WorkflowRow,
+    version: i32,
+    inputs: &serde_json::Value,
+    key: Option<&str>,
+    no_cache: bool,
+    message: Option<String>,
+) -> Result<(RunRow, EventRow)> {
+    let spec = repo::workflows::version(conn, wf.id, version)?
+        .ok_or_else(|| Error::Internal(format!("workflow {} lacks version {version}", wf.id)))?
+        .spec()?;
     let run_id = Uuid::now_v7();
-    let run = repo::runs::insert(
+    repo::runs::insert(
         conn,
         &NewRun {
             id: run_id,
             workflow_id: wf.id,
-            version: wf.current_version,
+            version,
             inputs,
             idempotency_key: key,
             no_cache,
@@ -189,14 +347,55 @@ fn inner_trigger(
         KIND_RUN,
         Some(RunStatus::Queued.as_str()),
         None,
-        None,
+        message,
     )?;
+    enqueue(conn, run_id)?;
+    let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
+    Ok((run, ev))
+}
+
+fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> Result<()> {
     let payload = serde_json::to_value(RunJob {
         run_id,
         trace: Default::default(),
     })
     .map_err(Error::internal)?;
-    repo::outbox::insert(conn, run_id, &payload)?;
-    let run = repo::runs::find(conn, run.id)?.ok_or(Error::NotFound("run"))?;
-    Ok((run, Some(ev)))
+    repo::outbox::insert(conn, run_id, &payload)
+}
+
+/// Cancels a run nobody is executing: every unfinished task, then the run.
+fn cancel_unleased(conn: &mut diesel::PgConnection, id: Uuid, why: &str) -> Result<Vec<EventRow>> {
+    let mut events = Vec::new();
+    for t in repo::runs::tasks_of(conn, id)? {
+        if !t.status().is_terminal() {
+            let change = TaskChange {
+                status: Some(TaskStatus::Cancelled.as_str().into()),
+                finished_at: Some(Some(chrono::Utc::now())),
+                error: Some(Some(why.to_string())),
+                ..Default::default()
+            };
+            repo::runs::update_task(conn, id, &t.name, &change)?;
+            let cancelled = Some(TaskStatus::Cancelled.as_str());
+            events.push(record(
+                conn,
+                id,
+                KIND_TASK,
+                cancelled,
+                Some(&t.name),
+                Some(why.to_string()),
+            )?);
+        }
+    }
+    if repo::runs::finish(conn, id, RunStatus::Cancelled, Some(why))? {
+        let cancelled = Some(RunStatus::Cancelled.as_str());
+        events.push(record(
+            conn,
+            id,
+            KIND_RUN,
+            cancelled,
+            None,
+            Some(why.to_string()),
+        )?);
+    }
+    Ok(events)
 }

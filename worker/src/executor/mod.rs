@@ -1,5 +1,6 @@
 //! Executors run one step and report its outcome; the runner decides what the outcome means.
 
+pub mod dagger;
 pub mod local;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,101 @@
+//! GraphQL types for run events and the subscription root.
+
+use async_graphql::{Context, ID, Object, Result, Subscription};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use tms_core::repo::events::EventRow;
+
+use crate::context::caller;
+use crate::error::{GqlResult, to_gql};
+use crate::graphql::workflows::parse_id;
+use crate::state::Services;
+
+/// One state change or progress report of a run. `seq` numbers a run's events 1, 2, 3… without
+/// gaps; resume a subscription with the last `seq` seen as `afterSeq`.
+pub struct RunEvent(pub EventRow);
+
+#[Object]
+impl RunEvent {
+    async fn seq(&self) -> i64 {
+        self.0.seq
+    }
+    async fn run_id(&self) -> ID {
+        ID(self.0.run_id.to_string())
+    }
+    async fn workflow_id(&self) -> ID {
+        ID(self.0.workflow_id.to_string())
+    }
+    /// `run` (run status change), `task` (step status change), `progress` (a step's
+    /// `::progress` line) or `snapshot` (the run's state when a subscription starts).
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    /// The new status: a run status for `run`/`snapshot` events, a task status otherwise
+    /// (lower case, e.g. `running`).
+    async fn status(&self) -> Option<&str> {
+        self.0.status.as_deref()
+    }
+    /// The step concerned, for `task` and `progress` events.
+    async fn step(&self) -> Option<&str> {
+        self.0.step.as_deref()
+    }
+    /// The run's percent done as of this event.
+    async fn percent(&self) -> f64 {
+        self.0.percent
+    }
+    /// Estimated seconds until the run ends; null without history to estimate from.
+    async fn eta_seconds(&self) -> Option<f64> {
+        self.0.eta_seconds
+    }
+    /// The step's own percent, on `progress` events.
+    async fn step_percent(&self) -> Option<f64> {
+        self.0.step_percent
+    }
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// A run's events after `afterSeq` (or, without it, a `snapshot` of the run first), then
+    /// live events as they happen; completes after the event that ends the run.
+    async fn run_progress(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        after_seq: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
+        let svc = ctx.data_unchecked::<Services>();
+        let run_id = parse_id(&run_id, "runId")?;
+        let stream = svc
+            .progress
+            .run_progress(caller(ctx).gql()?, run_id, after_seq)
+            .await
+            .gql()?;
+        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+    }
+
+    /// Run status changes as they happen, of every run or of one workflow's runs.
+    async fn run_events(
+        &self,
+        ctx: &Context<'_>,
+        workflow_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
+        let svc = ctx.data_unchecked::<Services>();
+        let wf = workflow_id
+            .map(|w| parse_id(&w, "workflowId"))
+            .transpose()?;
+        let stream = svc
+            .progress
+            .run_events(caller(ctx).gql()?, wf)
+            .await
+            .gql()?;
+        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+    }
+}

@@ -1,0 +1,327 @@
+//! `tms`: a terminal client for TMS. `tms watch <run-id>` shows a run's steps with progress
+//! bars and the ETA, live, through the `runProgress` subscription; it resumes with `afterSeq`
+//! when the connection drops (an api restart loses nothing).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use futures::{SinkExt, StreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Parser)]
+#[command(name = "tms", version, about = "TMS command-line client")]
+struct Cli {
+    /// Base URL of the TMS api.
+    #[arg(
+        long,
+        env = "TMS_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// Access or API token (or log in with --email/--password).
+    #[arg(long, env = "TMS_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    #[arg(long, env = "TMS_EMAIL", global = true)]
+    email: Option<String>,
+    #[arg(long, env = "TMS_PASSWORD", hide_env_values = true, global = true)]
+    password: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch a run live until it ends; exits 0 if it succeeded, 1 otherwise.
+    Watch {
+        run_id: String,
+        /// Plain line-per-event output instead of progress bars (for logs and pipes).
+        #[arg(long)]
+        plain: bool,
+    },
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn gql(&self, query: &str, variables: Value) -> Result<Value> {
+        let resp: Value = self
+            .http
+            .post(format!("{}/graphql", self.url))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .context("cannot reach the TMS api")?
+            .json()
+            .await?;
+        if let Some(e) = resp.get("errors") {
+            bail!("{}", e[0]["message"].as_str().unwrap_or("request failed"));
+        }
+        Ok(resp["data"].clone())
+    }
+}
+
+async fn login(http: &reqwest::Client, url: &str, email: &str, password: &str) -> Result<String> {
+    let resp: Value = http
+        .post(format!("{url}/graphql"))
+        .json(&json!({
+            "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+            "variables": {"e": email, "p": password}
+        }))
+        .send()
+        .await
+        .context("cannot reach the TMS api")?
+        .json()
+        .await?;
+    resp["data"]["login"]["accessToken"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("login failed: {}", resp["errors"][0]["message"]))
+}
+
+/// The terminal view: one bar per step and one for the run.
+struct View {
+    _multi: MultiProgress,
+    run: ProgressBar,
+    steps: HashMap<String, ProgressBar>,
+    plain: bool,
+}
+
+impl View {
+    fn new(workflow: &str, steps: &[Value], plain: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if plain {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        let run_style =
+            ProgressStyle::with_template("{prefix:>16} [{bar:30.cyan/blue}] {pos:>3}% {msg}")
+                .expect("template");
+        let step_style =
+            ProgressStyle::with_template("{prefix:>16} [{bar:30.green/white}] {pos:>3}% {msg}")
+                .expect("template");
+        let run = multi.add(
+            ProgressBar::new(100)
+                .with_style(run_style)
+                .with_prefix(workflow.to_string()),
+        );
+        let mut bars = HashMap::new();
+        for s in steps {
+            let name = s["name"].as_str().unwrap_or_default().to_string();
+            let bar = multi.add(
+                ProgressBar::new(100)
+                    .with_style(step_style.clone())
+                    .with_prefix(name.clone()),
+            );
+            bar.set_message(s["status"].as_str().unwrap_or_default().to_lowercase());
+            if matches!(
+                s["status"].as_str(),
+                Some("SUCCEEDED" | "CACHED" | "FAILED" | "SKIPPED" | "CANCELLED")
+            ) {
+                bar.set_position(100);
+            }
+            bars.insert(name, bar);
+        }
+        View {
+            _multi: multi,
+            run,
+            steps: bars,
+            plain,
+        }
+    }
+
+    fn apply(&self, e: &Value) {
+        let eta = match e["etaSeconds"].as_f64() {
+            Some(s) => format!("ETA {s:.0}s"),
+            None => "ETA unknown".into(),
+        };
+        let status = e["status"].as_str().unwrap_or_default();
+        self.run
+            .set_position(e["percent"].as_f64().unwrap_or(0.0) as u64);
+        if matches!(e["kind"].as_str(), Some("run" | "snapshot")) {
+            self.run.set_message(format!("{status} · {eta}"));
+        } else {
+            self.run.set_message(eta.clone());
+        }
+        if let Some(bar) = e["step"].as_str().and_then(|s| self.steps.get(s)) {
+            match e["kind"].as_str() {
+                Some("progress") => {
+                    bar.set_position(e["stepPercent"].as_f64().unwrap_or(0.0) as u64);
+                    bar.set_message(e["message"].as_str().unwrap_or("running").to_string());
+                }
+                _ => {
+                    if matches!(
+                        status,
+                        "succeeded" | "cached" | "failed" | "skipped" | "cancelled"
+                    ) {
+                        bar.set_position(100);
+                    } else if status == "running" {
+                        bar.set_position(0);
+                    }
+                    bar.set_message(status.to_string());
+                }
+            }
+        }
+        if self.plain {
+            println!(
+                "#{seq} {kind} {step}{status} {pct}% {eta}{msg}",
+                seq = e["seq"],
+                kind = e["kind"].as_str().unwrap_or_default(),
+                step = e["step"]
+                    .as_str()
+                    .map(|s| format!("{s} "))
+                    .unwrap_or_default(),
+                pct = e["percent"],
+                msg = e["message"]
+                    .as_str()
+                    .map(|m| format!(" — {m}"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+}
+
+const SUBSCRIPTION: &str = "subscription($r: ID!, $a: Int) { runProgress(runId: $r, afterSeq: $a) \
+    { seq kind status step percent etaSeconds stepPercent message } }";
+
+/// Streams events after `after` into `view` until the run ends (Ok(Some(final status))) or the
+/// connection drops (Ok(None), to resume).
+async fn stream_once(
+    api: &Api,
+    run_id: &str,
+    after: &mut i64,
+    view: &View,
+) -> Result<Option<String>> {
+    let ws_url = api.url.replacen("http", "ws", 1) + "/graphql";
+    let mut req = ws_url.into_client_request()?;
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let (mut socket, _) = match tokio_tungstenite::connect_async(req).await {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", api.token)}});
+    socket.send(Message::Text(init.to_string().into())).await?;
+    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION, "variables": {"r": run_id, "a": *after}}});
+    let mut last_status = None;
+    let mut subscribed = false;
+    while let Some(msg) = socket.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(frame)) => {
+                if frame.as_ref().is_some_and(|f| u16::from(f.code) == 4403) {
+                    bail!("the api refused the token");
+                }
+                return Ok(None);
+            }
+            Ok(_) => continue,
+            Err(_) => return Ok(None),
+        };
+        let v: Value = serde_json::from_str(&text)?;
+        match v["type"].as_str() {
+            Some("connection_ack") if !subscribed => {
+                socket.send(Message::Text(sub.to_string().into())).await?;
+                subscribed = true;
+            }
+            Some("ping") => {
+                socket
+                    .send(Message::Text(json!({"type": "pong"}).to_string().into()))
+                    .await?
+            }
+            Some("next") => {
+                if let Some(errs) = v["payload"]["errors"].as_array() {
+                    let code = errs[0]["extensions"]["code"].as_str().unwrap_or_default();
+                    if code == "SLOW_CONSUMER" {
+                        return Ok(None);
+                    }
+                    bail!(
+                        "{}",
+                        errs[0]["message"].as_str().unwrap_or("subscription failed")
+                    );
+                }
+                let e = &v["payload"]["data"]["runProgress"];
+                *after = e["seq"].as_i64().unwrap_or(*after);
+                view.apply(e);
+                if e["kind"] == "run" {
+                    last_status = e["status"].as_str().map(str::to_string);
+                }
+            }
+            Some("complete") => return Ok(Some(last_status.unwrap_or_default())),
+            Some("error") => bail!("subscription refused: {}", v["payload"]),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+async fn watch(api: &Api, run_id: &str, plain: bool) -> Result<bool> {
+    let data = api
+        .gql(
+            "query($id: ID!) { run(id: $id) { status lastSeq workflow { name } tasks { name status } } }",
+            json!({"id": run_id}),
+        )
+        .await?;
+    let run = &data["run"];
+    if run.is_null() {
+        bail!("no run {run_id}");
+    }
+    let view = View::new(
+        run["workflow"]["name"].as_str().unwrap_or("run"),
+        run["tasks"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+        plain,
+    );
+    // Start from the beginning so the bars reflect every step's history.
+    let mut after = 0i64;
+    let mut delay = Duration::from_millis(200);
+    let status = loop {
+        match stream_once(api, run_id, &mut after, &view).await? {
+            Some(status) => break status,
+            None => {
+                view.run
+                    .set_message(format!("reconnecting (after #{after})…"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    view.run.finish_with_message(status.clone());
+    for bar in view.steps.values() {
+        bar.finish();
+    }
+    eprintln!("run {run_id}: {status}");
+    Ok(status == "succeeded")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = cli.url.trim_end_matches('/').to_string();
+    let token = match (cli.token, cli.email, cli.password) {
+        (Some(t), _, _) => t,
+        (None, Some(e), Some(p)) => login(&http, &url, &e, &p).await?,
+        _ => bail!("give --token (or TMS_TOKEN), or --email and --password"),
+    };
+    let api = Api { http, url, token };
+    match cli.command {
+        Command::Watch { run_id, plain } => {
+            let ok = watch(&api, &run_id, plain).await?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+    }
+}

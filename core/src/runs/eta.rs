@@ -1,0 +1,267 @@
+//! Percent done and remaining time of a run: learnt step durations (median of the latest
+//! successful runs of the same workflow step, robust to outliers), refined by each running step's
+//! own `::progress` reports, combined along the critical path of what is left.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::repo;
+use crate::runs::TaskStatus;
+
+/// How many recent successful executions of a step its expected duration is learnt from.
+pub const HISTORY_WINDOW: i64 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub percent: f64,
+    /// `None` when some remaining step has neither history nor progress to go by.
+    pub eta_seconds: Option<f64>,
+}
+
+/// What is known about one task right now.
+#[derive(Debug, Clone)]
+pub struct TaskState {
+    pub name: String,
+    pub status: TaskStatus,
+    pub depends_on: Vec<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// Expected duration in seconds from history.
+    pub expected: Option<f64>,
+    /// Latest self-reported progress of the current attempt: (percent, when).
+    pub progress: Option<(f64, DateTime<Utc>)>,
+}
+
+/// Seconds this task still needs, if it can be told.
+fn remaining(t: &TaskState, now: DateTime<Utc>) -> Option<f64> {
+    if t.status.is_terminal() {
+        return Some(0.0);
+    }
+    let Some(started) = t.started_at.filter(|_| t.status == TaskStatus::Running) else {
+        return t.expected;
+    };
+    let elapsed = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
+    let by_history = t.expected.map(|e| (e - elapsed).max(0.0));
+    let by_progress = t.progress.and_then(|(p, at)| {
+        let spent = (at - started).num_milliseconds() as f64 / 1000.0;
+        if p <= 0.0 || spent <= 0.0 {
+            return None;
+        }
+        let total = spent * 100.0 / p;
+        let since = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+        Some((total - spent - since).max(0.0))
+    });
+    match (by_history, by_progress, t.progress) {
+        // Trust the step's own report more the further it has got.
+        (Some(h), Some(p), Some((pct, _))) => {
+            let w = pct / 100.0;
+            Some(w * p + (1.0 - w) * h)
+        }
+        (None, Some(p), _) => Some(p),
+        (h, _, _) => h,
+    }
+}
+
+/// Percent and ETA from the tasks' states at `now`.
+pub fn compute(tasks: &[TaskState], now: DateTime<Utc>) -> Estimate {
+    if tasks.is_empty() {
+        return Estimate {
+            percent: 0.0,
+            eta_seconds: None,
+        };
+    }
+    let done: f64 = tasks
+        .iter()
+        .map(|t| {
+            if t.status.is_terminal() {
+                1.0
+            } else if t.status == TaskStatus::Running {
+                t.progress.map(|(p, _)| p / 100.0).unwrap_or(0.0)
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    let percent = ((done * 100.0 / tasks.len() as f64) * 10.0).round() / 10.0;
+
+    let by_name: HashMap<&str, &TaskState> = tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut finish: HashMap<&str, Option<f64>> = HashMap::new();
+    fn finish_of<'a>(
+        name: &'a str,
+        by_name: &HashMap<&'a str, &'a TaskState>,
+        memo: &mut HashMap<&'a str, Option<f64>>,
+        now: DateTime<Utc>,
+        depth: usize,
+    ) -> Option<f64> {
+        if let Some(v) = memo.get(name) {
+            return *v;
+        }
+        let t = by_name.get(name)?;
+        let own = remaining(t, now);
+        let mut start = Some(0.0f64);
+        if depth < 512 && !t.status.is_terminal() {
+            for d in &t.depends_on {
+                let f = finish_of(d.as_str(), by_name, memo, now, depth + 1);
+                start = match (start, f) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+        }
+        let v = match (start, own) {
+            (Some(s), Some(o)) => Some(s + o),
+            _ => None,
+        };
+        memo.insert(name, v);
+        v
+    }
+    let mut eta = Some(0.0f64);
+    for t in tasks {
+        let f = finish_of(t.name.as_str(), &by_name, &mut finish, now, 0);
+        eta = match (eta, f) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    Estimate {
+        percent,
+        eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Expected {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Double)]
+    seconds: f64,
+}
+
+#[derive(QueryableByName)]
+struct Reported {
+    #[diesel(sql_type = Text)]
+    step: String,
+    #[diesel(sql_type = Nullable<Double>)]
+    step_percent: Option<f64>,
+    #[diesel(sql_type = Timestamptz)]
+    at: DateTime<Utc>,
+}
+
+/// Estimates `run_id` from the database (call inside the transaction that changed it).
+pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
+    let Some(run) = repo::runs::find(conn, run_id)? else {
+        return Ok(Estimate {
+            percent: 0.0,
+            eta_seconds: None,
+        });
+    };
+    if run.status().is_terminal() {
+        return Ok(Estimate {
+            percent: 100.0,
+            eta_seconds: Some(0.0),
+        });
+    }
+    let expected: HashMap<String, f64> = diesel::sql_query(
+        "SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
+           SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
+                  row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
+           FROM tasks t JOIN runs r ON r.id = t.run_id \
+           WHERE r.workflow_id = $1 AND t.run_id <> $2 AND t.status = 'succeeded' \
+             AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
+             AND t.name IN (SELECT name FROM tasks WHERE run_id = $2)) h \
+         WHERE rn <= $3 GROUP BY name",
+    )
+    .bind::<SqlUuid, _>(run.workflow_id)
+    .bind::<SqlUuid, _>(run_id)
+    .bind::<diesel::sql_types::BigInt, _>(HISTORY_WINDOW)
+    .load::<Expected>(conn)?
+    .into_iter()
+    .map(|e| (e.name, e.seconds))
+    .collect();
+    let reported: HashMap<String, (f64, DateTime<Utc>)> = diesel::sql_query(
+        "SELECT DISTINCT ON (step) step, step_percent, at FROM run_events \
+         WHERE run_id = $1 AND kind = 'progress' AND step IS NOT NULL ORDER BY step, seq DESC",
+    )
+    .bind::<SqlUuid, _>(run_id)
+    .load::<Reported>(conn)?
+    .into_iter()
+    .filter_map(|r| r.step_percent.map(|p| (r.step, (p, r.at))))
+    .collect();
+    let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
+        .into_iter()
+        .map(|t| {
+            let status = t.status();
+            // Progress counts only if reported during the current attempt.
+            let progress = reported
+                .get(&t.name)
+                .copied()
+                .filter(|(_, at)| t.started_at.is_some_and(|s| *at >= s));
+            TaskState {
+                expected: expected.get(&t.name).copied(),
+                progress,
+                name: t.name,
+                status,
+                depends_on: t.depends_on,
+                started_at: t.started_at,
+            }
+        })
+        .collect();
+    Ok(compute(&tasks, Utc::now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn t(name: &str, status: TaskStatus, deps: &[&str], expected: Option<f64>) -> TaskState {
+        TaskState {
+            name: name.into(),
+            status,
+            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+            started_at: None,
+            expected,
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn eta_is_the_critical_path_of_what_is_left() {
+        let now = Utc::now();
+        let mut a = t("a", TaskStatus::Running, &[], Some(10.0));
+        a.started_at = Some(now - Duration::seconds(4));
+        let tasks = vec![
+            a,
+            t("b", TaskStatus::Pending, &["a"], Some(5.0)),
+            t("c", TaskStatus::Pending, &["a"], Some(20.0)),
+            t("d", TaskStatus::Pending, &["b", "c"], Some(1.0)),
+        ];
+        let e = compute(&tasks, now);
+        // 6 s left of a, then the longer branch c (20 s), then d (1 s).
+        assert_eq!(e.eta_seconds, Some(27.0));
+        assert_eq!(e.percent, 0.0);
+    }
+
+    #[test]
+    fn unknown_history_gives_no_eta_and_progress_refines() {
+        let now = Utc::now();
+        let tasks = vec![
+            t("a", TaskStatus::Succeeded, &[], None),
+            t("b", TaskStatus::Pending, &["a"], None),
+        ];
+        assert_eq!(compute(&tasks, now).eta_seconds, None);
+        assert_eq!(compute(&tasks, now).percent, 50.0);
+
+        let mut b = t("b", TaskStatus::Running, &["a"], None);
+        b.started_at = Some(now - Duration::seconds(10));
+        b.progress = Some((50.0, now));
+        let e = compute(&[t("a", TaskStatus::Succeeded, &[], None), b], now);
+        // Half done after 10 s: about 10 s to go.
+        assert_eq!(e.eta_seconds, Some(10.0));
+        assert_eq!(e.percent, 75.0);
+    }
+}

@@ -1,0 +1,186 @@
+//! Live run-event streams for subscribers: replay from Postgres, then the live feed from the
+//! event hub, stitched so that no event is skipped or delivered twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::auth::{Permission, Principal, rbac};
+use crate::bus::EventHub;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::repo;
+use crate::repo::events::EventRow;
+use crate::runs::RunStatus;
+use crate::runs::eta::estimate;
+use crate::runs::events::KIND_RUN;
+
+/// Synthetic first event sent when a subscriber gives no `afterSeq`: the run's state now.
+pub const KIND_SNAPSHOT: &str = "snapshot";
+/// With no live event for this long, a subscriber checks Postgres for events whose publish was
+/// lost (crash between commit and publish, Redis blip).
+pub const IDLE_RECHECK: Duration = Duration::from_secs(2);
+const PAGE: i64 = 500;
+
+pub fn is_terminal_event(ev: &EventRow) -> bool {
+    ev.kind == KIND_RUN
+        && ev
+            .status
+            .as_deref()
+            .and_then(|s| s.parse::<RunStatus>().ok())
+            .is_some_and(RunStatus::is_terminal)
+}
+
+#[derive(Clone)]
+pub struct ProgressService {
+    db: Db,
+    hub: EventHub,
+}
+
+impl ProgressService {
+    pub fn new(db: Db, hub: EventHub) -> Self {
+        Self { db, hub }
+    }
+
+    pub fn hub(&self) -> &EventHub {
+        &self.hub
+    }
+
+    async fn events_after(&self, run_id: Uuid, after: i64) -> Result<Vec<EventRow>> {
+        self.db
+            .run(move |c| repo::events::after(c, run_id, after, PAGE))
+            .await
+    }
+
+    /// Events of one run after `after_seq` (or a snapshot first when `None`), then live ones,
+    /// ending after the event that finishes the run.
+    pub async fn run_progress(
+        &self,
+        who: Option<&Principal>,
+        run_id: Uuid,
+        after_seq: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<EventRow>> + Send + use<>> {
+        rbac::require(who, Permission::ReadRuns)?;
+        if after_seq.is_some_and(|s| s < 0) {
+            return Err(Error::field("afterSeq", "must not be negative"));
+        }
+        // Subscribe before reading Postgres: anything committed after the read is then
+        // guaranteed to be in the live feed, so the seam has no gap.
+        let mut live = self.hub.subscribe();
+        let run = self
+            .db
+            .run(move |c| repo::runs::find(c, run_id))
+            .await?
+            .ok_or(Error::NotFound("run"))?;
+        let this = self.clone();
+        let snapshot = match after_seq {
+            Some(_) => None,
+            None => {
+                let est = self.db.run(move |c| estimate(c, run_id)).await?;
+                Some(EventRow {
+                    run_id,
+                    seq: run.last_seq,
+                    kind: KIND_SNAPSHOT.into(),
+                    status: Some(run.status.clone()),
+                    step: None,
+                    percent: est.percent,
+                    eta_seconds: est.eta_seconds,
+                    message: None,
+                    at: chrono::Utc::now(),
+                    workflow_id: run.workflow_id,
+                    step_percent: None,
+                })
+            }
+        };
+        let mut last = after_seq.unwrap_or(run.last_seq);
+        Ok(async_stream::try_stream! {
+            if let Some(s) = snapshot {
+                let done = run.status().is_terminal();
+                yield s;
+                if done {
+                    return;
+                }
+            }
+            // Replay what the subscriber missed.
+            loop {
+                let page = this.events_after(run_id, last).await?;
+                let n = page.len();
+                let mut ended = false;
+                for ev in page {
+                    last = ev.seq;
+                    ended = is_terminal_event(&ev);
+                    yield ev;
+                }
+                if (n as i64) < PAGE {
+                    if ended {
+                        return;
+                    }
+                    break;
+                }
+            }
+            // Live, with gap repair from Postgres.
+            loop {
+                let next = tokio::time::timeout(IDLE_RECHECK, live.recv()).await;
+                let candidate: Option<Arc<EventRow>> = match next {
+                    Ok(Ok(ev)) if ev.run_id == run_id => Some(ev),
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(RecvError::Lagged(_))) => Err(Error::SlowConsumer)?,
+                    Ok(Err(RecvError::Closed)) => Err(Error::Unavailable("event hub stopped".into()))?,
+                    Err(_idle) => None,
+                };
+                let target = match &candidate {
+                    Some(ev) if ev.seq <= last => continue,
+                    Some(ev) if ev.seq == last + 1 => None,
+                    // A gap (publishes can arrive out of order) or an idle period: read Postgres.
+                    _ => Some(()),
+                };
+                if target.is_some() {
+                    let mut ended = false;
+                    for ev in this.events_after(run_id, last).await? {
+                        last = ev.seq;
+                        ended = is_terminal_event(&ev);
+                        yield ev;
+                    }
+                    if ended {
+                        return;
+                    }
+                    continue;
+                }
+                if let Some(ev) = candidate {
+                    last = ev.seq;
+                    let ended = is_terminal_event(&ev);
+                    yield (*ev).clone();
+                    if ended {
+                        return;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Run status changes (run started, finished, …) of every run, or of one workflow's runs.
+    pub async fn run_events(
+        &self,
+        who: Option<&Principal>,
+        workflow_id: Option<Uuid>,
+    ) -> Result<impl Stream<Item = Result<EventRow>> + Send + use<>> {
+        rbac::require(who, Permission::ReadRuns)?;
+        let mut live = self.hub.subscribe();
+        Ok(async_stream::try_stream! {
+            loop {
+                match live.recv().await {
+                    Ok(ev) => {
+                        if ev.kind == KIND_RUN && workflow_id.is_none_or(|w| w == ev.workflow_id) {
+                            yield (*ev).clone();
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => Err(Error::SlowConsumer)?,
+                    Err(RecvError::Closed) => Err(Error::Unavailable("event hub stopped".into()))?,
+                }
+            }
+        })
+    }
+}

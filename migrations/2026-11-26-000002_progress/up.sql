@@ -1,0 +1,9 @@
+-- Progress tracking: events carry their run's workflow (for per-workflow streams) and the
+-- step's own reported percent; runs record cancellation requests.
+ALTER TABLE run_events ADD COLUMN workflow_id UUID;
+UPDATE run_events e SET workflow_id = r.workflow_id FROM runs r WHERE r.id = e.run_id;
+ALTER TABLE run_events ALTER COLUMN workflow_id SET NOT NULL;
+ALTER TABLE run_events ADD COLUMN step_percent DOUBLE PRECISION;
+ALTER TABLE runs ADD COLUMN cancel_requested_at TIMESTAMPTZ;
+-- History lookups for ETA: successful tasks of a workflow's earlier runs.
+CREATE INDEX tasks_succeeded_by_name ON tasks (name, finished_at DESC) WHERE status = 'succeeded';

@@ -1,0 +1,240 @@
+//! Subscription fan-out benchmark, mirroring shared/peer-bench/graphql-ws: 1,000 WebSocket
+//! subscribers on one api instance (`runEvents`), events published on the Redis bus as a
+//! worker does, 5 warm-up then 50 measured events 200 ms apart. Prints publish → receive
+//! latencies and the delivery rate. Then a burst phase measures the sustained events/s one api
+//! instance delivers to all subscribers.
+//!
+//! Run with `scripts/bench` (starts Postgres and Redis, builds in release mode).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tms_tests::ws::{GqlWs, WsEvent};
+use tms_tests::{EnvOptions, TestEnv};
+use tokio::sync::Mutex;
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+fn raise_fd_limit() {
+    // 1,000 client sockets here and 1,000 server sockets in the api (which inherits the limit).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on this process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < 8192 {
+            lim.rlim_cur = lim.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn event(n: u64, workflow: &str) -> String {
+    json!({
+        "run_id": uuid::Uuid::new_v4(), "seq": n as i64, "kind": "run", "status": "running",
+        "step": null, "percent": 0.0, "eta_seconds": null, "message": format!("{}", now_micros()),
+        "at": "2026-01-01T00:00:00Z", "workflow_id": workflow, "step_percent": null
+    })
+    .to_string()
+}
+
+fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    raise_fd_limit();
+    let subs: usize = std::env::var("SUBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let measured: u64 = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let env = TestEnv::start_with(EnvOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await?;
+    let token = env.token.clone().unwrap();
+    let wf = uuid::Uuid::new_v4().to_string();
+
+    let t0 = Instant::now();
+    let mut sockets = Vec::with_capacity(subs);
+    for chunk in 0..subs.div_ceil(100) {
+        let batch: Vec<_> = (0..100.min(subs - chunk * 100))
+            .map(|_| GqlWs::connect(env.api_port, &token))
+            .collect();
+        for ws in futures::future::join_all(batch).await {
+            let mut ws = ws?;
+            ws.subscribe(
+                "e",
+                "subscription($w: ID) { runEvents(workflowId: $w) { seq message } }",
+                json!({"w": wf}),
+            )
+            .await?;
+            sockets.push(ws);
+        }
+    }
+    let opened = t0.elapsed();
+
+    // Every delivery: (event number, latency in ms).
+    let deliveries = Arc::new(Mutex::new(Vec::<(u64, f64)>::with_capacity(subs * 60)));
+    let mut readers = Vec::new();
+    for mut ws in sockets {
+        let deliveries = deliveries.clone();
+        readers.push(tokio::spawn(async move {
+            let mut dropped = false;
+            loop {
+                match ws.next(Duration::from_secs(30)).await {
+                    Ok(WsEvent::Next(d)) => {
+                        let e = &d["runEvents"];
+                        let sent: u128 = e["message"]
+                            .as_str()
+                            .and_then(|m| m.parse().ok())
+                            .unwrap_or(0);
+                        let lat = (now_micros().saturating_sub(sent)) as f64 / 1000.0;
+                        deliveries
+                            .lock()
+                            .await
+                            .push((e["seq"].as_u64().unwrap_or(0), lat));
+                    }
+                    Ok(WsEvent::Error(e)) => {
+                        dropped = e[0]["extensions"]["code"] == "SLOW_CONSUMER";
+                        break;
+                    }
+                    Ok(WsEvent::Closed(code, _)) => {
+                        dropped = code == Some(4008);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            dropped
+        }));
+    }
+
+    let client = redis::Client::open(env.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    // Let the subscriptions register before publishing (the last one answered its init).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..5 {
+        redis::cmd("PUBLISH")
+            .arg(tms_tests::EVENTS_CHANNEL)
+            .arg(event(n, &wf))
+            .query_async::<()>(&mut conn)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first_measured = 1000;
+    for n in 0..measured {
+        redis::cmd("PUBLISH")
+            .arg(tms_tests::EVENTS_CHANNEL)
+            .arg(event(first_measured + n, &wf))
+            .query_async::<()>(&mut conn)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Burst: BURST events published back to back (within the hub's buffer), timed from the
+    // first publish to the last delivery: the sustained rate one api instance fans out at.
+    let burst: u64 = std::env::var("BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let burst_start_n = 100_000u64;
+    let before = deliveries.lock().await.len();
+    let burst_t0 = Instant::now();
+    for n in burst_start_n..burst_start_n + burst {
+        redis::cmd("PUBLISH")
+            .arg(tms_tests::EVENTS_CHANNEL)
+            .arg(event(n, &wf))
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    let published_in = burst_t0.elapsed();
+    let expected = before + (burst as usize) * subs;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_change = (0usize, Instant::now());
+    loop {
+        let now = deliveries.lock().await.len();
+        if now >= expected
+            || Instant::now() > deadline
+            || (now == last_change.0 && last_change.1.elapsed() > Duration::from_secs(3))
+        {
+            break;
+        }
+        if now != last_change.0 {
+            last_change = (now, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let burst_elapsed = burst_t0.elapsed();
+    let burst_delivered = deliveries.lock().await.len() - before;
+
+    let all = deliveries.lock().await.clone();
+    let mut per_delivery: Vec<f64> = all
+        .iter()
+        .filter(|(n, _)| (first_measured..first_measured + measured).contains(n))
+        .map(|d| d.1)
+        .collect();
+    per_delivery.sort_by(f64::total_cmp);
+    let mut all_received: Vec<f64> = (first_measured..first_measured + measured)
+        .map(|n| {
+            all.iter()
+                .filter(|d| d.0 == n)
+                .map(|d| d.1)
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    all_received.sort_by(f64::total_cmp);
+    let complete = (first_measured..first_measured + measured)
+        .filter(|n| all.iter().filter(|d| d.0 == *n).count() == subs)
+        .count();
+
+    drop(env);
+    let mut dropped = 0;
+    for r in readers {
+        if r.await.unwrap_or(false) {
+            dropped += 1;
+        }
+    }
+    println!("== TMS subscription fan-out ({subs} subscribers on 1 api instance, runEvents) ==");
+    println!(
+        "open + register {subs} subscriptions (100 at a time): {:.0} ms",
+        opened.as_secs_f64() * 1000.0
+    );
+    println!(
+        "publish -> all {subs} received, per event ({measured} events, 200 ms apart): p50 {:.1} ms  p99 {:.1} ms  ({complete}/{measured} events reached every subscriber)",
+        pct(&all_received, 0.5),
+        pct(&all_received, 0.99)
+    );
+    println!(
+        "publish -> one subscriber received ({} deliveries): p50 {:.1} ms  p99 {:.1} ms",
+        per_delivery.len(),
+        pct(&per_delivery, 0.5),
+        pct(&per_delivery, 0.99)
+    );
+    println!(
+        "burst: {burst} events published in {:.0} ms -> {burst_delivered} of {} deliveries in {:.2} s = {:.0} events/s delivered ({:.0} events/s to every subscriber); subscribers dropped as slow: {dropped}",
+        published_in.as_secs_f64() * 1000.0,
+        burst as usize * subs,
+        burst_elapsed.as_secs_f64(),
+        burst_delivered as f64 / burst_elapsed.as_secs_f64(),
+        burst_delivered as f64 / burst_elapsed.as_secs_f64() / subs as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! The Dagger executor: runs each step as a Dagger pipeline in its container image.
+//!
+//! One engine session per worker process ([`engine::Session`]), opened at start-up and reopened
+//! on first use after it is lost. Losing it is detected from the answers: any transport-level
+//! failure (connection refused or dropped, HTTP 5xx or 401, `{"data": null}`, a garbled answer,
+//! a panic inside the SDK) drops the session, and the attempt fails with
+//! [`ExecError::Transient`]: the step itself did nothing wrong. Reconnection attempts after a
+//! failed one are spaced out (0.5 s doubling to 10 s) so that a dead engine is not hammered by
+//! every step and readiness probe.
+//!
+//! Outcomes (see [`pipeline`] for the calls):
+//! - the command exited 0 → `StepOutcome { exit_code: 0 }`, and its `/out` directory is kept;
+//! - the command exited non-zero (`EXEC_ERROR`) → `StepOutcome` with that exit code and the
+//!   output tail: a failed step, like a failing local process;
+//! - the image cannot be pulled, or the engine refuses an input → [`ExecError::Step`] naming it;
+//! - anything transport-level → [`ExecError::Transient`].
+//!
+//! Dagger returns a command's output when it ends, so the log tail is stdout's lines followed by
+//! stderr's (not interleaved), and `::progress` lines from stdout are forwarded to the progress
+//! channel only then.
+//!
+//! Dependencies' outputs: a successful step's `/out` is kept as a Directory ID per (run, step) in
+//! this process, and mounted at `/in/<step>` in its dependents. It lives in memory only, so a
+//! worker restart (or a run resumed by another worker) loses it: a dependent then fails with a
+//! clear step error. Entries are dropped 24 h after their run last touched them.
+//!
+//! Secrets travel only in `setSecret` documents; they are masked (`***`) in the log tail, in
+//! progress messages and in every error message this executor produces, and no document is ever
+//! logged by it. Masking covers every secret value any step of the same run was given, since a
+//! step can pass its secret to a dependent through `/out`.
+//!
+//! Cancellation and timeouts drop the in-flight future, which closes the HTTP request; the engine
+//! then cancels the call, and with it the exec, once no other client waits for the same
+//! operation (see docs/dagger.md).
+
+mod client;
+mod engine;
+mod pipeline;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dagger_sdk::Id;
+use futures::FutureExt as _;
+use tms_core::runs::progress::{ProgressLine, parse_line};
+use tms_core::workflows::StepSpec;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub use engine::EngineSource;
+use engine::Session;
+use pipeline::Failure;
+
+use crate::executor::local::{TAIL_BYTES, TAIL_LINES};
+use crate::executor::{ExecError, Executor, StepOutcome, StepRequest, Tail};
+
+/// How long opening a session may take. Starting `dagger session` may have to start the engine
+/// container (and pull its image the first time), hence minutes rather than seconds.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(300);
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// How long a run's step outputs are kept after the run last used them.
+const OUTPUT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+pub struct DaggerExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: EngineSource,
+    slot: tokio::sync::Mutex<Slot>,
+    outputs: std::sync::Mutex<HashMap<Uuid, RunOutputs>>,
+}
+
+/// The session, or why there is none and when to try again.
+struct Slot {
+    current: Option<Arc<Session>>,
+    generation: u64,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+}
+
+struct RunOutputs {
+    touched: Instant,
+    dirs: HashMap<String, Id>,
+    /// Secret values the run's steps were given, masked in all of its steps' output: a step can
+    /// write its secret to `/out`, and a dependent without that secret print it.
+    secrets: BTreeSet<String>,
+}
+
+impl DaggerExecutor {
+    pub fn new(source: EngineSource) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                slot: tokio::sync::Mutex::new(Slot {
+                    current: None,
+                    generation: 0,
+                    retry_at: None,
+                    backoff: RECONNECT_FIRST,
+                    last_error: String::new(),
+                }),
+                outputs: Default::default(),
+            }),
+        }
+    }
+
+    pub fn source(&self) -> &EngineSource {
+        &self.inner.source
+    }
+
+    /// Opens the session now, whatever the reconnect schedule says; returns the engine version.
+    pub async fn connect(&self) -> Result<String, String> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.session(true).await })
+            .await
+            .map_err(|e| format!("opening the session failed: {e}"))?
+            .map(|(_, version)| version)
+    }
+
+    /// The current session, opened if needed. Opening runs on its own task: a caller that gives
+    /// up (a readiness probe's deadline, a cancelled step) must not abort a `dagger session`
+    /// start half-way.
+    async fn session(&self) -> Result<Arc<Session>, String> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.session(false).await })
+            .await
+            .map_err(|e| format!("opening the session failed: {e}"))?
+            .map(|(s, _)| s)
+    }
+
+    /// Forgets session `generation` after a transport failure, so the next use opens a new one.
+    async fn lost(&self, generation: u64, why: &str) {
+        let mut slot = self.inner.slot.lock().await;
+        if slot
+            .current
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+        {
+            slot.current = None;
+            slot.retry_at = None;
+            tracing::warn!(reason = %why, "Dagger engine session lost; it is reopened on next use");
+        }
+    }
+
+    /// The `/out` directories of `req`'s dependencies.
+    fn dependency_outputs(&self, req: &StepRequest) -> Result<Vec<(String, Id)>, ExecError> {
+        if req.inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
+        let run = outputs.get_mut(&req.run_id);
+        let mut found = Vec::with_capacity(req.inputs.len());
+        for (dep, _) in &req.inputs {
+            match run.as_ref().and_then(|r| r.dirs.get(dep).cloned()) {
+                Some(id) => found.push((dep.clone(), id)),
+                None => {
+                    return Err(ExecError::Step(format!(
+                        "the output of step `{dep}` is not available: Dagger step outputs live in the memory of the worker that ran the step, and this worker has restarted or did not run `{dep}`; trigger the run again"
+                    )));
+                }
+            }
+        }
+        if let Some(r) = run {
+            r.touched = Instant::now();
+        }
+        Ok(found)
+    }
+
+    /// Runs `f` on `run_id`'s entry (created if needed, marked as used), after dropping the
+    /// entries of runs unused for [`OUTPUT_TTL`]: the executor is not told when a run ends.
+    fn with_run<R>(&self, run_id: Uuid, f: impl FnOnce(&mut RunOutputs) -> R) -> R {
+        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
+        let now = Instant::now();
+        outputs.retain(|_, r| now.duration_since(r.touched) < OUTPUT_TTL);
+        let run = outputs.entry(run_id).or_insert_with(|| RunOutputs {
+            touched: now,
+            dirs: HashMap::new(),
+            secrets: BTreeSet::new(),
+        });
+        run.touched = now;
+        f(run)
+    }
+
+    fn keep_output(&self, run_id: Uuid, step: &str, dir: Id) {
+        self.with_run(run_id, |r| r.dirs.insert(step.to_string(), dir));
+    }
+
+    /// Records `req`'s secret values for its run and returns every secret value the run has used
+    /// so far (keyed by position: only the values matter for masking).
+    fn run_secrets(&self, req: &StepRequest) -> BTreeMap<String, String> {
+        self.with_run(req.run_id, |r| {
+            r.secrets.extend(req.secrets.values().cloned());
+            r.secrets
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v.clone()))
+                .collect()
+        })
+    }
+
+    /// [`Executor::run`] with the cache mounts given as (path, volume key).
+    async fn run_with_caches(
+        &self,
+        req: StepRequest,
+        progress: UnboundedSender<ProgressLine>,
+        caches: Vec<(String, String)>,
+    ) -> Result<StepOutcome, ExecError> {
+        let secrets = self.run_secrets(&req);
+        let masks = Masks::new(&secrets);
+        let session = self
+            .session()
+            .await
+            .map_err(|e| ExecError::Transient(masks.apply(&format!("no Dagger engine: {e}"))))?;
+        let deps = self.dependency_outputs(&req)?;
+        tracing::info!(
+            run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
+            attempt = req.attempt, "running step on Dagger"
+        );
+        let attempt = AssertUnwindSafe(pipeline::run(&session, &req, deps, &caches))
+            .catch_unwind()
+            .await;
+        let finished = match attempt {
+            Ok(Ok(f)) => f,
+            Ok(Err(Failure::Step(m))) => return Err(ExecError::Step(masks.apply(&m))),
+            Ok(Err(Failure::Transient(m))) => {
+                let m = masks.apply(&m);
+                self.lost(session.generation, &m).await;
+                return Err(ExecError::Transient(m));
+            }
+            Err(_panic) => {
+                // The SDK unwraps some answers it does not expect; the session is suspect.
+                let m = "the Dagger SDK panicked on the engine's answer".to_string();
+                self.lost(session.generation, &m).await;
+                return Err(ExecError::Transient(m));
+            }
+        };
+
+        for line in finished.stdout.lines() {
+            if let Some(mut p) = parse_line(line) {
+                p.message = p.message.map(|m| masks.apply(&m));
+                let _ = progress.send(p);
+            }
+        }
+        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &secrets);
+        for line in finished.stdout.lines().chain(finished.stderr.lines()) {
+            tail.push(line);
+        }
+        if finished.exit_code == 0
+            && let Some(dir) = finished.out_dir
+        {
+            self.keep_output(req.run_id, &req.step.name, dir);
+        }
+        Ok(StepOutcome {
+            exit_code: Some(finished.exit_code),
+            log_tail: tail.text(),
+        })
+    }
+}
+
+impl Inner {
+    async fn session(&self, force: bool) -> Result<(Arc<Session>, String), String> {
+        let mut slot = self.slot.lock().await;
+        if let Some(s) = &slot.current {
+            return Ok((s.clone(), String::new()));
+        }
+        let now = Instant::now();
+        if !force && let Some(at) = slot.retry_at.filter(|at| *at > now) {
+            return Err(format!(
+                "{} (next attempt to reach it in {:.1}s)",
+                slot.last_error,
+                (at - now).as_secs_f64()
+            ));
+        }
+        slot.generation += 1;
+        let generation = slot.generation;
+        let opened =
+            match tokio::time::timeout(OPEN_TIMEOUT, Session::open(&self.source, generation)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {}s", OPEN_TIMEOUT.as_secs())),
+            };
+        match opened {
+            Ok((session, version)) => {
+                tracing::info!(
+                    engine = %version, via = %self.source.describe(), generation,
+                    "Dagger engine session open"
+                );
+                let session = Arc::new(session);
+                slot.current = Some(session.clone());
+                slot.retry_at = None;
+                slot.backoff = RECONNECT_FIRST;
+                Ok((session, version))
+            }
+            Err(e) => {
+                let e = format!("{} is not reachable: {e}", self.source.describe());
+                tracing::warn!(error = %e, "cannot open a Dagger engine session");
+                slot.retry_at = Some(Instant::now() + slot.backoff);
+                slot.backoff = (slot.backoff * 2).min(RECONNECT_MAX);
+                slot.last_error = e.clone();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Cache mounts a step declares, as (path, volume key).
+///
+/// `StepSpec` has no cache paths yet (only `cache: bool`, which is about reusing TMS results), so
+/// this is empty for now. When the spec gains `cachePaths`, they replace `paths` below and the
+/// scope becomes the workflow ID (one volume per workflow and path; `StepRequest` does not carry
+/// the workflow yet). The pipeline already mounts whatever this returns.
+fn declared_cache_mounts(step: &StepSpec) -> Vec<(String, String)> {
+    let paths: &[String] = &[];
+    paths
+        .iter()
+        .map(|p| (p.clone(), pipeline::cache_volume_key(&step.name, p)))
+        .collect()
+}
+
+/// Replaces secret values in text, with the same rule as [`Tail`] (values shorter than 3
+/// characters would mangle ordinary text and are not masked).
+struct Masks(Vec<String>);
+
+impl Masks {
+    fn new(secrets: &BTreeMap<String, String>) -> Self {
+        Self(secrets.values().filter(|v| v.len() >= 3).cloned().collect())
+    }
+
+    fn apply(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        for m in &self.0 {
+            if s.contains(m.as_str()) {
+                s = s.replace(m.as_str(), "***");
+            }
+        }
+        s
+    }
+}
+
+#[async_trait]
+impl Executor for DaggerExecutor {
+    fn name(&self) -> &'static str {
+        "dagger"
+    }
+
+    /// Ready when the engine answers `query{version}` on the current (or a freshly opened)
+    /// session.
+    async fn ready(&self) -> Result<(), String> {
+        let session = self.session().await?;
+        match AssertUnwindSafe(session.query.version())
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let m = format!("{e:#}");
+                self.lost(session.generation, &m).await;
+                Err(m)
+            }
+            Err(_) => {
+                let m = "the Dagger SDK panicked on the engine's answer".to_string();
+                self.lost(session.generation, &m).await;
+                Err(m)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        req: StepRequest,
+        progress: UnboundedSender<ProgressLine>,
+    ) -> Result<StepOutcome, ExecError> {
+        let caches = declared_cache_mounts(&req.step);
+        self.run_with_caches(req, progress, caches).await
+    }
+}
