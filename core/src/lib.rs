@@ -9,6 +9,7 @@ pub mod error;
 pub mod queue;
 pub mod repo;
 pub mod runs;
+pub mod secrets;
 pub mod telemetry;
 pub mod workflows;
 

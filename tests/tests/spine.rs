@@ -719,3 +719,61 @@ fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+#[tokio::test]
+async fn secret_values_never_reach_logs_events_or_the_api() -> anyhow::Result<()> {
+    let planted = format!("planted-{}", uuid::Uuid::new_v4().simple());
+    let env = TestEnv::start_with(EnvOptions {
+        worker_env: vec![("TMS_SECRET_DEPLOY_TOKEN".into(), planted.clone())],
+        ..Default::default()
+    })
+    .await?;
+    let wf = env
+        .create_workflow(
+            "secretive",
+            json!([
+                {"name": "uses", "image": "alpine", "secrets": ["DEPLOY_TOKEN"],
+                 "run": "echo \"token is $DEPLOY_TOKEN\"; echo \"::progress 50 sent $DEPLOY_TOKEN\"; echo \"$DEPLOY_TOKEN\" > $TMS_OUT/t"},
+                {"name": "leaks", "image": "alpine", "dependsOn": ["uses"], "run": "cat $TMS_IN/uses/t; exit 1"}
+            ]),
+        )
+        .await?;
+    let run_id = env.trigger(&wf).await?;
+    let run = env.wait_run(&run_id, RUN_TIMEOUT).await?;
+    assert_eq!(run["status"], "FAILED");
+    assert_eq!(
+        task(&run, "uses")["logTail"],
+        "token is ***\n::progress 50 sent ***\n"
+    );
+    assert_eq!(
+        task(&run, "leaks")["logTail"],
+        "***\n",
+        "a dependent printing it is masked too"
+    );
+
+    let mut haystacks = vec![run.to_string()];
+    haystacks.push(
+        env.gql(
+            "query($w:ID!){workflow(id:$w){steps{name secrets env{name value}}}}",
+            json!({"w": wf}),
+        )
+        .await?
+        .to_string(),
+    );
+    let dump = std::process::Command::new("psql")
+        .arg(&env.database_url)
+        .args(["-Atc", "SELECT row_to_json(e)::text FROM run_events e"])
+        .output()?;
+    haystacks.push(String::from_utf8_lossy(&dump.stdout).into_owned());
+    assert!(
+        haystacks[2].contains("sent ***"),
+        "the progress message was recorded, masked"
+    );
+    for p in env.api.iter().chain(env.workers.iter()) {
+        haystacks.push(p.log_text());
+    }
+    for h in &haystacks {
+        assert!(!h.contains(&planted), "secret leaked into: {h}");
+    }
+    Ok(())
+}

@@ -81,6 +81,21 @@ impl Control {
     }
 }
 
+/// Waits between attempts to reach an unavailable executor: 1 s, doubling, at most 30 s.
+const TRANSIENT_BACKOFF_START: Duration = Duration::from_secs(1);
+const TRANSIENT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One step of a run to execute.
+struct StepJob {
+    run_id: Uuid,
+    step: StepSpec,
+    /// Attempts already made (by earlier deliveries or retries of the run).
+    prev_attempt: i32,
+    step_dir: PathBuf,
+    inputs: Vec<(String, PathBuf)>,
+    masks: Arc<Vec<String>>,
+}
+
 /// How one step ended, as the run needs to know it.
 #[derive(Debug, Clone, Copy)]
 struct StepEnd {
@@ -339,6 +354,14 @@ impl Runner {
         let attempts: HashMap<String, i32> =
             tasks.iter().map(|t| (t.name.clone(), t.attempt)).collect();
         let mut timed_out_any = false;
+        // Every secret value of the run, for masking whatever any step prints or reports.
+        let masks: Arc<Vec<String>> = Arc::new(
+            spec.steps
+                .iter()
+                .flat_map(|s| s.secrets.iter())
+                .filter_map(|n| std::env::var(format!("TMS_SECRET_{n}")).ok())
+                .collect(),
+        );
         let mut running: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
         let run_dir = self.work_root.join(run_id.to_string());
 
@@ -395,17 +418,18 @@ impl Runner {
                         .map(|d| (d.clone(), run_dir.join(d).join("out")))
                         .collect();
                     let this = self.clone();
-                    let (step, prev, dir, ctl) = (
-                        step.clone(),
-                        attempts[name],
-                        run_dir.join(name),
-                        ctl.clone(),
-                    );
+                    let job = StepJob {
+                        run_id,
+                        step: step.clone(),
+                        prev_attempt: attempts[name],
+                        step_dir: run_dir.join(name),
+                        inputs,
+                        masks: masks.clone(),
+                    };
+                    let ctl = ctl.clone();
                     running.spawn(async move {
-                        let name = step.name.clone();
-                        let end = this
-                            .execute_step(run_id, step, prev, dir, inputs, ctl)
-                            .await;
+                        let name = job.step.name.clone();
+                        let end = this.execute_step(job, ctl).await;
                         (name, end)
                     });
                 }
@@ -535,15 +559,15 @@ impl Runner {
     }
 
     /// Runs one step with its retries; returns how it ended once its final state is recorded.
-    async fn execute_step(
-        self: Arc<Self>,
-        run_id: Uuid,
-        step: StepSpec,
-        prev_attempt: i32,
-        step_dir: PathBuf,
-        inputs: Vec<(String, PathBuf)>,
-        ctl: Control,
-    ) -> Result<StepEnd> {
+    async fn execute_step(self: Arc<Self>, job: StepJob, ctl: Control) -> Result<StepEnd> {
+        let StepJob {
+            run_id,
+            step,
+            prev_attempt,
+            step_dir,
+            inputs,
+            masks,
+        } = job;
         let name = step.name.clone();
         let retries = step.retries.unwrap_or(0);
         let backoff = Duration::from_secs(step.retry_backoff_seconds.unwrap_or(1) as u64);
@@ -552,24 +576,18 @@ impl Runner {
             .map(|s| Duration::from_secs(s as u64))
             .unwrap_or(self.default_timeout);
 
-        let mut secrets = BTreeMap::new();
-        let mut missing = None;
-        for s in &step.secrets {
-            match std::env::var(format!("TMS_SECRET_{s}")) {
-                Ok(v) => {
-                    secrets.insert(s.clone(), v);
-                }
-                Err(_) => missing = Some(s.clone()),
-            }
-        }
+        let (secrets, missing) = match tms_core::secrets::resolve(&step.secrets) {
+            Ok(v) => (v, None),
+            Err(name) => (BTreeMap::new(), Some(name)),
+        };
 
         let mut attempt = prev_attempt;
         let mut try_no = 0u32;
         loop {
-            let permit = tokio::select! {
+            let mut permit = Some(tokio::select! {
                 p = self.slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker shutting down"))?,
                 _ = ctl.stop.cancelled() => return self.step_stopped(run_id, &name, &ctl).await,
-            };
+            });
             attempt += 1;
             let change = TaskChange {
                 status: Some(TaskStatus::Running.as_str().into()),
@@ -599,15 +617,61 @@ impl Runner {
                     step_dir: step_dir.clone(),
                     inputs: inputs.clone(),
                     secrets: secrets.clone(),
+                    masks: masks.to_vec(),
                 };
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let forwarder =
-                    tokio::spawn(self.clone().forward_progress(run_id, name.clone(), rx));
-                let res = tokio::select! {
-                    r = tokio::time::timeout(timeout, self.executor.run(req, tx)) => Some(r),
-                    _ = ctl.stop.cancelled() => None,
+                // The timeout covers the whole attempt, including waits for an unavailable
+                // executor (which do not use up the step's retries).
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut wait = TRANSIENT_BACKOFF_START;
+                let res = loop {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    let forwarder = tokio::spawn(self.clone().forward_progress(
+                        run_id,
+                        name.clone(),
+                        rx,
+                        masks.clone(),
+                    ));
+                    let res = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, self.executor.run(req.clone(), tx)) => Some(r),
+                        _ = ctl.stop.cancelled() => None,
+                    };
+                    let _ = forwarder.await;
+                    let Some(Ok(Err(ExecError::Transient(why)))) = &res else {
+                        break res;
+                    };
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        break res;
+                    }
+                    let why = tms_core::secrets::mask(why, &masks);
+                    tracing::warn!(%run_id, step = %name, error = %why, "executor unavailable; retrying");
+                    let msg = format!(
+                        "executor unavailable: {why}; retrying in {}s",
+                        wait.as_secs()
+                    );
+                    let step_name = name.clone();
+                    self.write(run_id, move |conn| {
+                        let st = Some(TaskStatus::Running.as_str());
+                        Ok(vec![record(
+                            conn,
+                            run_id,
+                            KIND_TASK,
+                            st,
+                            Some(&step_name),
+                            Some(msg.clone()),
+                        )?])
+                    })
+                    .await?;
+                    drop(permit.take());
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = ctl.stop.cancelled() => return self.step_stopped(run_id, &name, &ctl).await,
+                    }
+                    permit = Some(tokio::select! {
+                        p = self.slots.clone().acquire_owned() => p.map_err(|_| Error::internal("worker shutting down"))?,
+                        _ = ctl.stop.cancelled() => return self.step_stopped(run_id, &name, &ctl).await,
+                    });
+                    wait = (wait * 2).min(TRANSIENT_BACKOFF_MAX);
                 };
-                let _ = forwarder.await;
                 match res {
                     None => return self.step_stopped(run_id, &name, &ctl).await,
                     Some(Ok(Ok(o))) if o.exit_code == Some(0) => {
@@ -620,9 +684,9 @@ impl Runner {
                         };
                         (o.exit_code, o.log_tail, Some(why), false)
                     }
-                    Some(Ok(Err(ExecError::Step(msg)))) => (None, String::new(), Some(msg), false),
-                    Some(Ok(Err(e @ ExecError::Transient(_)))) => {
-                        (None, String::new(), Some(e.to_string()), false)
+                    Some(Ok(Err(e))) => {
+                        let why = tms_core::secrets::mask(&e.to_string(), &masks);
+                        (None, String::new(), Some(why), false)
                     }
                     Some(Err(_elapsed)) => (
                         None,
@@ -687,6 +751,7 @@ impl Runner {
         run_id: Uuid,
         step: String,
         mut rx: tokio::sync::mpsc::UnboundedReceiver<tms_core::runs::progress::ProgressLine>,
+        masks: Arc<Vec<String>>,
     ) {
         let mut last_sent = tokio::time::Instant::now() - Duration::from_secs(1);
         while let Some(mut line) = rx.recv().await {
@@ -702,17 +767,17 @@ impl Runner {
             }
             last_sent = tokio::time::Instant::now();
             let s = step.clone();
+            let message = match &line.message {
+                Some(m) => format!("{}% {}", line.percent, tms_core::secrets::mask(m, &masks)),
+                None => format!("{}%", line.percent),
+            };
             let res = self
                 .write(run_id, move |conn| {
-                    let message = match &line.message {
-                        Some(m) => format!("{}% {m}", line.percent),
-                        None => format!("{}%", line.percent),
-                    };
                     let ev = NewEvent {
                         kind: KIND_PROGRESS,
                         status: Some(TaskStatus::Running.as_str().into()),
                         step: Some(s.clone()),
-                        message: Some(message),
+                        message: Some(message.clone()),
                         step_percent: Some(line.percent),
                         ..Default::default()
                     };

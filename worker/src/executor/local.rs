@@ -81,6 +81,8 @@ impl Executor for LocalExecutor {
             run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
             "local executor ignores the image and runs the step on the host"
         );
+        let mut masks = req.masks.clone();
+        masks.extend(req.secrets.values().cloned());
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&work_dir)
@@ -118,7 +120,7 @@ impl Executor for LocalExecutor {
 
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let tail = Arc::new(Mutex::new(Tail::new(TAIL_LINES, TAIL_BYTES, &req.secrets)));
+        let tail = Arc::new(Mutex::new(Tail::new(TAIL_LINES, TAIL_BYTES, &masks)));
         let out_pump = tokio::spawn(pump(stdout, tail.clone(), Some(progress)));
         let err_pump = tokio::spawn(pump(stderr, tail.clone(), None));
         let status = child.wait().await;

@@ -25,6 +25,9 @@ pub struct StepRequest {
     pub inputs: Vec<(String, PathBuf)>,
     /// Resolved secret values by name. Never logged; masked in captured output.
     pub secrets: BTreeMap<String, String>,
+    /// Every secret value any step of the run uses: a step can receive another's secret
+    /// through `/in`, so output is masked against all of them.
+    pub masks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,7 +44,6 @@ pub enum ExecError {
     #[error("{0}")]
     Step(String),
     /// The executor itself is unavailable (engine down); retried without failing the step.
-    #[allow(dead_code)] // produced by remote executors (Dagger), not by the local one
     #[error("executor unavailable: {0}")]
     Transient(String),
 }
@@ -74,23 +76,19 @@ pub struct Tail {
 }
 
 impl Tail {
-    pub fn new(max_lines: usize, max_bytes: usize, secrets: &BTreeMap<String, String>) -> Self {
+    pub fn new(max_lines: usize, max_bytes: usize, masks: &[String]) -> Self {
         Self {
             lines: Default::default(),
             bytes: 0,
             max_lines,
             max_bytes,
-            masks: secrets.values().filter(|v| v.len() >= 3).cloned().collect(),
+            masks: masks.to_vec(),
         }
     }
 
     pub fn push(&mut self, line: &str) {
-        let mut line: String = line.chars().take(2_000).collect();
-        for m in &self.masks {
-            if line.contains(m.as_str()) {
-                line = line.replace(m.as_str(), "***");
-            }
-        }
+        let line: String = line.chars().take(2_000).collect();
+        let line = tms_core::secrets::mask(&line, &self.masks);
         self.bytes += line.len() + 1;
         self.lines.push_back(line);
         while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {
@@ -117,9 +115,7 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_end_and_masks_secrets() {
-        let mut secrets = BTreeMap::new();
-        secrets.insert("TOKEN".to_string(), "hunter2".to_string());
-        let mut t = Tail::new(3, 1000, &secrets);
+        let mut t = Tail::new(3, 1000, &["hunter2".to_string()]);
         for i in 0..5 {
             t.push(&format!("line {i}"));
         }

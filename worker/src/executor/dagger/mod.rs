@@ -199,6 +199,7 @@ impl DaggerExecutor {
     fn run_secrets(&self, req: &StepRequest) -> BTreeMap<String, String> {
         self.with_run(req.run_id, |r| {
             r.secrets.extend(req.secrets.values().cloned());
+            r.secrets.extend(req.masks.iter().cloned());
             r.secrets
                 .iter()
                 .enumerate()
@@ -250,7 +251,8 @@ impl DaggerExecutor {
                 let _ = progress.send(p);
             }
         }
-        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &secrets);
+        let values: Vec<String> = secrets.values().cloned().collect();
+        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &values);
         for line in finished.stdout.lines().chain(finished.stderr.lines()) {
             tail.push(line);
         }

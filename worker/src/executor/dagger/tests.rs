@@ -37,6 +37,7 @@ fn request(step: StepSpec, attempt: i32, deps: &[&str], secrets: &[(&str, &str)]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        masks: Vec::new(),
     }
 }
 
