@@ -541,3 +541,18 @@ pub fn error_code(resp: &Value) -> String {
         .unwrap_or("<none>")
         .to_string()
 }
+
+/// Steps `s0 → s1 → … → s{n-1}` of a linear workflow, each running `run`.
+pub fn chain(n: usize, run: &str) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                let mut s = json!({"name": format!("s{i}"), "image": "alpine", "run": run});
+                if i > 0 {
+                    s["dependsOn"] = json!([format!("s{}", i - 1)]);
+                }
+                s
+            })
+            .collect(),
+    )
+}

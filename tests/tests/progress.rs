@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tms_tests::ws::{GqlWs, PROGRESS_QUERY, WsEvent, open};
-use tms_tests::{TestEnv, error_code, task};
+use tms_tests::{TestEnv, chain, error_code, task};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -99,16 +99,8 @@ async fn the_event_stream_of_a_diamond_is_complete_ordered_and_ends_with_the_run
 #[tokio::test]
 async fn resuming_with_after_seq_yields_exactly_the_missing_events() -> anyhow::Result<()> {
     let env = TestEnv::start().await?;
-    let steps: Vec<Value> = (0..6)
-        .map(|i| {
-            let mut s = json!({"name": format!("s{i}"), "image": "alpine", "run": "sleep 0.2"});
-            if i > 0 {
-                s["dependsOn"] = json!([format!("s{}", i - 1)]);
-            }
-            s
-        })
-        .collect();
-    let wf = env.create_workflow("chain", Value::Array(steps)).await?;
+    let steps = chain(6, "sleep 0.2");
+    let wf = env.create_workflow("chain", steps).await?;
     let run_id = env.trigger(&wf).await?;
     let token = env.token.clone().unwrap();
 
@@ -199,16 +191,8 @@ async fn a_subscriber_on_one_api_sees_runs_triggered_through_another() -> anyhow
 #[tokio::test]
 async fn an_api_restarted_mid_run_loses_no_event_for_resuming_subscribers() -> anyhow::Result<()> {
     let mut env = TestEnv::start().await?;
-    let steps: Vec<Value> = (0..8)
-        .map(|i| {
-            let mut s = json!({"name": format!("s{i}"), "image": "alpine", "run": "sleep 0.3"});
-            if i > 0 {
-                s["dependsOn"] = json!([format!("s{}", i - 1)]);
-            }
-            s
-        })
-        .collect();
-    let wf = env.create_workflow("long", Value::Array(steps)).await?;
+    let steps = chain(8, "sleep 0.3");
+    let wf = env.create_workflow("long", steps).await?;
     let run_id = env.trigger(&wf).await?;
     let token = env.token.clone().unwrap();
     let mut ws = GqlWs::connect(env.api_port, &token).await?;
@@ -404,16 +388,8 @@ async fn retry_from_the_failed_step_reruns_only_what_failed_and_reuses_outputs()
 async fn eta_is_null_without_history_and_close_to_reality_with_stable_steps() -> anyhow::Result<()>
 {
     let env = TestEnv::start().await?;
-    let steps: Vec<Value> = (0..4)
-        .map(|i| {
-            let mut s = json!({"name": format!("s{i}"), "image": "alpine", "run": "sleep 1"});
-            if i > 0 {
-                s["dependsOn"] = json!([format!("s{}", i - 1)]);
-            }
-            s
-        })
-        .collect();
-    let wf = env.create_workflow("steady", Value::Array(steps)).await?;
+    let steps = chain(4, "sleep 1");
+    let wf = env.create_workflow("steady", steps).await?;
     let token = env.token.clone().unwrap();
 
     // First run: no history, so no ETA until the end.

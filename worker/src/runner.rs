@@ -11,7 +11,9 @@ use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::repo::events::{EventRow, NewEvent};
 use tms_core::repo::runs::{RunRow, TaskChange};
-use tms_core::runs::events::{KIND_PROGRESS, KIND_RUN, KIND_TASK, append_estimated, record};
+use tms_core::runs::events::{
+    KIND_PROGRESS, KIND_RUN, KIND_TASK, append_estimated, cancel_remaining, record,
+};
 use tms_core::runs::{RunStatus, TaskStatus};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result, repo};
@@ -525,33 +527,7 @@ impl Runner {
     /// Records a user's cancellation: every task not yet finished, then the run.
     async fn finish_cancelled(&self, run_id: Uuid) -> Result<()> {
         self.write(run_id, move |conn| {
-            let why = "cancelled by request".to_string();
-            let mut evs = Vec::new();
-            for t in repo::runs::tasks_of(conn, run_id)? {
-                if !t.status().is_terminal() {
-                    let change = TaskChange {
-                        status: Some(TaskStatus::Cancelled.as_str().into()),
-                        finished_at: Some(Some(chrono::Utc::now())),
-                        error: Some(Some(why.clone())),
-                        ..Default::default()
-                    };
-                    repo::runs::update_task(conn, run_id, &t.name, &change)?;
-                    let st = Some(TaskStatus::Cancelled.as_str());
-                    evs.push(record(
-                        conn,
-                        run_id,
-                        KIND_TASK,
-                        st,
-                        Some(&t.name),
-                        Some(why.clone()),
-                    )?);
-                }
-            }
-            if repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(&why))? {
-                let st = Some(RunStatus::Cancelled.as_str());
-                evs.push(record(conn, run_id, KIND_RUN, st, None, Some(why.clone()))?);
-            }
-            Ok(evs)
+            cancel_remaining(conn, run_id, "cancelled by request")
         })
         .await?;
         tracing::info!(%run_id, "run cancelled");

@@ -41,3 +41,43 @@ pub fn append_estimated(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> 
     let est = estimate(conn, run_id)?;
     events::set_estimate(conn, run_id, row.seq, est.percent, est.eta_seconds)
 }
+
+/// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
+/// Returns the events to publish. Call inside a transaction (holding the lease, if any).
+pub fn cancel_remaining(conn: &mut PgConnection, run_id: Uuid, why: &str) -> Result<Vec<EventRow>> {
+    use crate::repo::runs::TaskChange;
+    use crate::runs::{RunStatus, TaskStatus};
+    let mut events = Vec::new();
+    for t in crate::repo::runs::tasks_of(conn, run_id)? {
+        if !t.status().is_terminal() {
+            let change = TaskChange {
+                status: Some(TaskStatus::Cancelled.as_str().into()),
+                finished_at: Some(Some(chrono::Utc::now())),
+                error: Some(Some(why.to_string())),
+                ..Default::default()
+            };
+            crate::repo::runs::update_task(conn, run_id, &t.name, &change)?;
+            let st = Some(TaskStatus::Cancelled.as_str());
+            events.push(record(
+                conn,
+                run_id,
+                KIND_TASK,
+                st,
+                Some(&t.name),
+                Some(why.to_string()),
+            )?);
+        }
+    }
+    if crate::repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(why))? {
+        let st = Some(RunStatus::Cancelled.as_str());
+        events.push(record(
+            conn,
+            run_id,
+            KIND_RUN,
+            st,
+            None,
+            Some(why.to_string()),
+        )?);
+    }
+    Ok(events)
+}

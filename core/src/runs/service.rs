@@ -13,7 +13,7 @@ use crate::repo::runs::{NewRun, RunRow, TaskChange, TaskRow};
 use crate::repo::workflows::WorkflowRow;
 use crate::repo::{self, events::EventRow};
 use crate::runs::eta::{Estimate, estimate};
-use crate::runs::events::{KIND_RUN, KIND_TASK, record};
+use crate::runs::events::{KIND_RUN, cancel_remaining, record};
 use crate::runs::{RunStatus, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
@@ -123,7 +123,8 @@ impl RunService {
                         return Ok((run, Vec::new(), true));
                     }
                     let why = format!("cancelled by {}", who.email);
-                    let events = cancel_unleased(conn, id, &why)?;
+                    // Nobody is executing it: cancel every unfinished task, then the run.
+                    let events = cancel_remaining(conn, id, &why)?;
                     let run = repo::runs::find(conn, id)?.ok_or(Error::NotFound("run"))?;
                     Ok((run, events, false))
                 })
@@ -361,41 +362,4 @@ fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> Result<()> {
     })
     .map_err(Error::internal)?;
     repo::outbox::insert(conn, run_id, &payload)
-}
-
-/// Cancels a run nobody is executing: every unfinished task, then the run.
-fn cancel_unleased(conn: &mut diesel::PgConnection, id: Uuid, why: &str) -> Result<Vec<EventRow>> {
-    let mut events = Vec::new();
-    for t in repo::runs::tasks_of(conn, id)? {
-        if !t.status().is_terminal() {
-            let change = TaskChange {
-                status: Some(TaskStatus::Cancelled.as_str().into()),
-                finished_at: Some(Some(chrono::Utc::now())),
-                error: Some(Some(why.to_string())),
-                ..Default::default()
-            };
-            repo::runs::update_task(conn, id, &t.name, &change)?;
-            let cancelled = Some(TaskStatus::Cancelled.as_str());
-            events.push(record(
-                conn,
-                id,
-                KIND_TASK,
-                cancelled,
-                Some(&t.name),
-                Some(why.to_string()),
-            )?);
-        }
-    }
-    if repo::runs::finish(conn, id, RunStatus::Cancelled, Some(why))? {
-        let cancelled = Some(RunStatus::Cancelled.as_str());
-        events.push(record(
-            conn,
-            id,
-            KIND_RUN,
-            cancelled,
-            None,
-            Some(why.to_string()),
-        )?);
-    }
-    Ok(events)
 }
