@@ -742,3 +742,45 @@ async fn a_real_engine_runs_the_workflows_when_one_is_reachable() -> anyhow::Res
     assert!(!worker_log.contains(&planted), "{worker_log}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_cache_paths_mount_one_volume_per_workflow_and_path() -> anyhow::Result<()> {
+    let engine = FakeEngine::start().await?;
+    engine.on_exec(|_| ExecOutput::ok("cached\n"));
+    let env = TestEnv::start_with(EnvOptions {
+        worker_env: dagger_env(&engine),
+        ..Default::default()
+    })
+    .await?;
+    let steps = json!([{"name": "deps", "image": "node:22", "run": "npm ci",
+                        "cachePaths": ["/root/.npm", "/work/node_modules"]}]);
+    let wf = env.create_workflow("cached-deps", steps.clone()).await?;
+    let other = env.create_workflow("other-deps", steps).await?;
+    for w in [&wf, &other] {
+        let run = env.wait_run(&env.trigger(w).await?, RUN_TIMEOUT).await?;
+        assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    }
+    let docs = engine.documents().join("\n");
+    for w in [&wf, &other] {
+        for path in ["/root/.npm", "/work/node_modules"] {
+            let key = format!("cacheVolume(key:\"tms:{w}:{path}\")");
+            assert!(docs.contains(&key), "missing {key} in:\n{docs}");
+        }
+    }
+    assert_eq!(docs.matches("withMountedCache").count(), 4, "{docs}");
+    assert!(docs.contains("path:\"/root/.npm\""), "{docs}");
+
+    // Invalid cache paths are refused up front, naming the field.
+    let bad = env
+        .gql_raw(
+            env.token.as_deref(),
+            "mutation($i: WorkflowInput!) { createWorkflow(input: $i) { id } }",
+            json!({"i": {"name": "bad-cache", "steps": [{"name": "s", "image": "alpine", "run": "true", "cachePaths": ["relative/dir"]}]}}),
+        )
+        .await?;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["field"],
+        "input.steps[0].cachePaths[0]"
+    );
+    Ok(())
+}

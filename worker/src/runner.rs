@@ -90,6 +90,7 @@ const TRANSIENT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// One step of a run to execute.
 struct StepJob {
     run_id: Uuid,
+    workflow_id: Uuid,
     step: StepSpec,
     /// Attempts already made (by earlier deliveries or retries of the run).
     prev_attempt: i32,
@@ -422,6 +423,7 @@ impl Runner {
                     let this = self.clone();
                     let job = StepJob {
                         run_id,
+                        workflow_id: wf_id,
                         step: step.clone(),
                         prev_attempt: attempts[name],
                         step_dir: run_dir.join(name),
@@ -538,6 +540,7 @@ impl Runner {
     async fn execute_step(self: Arc<Self>, job: StepJob, ctl: Control) -> Result<StepEnd> {
         let StepJob {
             run_id,
+            workflow_id,
             step,
             prev_attempt,
             step_dir,
@@ -588,6 +591,7 @@ impl Runner {
             } else {
                 let req = StepRequest {
                     run_id,
+                    workflow_id,
                     step: step.clone(),
                     attempt,
                     step_dir: step_dir.clone(),

@@ -49,6 +49,9 @@ pub struct StepInput {
     pub retry_backoff_seconds: Option<i32>,
     #[graphql(default)]
     pub cache: bool,
+    /// Directories kept between runs of this workflow (Dagger cache volumes).
+    #[graphql(default)]
+    pub cache_paths: Vec<String>,
 }
 
 #[derive(InputObject)]
@@ -105,6 +108,7 @@ impl WorkflowInput {
                 depends_on: s.depends_on,
                 workdir: s.workdir,
                 cache: s.cache,
+                cache_paths: s.cache_paths,
             });
         }
         if !errs.is_empty() {
@@ -165,6 +169,9 @@ impl Step {
     }
     async fn cache(&self) -> bool {
         self.0.cache
+    }
+    async fn cache_paths(&self) -> &Vec<String> {
+        &self.0.cache_paths
     }
 }
 

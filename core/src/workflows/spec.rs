@@ -46,6 +46,10 @@ pub struct StepSpec {
     pub retry_backoff_seconds: Option<u32>,
     #[serde(default)]
     pub cache: bool,
+    /// Directories kept between runs of this workflow (Dagger cache volumes, one per workflow
+    /// and path), e.g. a package manager's download cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_paths: Vec<String>,
 }
 
 impl StepSpec {

@@ -19,6 +19,7 @@ pub const MAX_ENV_VALUE_LEN: usize = 8 * 1024;
 pub const MAX_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
 pub const MAX_RETRIES: u32 = 10;
 pub const MAX_BACKOFF_SECONDS: u32 = 3600;
+pub const MAX_CACHE_PATHS: usize = 10;
 
 fn is_step_name(s: &str) -> bool {
     !s.is_empty()
@@ -178,6 +179,29 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
                 at("retryBackoffSeconds"),
                 format!("must be at most {MAX_BACKOFF_SECONDS}"),
             ));
+        }
+        if step.cache_paths.len() > MAX_CACHE_PATHS {
+            errs.push(FieldError::new(
+                at("cachePaths"),
+                format!("at most {MAX_CACHE_PATHS} paths"),
+            ));
+        }
+        let mut seen_paths = HashSet::new();
+        for (j, p) in step.cache_paths.iter().enumerate() {
+            let field = format!("input.steps[{i}].cachePaths[{j}]");
+            let reserved = ["/in", "/out"]
+                .iter()
+                .any(|r| p == r || p.starts_with(&format!("{r}/")));
+            if !p.starts_with('/') || p == "/" || p.len() > 1024 || p.contains('\0') {
+                errs.push(FieldError::new(field, "must be an absolute path below /"));
+            } else if reserved {
+                errs.push(FieldError::new(
+                    field,
+                    "/in and /out are reserved for step files",
+                ));
+            } else if !seen_paths.insert(p.as_str()) {
+                errs.push(FieldError::new(field, format!("`{p}` listed twice")));
+            }
         }
         let mut deps = HashSet::new();
         for dep in &step.depends_on {

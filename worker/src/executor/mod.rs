@@ -17,6 +17,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct StepRequest {
     pub run_id: Uuid,
+    /// Scope of the step's cache volumes.
+    pub workflow_id: Uuid,
     pub step: StepSpec,
     pub attempt: i32,
     /// This step's private directory (holds its `out/`, `in/` and working directory).

@@ -48,7 +48,6 @@ use async_trait::async_trait;
 use dagger_sdk::Id;
 use futures::FutureExt as _;
 use tms_core::runs::progress::{ProgressLine, parse_line};
-use tms_core::workflows::StepSpec;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -314,17 +313,14 @@ impl Inner {
     }
 }
 
-/// Cache mounts a step declares, as (path, volume key).
-///
-/// `StepSpec` has no cache paths yet (only `cache: bool`, which is about reusing TMS results), so
-/// this is empty for now. When the spec gains `cachePaths`, they replace `paths` below and the
-/// scope becomes the workflow ID (one volume per workflow and path; `StepRequest` does not carry
-/// the workflow yet). The pipeline already mounts whatever this returns.
-fn declared_cache_mounts(step: &StepSpec) -> Vec<(String, String)> {
-    let paths: &[String] = &[];
-    paths
+/// Cache mounts a step declares, as (path, volume key): one volume per workflow and path, so
+/// runs of a workflow share them and workflows never see each other's.
+fn declared_cache_mounts(req: &StepRequest) -> Vec<(String, String)> {
+    let scope = req.workflow_id.to_string();
+    req.step
+        .cache_paths
         .iter()
-        .map(|p| (p.clone(), pipeline::cache_volume_key(&step.name, p)))
+        .map(|p| (p.clone(), pipeline::cache_volume_key(&scope, p)))
         .collect()
 }
 
@@ -381,7 +377,7 @@ impl Executor for DaggerExecutor {
         req: StepRequest,
         progress: UnboundedSender<ProgressLine>,
     ) -> Result<StepOutcome, ExecError> {
-        let caches = declared_cache_mounts(&req.step);
+        let caches = declared_cache_mounts(&req);
         self.run_with_caches(req, progress, caches).await
     }
 }

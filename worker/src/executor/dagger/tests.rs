@@ -26,6 +26,7 @@ fn executor(engine: &FakeEngine) -> DaggerExecutor {
 fn request(step: StepSpec, attempt: i32, deps: &[&str], secrets: &[(&str, &str)]) -> StepRequest {
     StepRequest {
         run_id: Uuid::parse_str(RUN).unwrap(),
+        workflow_id: Uuid::nil(),
         step,
         attempt,
         step_dir: PathBuf::from("/nonexistent/unused-by-dagger"),
