@@ -497,3 +497,75 @@ async fn tms_watch_follows_a_run_to_its_end() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_dropped_with_a_clear_signal() -> anyhow::Result<()> {
+    let env = TestEnv::start_with(tms_tests::EnvOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await?;
+    let token = env.token.clone().unwrap();
+    let mut ws = GqlWs::connect(env.api_port, &token).await?;
+    ws.subscribe(
+        "all",
+        "subscription { runEvents { seq message } }",
+        json!({}),
+    )
+    .await?;
+    // Prove the subscription is live before flooding.
+    ws.subscribe(
+        "probe",
+        PROGRESS_QUERY,
+        json!({"r": uuid::Uuid::new_v4().to_string()}),
+    )
+    .await?;
+    assert!(matches!(ws.next(T).await?, WsEvent::Error(_)));
+    assert_eq!(ws.next(T).await?, WsEvent::Complete);
+
+    // Flood the bus while this client reads nothing: more events than the hub buffers, each
+    // big enough that socket buffers fill too.
+    let client = redis::Client::open(env.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let padding = "x".repeat(2000);
+    for n in 0..12_000i64 {
+        let ev = json!({
+            "run_id": uuid::Uuid::new_v4(), "seq": n, "kind": "run", "status": "running", "step": null,
+            "percent": 0.0, "eta_seconds": null, "message": padding, "at": "2026-01-01T00:00:00Z",
+            "workflow_id": uuid::Uuid::new_v4(), "step_percent": null
+        });
+        redis::cmd("PUBLISH")
+            .arg(tms_tests::EVENTS_CHANNEL)
+            .arg(ev.to_string())
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    // Now read: what was buffered arrives, then the server's verdict.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut received = 0;
+    let verdict = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "never dropped after {received} events"
+        );
+        match ws.next(T).await? {
+            WsEvent::Next(_) => received += 1,
+            WsEvent::Error(e) => break format!("error {}", e[0]["extensions"]["code"]),
+            WsEvent::Closed(code, reason) => break format!("close {code:?} {reason}"),
+            WsEvent::Complete => break "complete".into(),
+        }
+    };
+    println!("slow subscriber: {received} events delivered, then {verdict}");
+    assert!(
+        received < 12_000,
+        "a subscriber that stopped reading got everything"
+    );
+    assert!(
+        verdict == "error \"SLOW_CONSUMER\"" || verdict.starts_with("close Some(4008)"),
+        "{verdict}"
+    );
+    // The api is fine and serves others.
+    let me = env.gql("{ me { email } }", json!({})).await?;
+    assert_eq!(me["me"]["email"], tms_tests::ADMIN_EMAIL);
+    Ok(())
+}
