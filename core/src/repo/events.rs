@@ -76,23 +76,6 @@ pub fn after(
         .load(conn)?)
 }
 
-/// Stamps an appended event with the run's estimate.
-pub fn set_estimate(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    seq: i64,
-    percent: f64,
-    eta: Option<f64>,
-) -> Result<EventRow> {
-    Ok(diesel::update(run_events::table.find((run_id, seq)))
-        .set((
-            run_events::percent.eq(percent),
-            run_events::eta_seconds.eq(eta),
-        ))
-        .returning(EventRow::as_returning())
-        .get_result(conn)?)
-}
-
 /// The run's latest event, if any.
 pub fn latest(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<EventRow>> {
     Ok(run_events::table

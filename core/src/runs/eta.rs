@@ -3,6 +3,8 @@
 //! own `::progress` reports, combined along the critical path of what is left.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -151,8 +153,75 @@ struct Reported {
     at: DateTime<Utc>,
 }
 
+/// How long learnt durations are reused before being read again. They move slowly (a median
+/// over many runs), and every event of every run needs them.
+pub const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Only this many of a workflow's latest runs are looked at, so the cost stays flat as history
+/// grows.
+pub const HISTORY_RUNS: i64 = 200;
+
+type Durations = Arc<HashMap<String, f64>>;
+
+fn cache() -> &'static Mutex<HashMap<Uuid, (Instant, Durations)>> {
+    static CACHE: OnceLock<Mutex<HashMap<Uuid, (Instant, Durations)>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Drops the learnt durations of `workflow_id` (a step of it just succeeded, so they changed).
+pub fn forget(workflow_id: Uuid) {
+    if let Ok(mut c) = cache().lock() {
+        c.remove(&workflow_id);
+    }
+}
+
+/// Expected seconds per step name of `workflow_id`: the median of each step's latest
+/// [`HISTORY_WINDOW`] successful executions within the workflow's latest [`HISTORY_RUNS`] runs.
+pub fn expected_durations(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Durations> {
+    if let Ok(c) = cache().lock()
+        && let Some((at, d)) = c.get(&workflow_id)
+        && at.elapsed() < HISTORY_TTL
+    {
+        return Ok(d.clone());
+    }
+    let learnt: HashMap<String, f64> = diesel::sql_query(
+        "WITH recent AS (SELECT id FROM runs WHERE workflow_id = $1 ORDER BY id DESC LIMIT $3) \
+         SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
+           SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
+                  row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
+           FROM tasks t JOIN recent r ON r.id = t.run_id \
+           WHERE t.status = 'succeeded' AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
+         WHERE rn <= $2 GROUP BY name",
+    )
+    .bind::<SqlUuid, _>(workflow_id)
+    .bind::<diesel::sql_types::BigInt, _>(HISTORY_WINDOW)
+    .bind::<diesel::sql_types::BigInt, _>(HISTORY_RUNS)
+    .load::<Expected>(conn)?
+    .into_iter()
+    .map(|e| (e.name, e.seconds))
+    .collect();
+    let learnt = Arc::new(learnt);
+    if let Ok(mut c) = cache().lock() {
+        if c.len() > 10_000 {
+            c.clear();
+        }
+        c.insert(workflow_id, (Instant::now(), learnt.clone()));
+    }
+    Ok(learnt)
+}
+
 /// Estimates `run_id` from the database (call inside the transaction that changed it).
 pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
+    estimate_with(conn, run_id, None, false)
+}
+
+/// As [`estimate`], counting `pending` (a step's progress report about to be recorded) and,
+/// with `refresh_history`, re-reading learnt durations (a step just succeeded).
+pub fn estimate_with(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    pending: Option<(&str, f64)>,
+    refresh_history: bool,
+) -> Result<Estimate> {
     let Some(run) = repo::runs::find(conn, run_id)? else {
         return Ok(Estimate {
             percent: 0.0,
@@ -165,33 +234,29 @@ pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
             eta_seconds: Some(0.0),
         });
     }
-    let expected: HashMap<String, f64> = diesel::sql_query(
-        "SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
-           SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
-                  row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
-           FROM tasks t JOIN runs r ON r.id = t.run_id \
-           WHERE r.workflow_id = $1 AND t.run_id <> $2 AND t.status = 'succeeded' \
-             AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
-             AND t.name IN (SELECT name FROM tasks WHERE run_id = $2)) h \
-         WHERE rn <= $3 GROUP BY name",
-    )
-    .bind::<SqlUuid, _>(run.workflow_id)
-    .bind::<SqlUuid, _>(run_id)
-    .bind::<diesel::sql_types::BigInt, _>(HISTORY_WINDOW)
-    .load::<Expected>(conn)?
-    .into_iter()
-    .map(|e| (e.name, e.seconds))
-    .collect();
-    let reported: HashMap<String, (f64, DateTime<Utc>)> = diesel::sql_query(
-        "SELECT DISTINCT ON (step) step, step_percent, at FROM run_events \
-         WHERE run_id = $1 AND kind = 'progress' AND step IS NOT NULL ORDER BY step, seq DESC",
-    )
-    .bind::<SqlUuid, _>(run_id)
-    .load::<Reported>(conn)?
-    .into_iter()
-    .filter_map(|r| r.step_percent.map(|p| (r.step, (p, r.at))))
-    .collect();
-    let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
+    if refresh_history {
+        forget(run.workflow_id);
+    }
+    let expected = expected_durations(conn, run.workflow_id)?;
+    let tasks = repo::runs::tasks_of(conn, run_id)?;
+    let now = Utc::now();
+    // Progress reports matter only for running steps; skip the lookup when there are none.
+    let mut reported: HashMap<String, (f64, DateTime<Utc>)> = HashMap::new();
+    if tasks.iter().any(|t| t.status() == TaskStatus::Running) {
+        reported = diesel::sql_query(
+            "SELECT DISTINCT ON (step) step, step_percent, at FROM run_events \
+             WHERE run_id = $1 AND kind = 'progress' AND step IS NOT NULL ORDER BY step, seq DESC",
+        )
+        .bind::<SqlUuid, _>(run_id)
+        .load::<Reported>(conn)?
+        .into_iter()
+        .filter_map(|r| r.step_percent.map(|p| (r.step, (p, r.at))))
+        .collect();
+    }
+    if let Some((step, pct)) = pending {
+        reported.insert(step.to_string(), (pct, now));
+    }
+    let tasks: Vec<TaskState> = tasks
         .into_iter()
         .map(|t| {
             let status = t.status();
@@ -210,7 +275,7 @@ pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
             }
         })
         .collect();
-    Ok(compute(&tasks, Utc::now()))
+    Ok(compute(&tasks, now))
 }
 
 #[cfg(test)]

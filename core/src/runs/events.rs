@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::repo::events::{self, EventRow, NewEvent};
-use crate::runs::eta::estimate;
+use crate::runs::eta::estimate_with;
 
 pub const KIND_RUN: &str = "run";
 pub const KIND_TASK: &str = "task";
@@ -34,12 +34,20 @@ pub fn record(
     )
 }
 
-/// Appends `ev` and stamps it with the run's percent and ETA as of this event (so the estimate
-/// already accounts for the change, or the progress report, the event describes).
-pub fn append_estimated(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<EventRow> {
-    let row = events::append(conn, run_id, ev)?;
-    let est = estimate(conn, run_id)?;
-    events::set_estimate(conn, run_id, row.seq, est.percent, est.eta_seconds)
+/// Appends `ev` stamped with the run's percent and ETA as of this event: the estimate already
+/// accounts for the change the event describes (applied earlier in the transaction) or for the
+/// progress it reports.
+pub fn append_estimated(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    mut ev: NewEvent,
+) -> Result<EventRow> {
+    let pending = ev.step.as_deref().zip(ev.step_percent);
+    let step_succeeded = ev.kind == KIND_TASK && ev.status.as_deref() == Some("succeeded");
+    let est = estimate_with(conn, run_id, pending, step_succeeded)?;
+    ev.percent = est.percent;
+    ev.eta_seconds = est.eta_seconds;
+    events::append(conn, run_id, ev)
 }
 
 /// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
