@@ -167,9 +167,14 @@ fn cache() -> &'static Mutex<HashMap<Uuid, (Instant, Durations)>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// Drops the learnt durations of `workflow_id` (a step of it just succeeded, so they changed).
-pub fn forget(workflow_id: Uuid) {
-    if let Ok(mut c) = cache().lock() {
+/// Drops the cached durations of `workflow_id` when they know nothing of `step` yet. Further
+/// successes only refine a median, which the TTL takes care of; re-reading on every success
+/// would cost a history query per event when many runs of one workflow are in flight.
+fn forget_unless_known(workflow_id: Uuid, step: &str) {
+    if let Ok(mut c) = cache().lock()
+        && c.get(&workflow_id)
+            .is_some_and(|(_, d)| !d.contains_key(step))
+    {
         c.remove(&workflow_id);
     }
 }
@@ -211,16 +216,17 @@ pub fn expected_durations(conn: &mut PgConnection, workflow_id: Uuid) -> Result<
 
 /// Estimates `run_id` from the database (call inside the transaction that changed it).
 pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
-    estimate_with(conn, run_id, None, false)
+    estimate_with(conn, run_id, None, None)
 }
 
-/// As [`estimate`], counting `pending` (a step's progress report about to be recorded) and,
-/// with `refresh_history`, re-reading learnt durations (a step just succeeded).
+/// As [`estimate`], counting `pending` (a step's progress report about to be recorded) and
+/// `succeeded` (a step that just succeeded: if its duration was never learnt, the learnt
+/// durations are re-read at once instead of after the TTL).
 pub fn estimate_with(
     conn: &mut PgConnection,
     run_id: Uuid,
     pending: Option<(&str, f64)>,
-    refresh_history: bool,
+    succeeded: Option<&str>,
 ) -> Result<Estimate> {
     let Some(run) = repo::runs::find(conn, run_id)? else {
         return Ok(Estimate {
@@ -234,8 +240,8 @@ pub fn estimate_with(
             eta_seconds: Some(0.0),
         });
     }
-    if refresh_history {
-        forget(run.workflow_id);
+    if let Some(step) = succeeded {
+        forget_unless_known(run.workflow_id, step);
     }
     let expected = expected_durations(conn, run.workflow_id)?;
     let tasks = repo::runs::tasks_of(conn, run_id)?;

@@ -43,8 +43,11 @@ pub fn append_estimated(
     mut ev: NewEvent,
 ) -> Result<EventRow> {
     let pending = ev.step.as_deref().zip(ev.step_percent);
-    let step_succeeded = ev.kind == KIND_TASK && ev.status.as_deref() == Some("succeeded");
-    let est = estimate_with(conn, run_id, pending, step_succeeded)?;
+    let succeeded = ev
+        .step
+        .as_deref()
+        .filter(|_| ev.kind == KIND_TASK && ev.status.as_deref() == Some("succeeded"));
+    let est = estimate_with(conn, run_id, pending, succeeded)?;
     ev.percent = est.percent;
     ev.eta_seconds = est.eta_seconds;
     events::append(conn, run_id, ev)
