@@ -88,7 +88,7 @@ impl MutationRoot {
             )
             .await
             .gql()?;
-        Ok(Run(run))
+        Ok(Run::from(run))
     }
 
     /// Cancels a run: running steps are stopped within a second, pending ones cancelled.
@@ -96,7 +96,9 @@ impl MutationRoot {
     async fn cancel_run(&self, ctx: &Context<'_>, id: ID) -> Result<Run> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
-        Ok(Run(svc.runs.cancel(caller(ctx).gql()?, id).await.gql()?))
+        Ok(Run::from(
+            svc.runs.cancel(caller(ctx).gql()?, id).await.gql()?,
+        ))
     }
 
     /// Retries a finished run that did not succeed. With `fromFailedStep: true` the same run
@@ -111,10 +113,11 @@ impl MutationRoot {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
         let who = caller(ctx).gql()?;
-        Ok(Run(svc
-            .runs
-            .retry(who, id, from_failed_step.unwrap_or(false))
-            .await
-            .gql()?))
+        Ok(Run::from(
+            svc.runs
+                .retry(who, id, from_failed_step.unwrap_or(false))
+                .await
+                .gql()?,
+        ))
     }
 }

@@ -64,7 +64,12 @@ impl QueryRoot {
     async fn run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Run>> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
-        Ok(svc.runs.get(caller(ctx).gql()?, id).await.gql()?.map(Run))
+        Ok(svc
+            .runs
+            .get(caller(ctx).gql()?, id)
+            .await
+            .gql()?
+            .map(Run::from))
     }
 
     /// Runs newest first, optionally of one workflow and in one status.

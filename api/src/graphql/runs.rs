@@ -74,7 +74,17 @@ impl Task {
     }
 }
 
-pub struct Run(pub RunRow);
+/// A run; its estimate is computed at most once per request, however many fields ask.
+pub struct Run(
+    pub RunRow,
+    tokio::sync::OnceCell<tms_core::runs::eta::Estimate>,
+);
+
+impl From<RunRow> for Run {
+    fn from(row: RunRow) -> Self {
+        Run(row, tokio::sync::OnceCell::new())
+    }
+}
 
 #[Object]
 impl Run {
@@ -147,7 +157,11 @@ impl Run {
 impl Run {
     async fn estimate(&self, ctx: &Context<'_>) -> Result<tms_core::runs::eta::Estimate> {
         let svc = &ctx.data_unchecked::<Services>().runs;
-        svc.estimate(caller(ctx).gql()?, self.0.id).await.gql()
+        let est = self
+            .1
+            .get_or_try_init(|| async { svc.estimate(caller(ctx).gql()?, self.0.id).await.gql() })
+            .await?;
+        Ok(*est)
     }
 
     async fn load_tasks(&self, ctx: &Context<'_>) -> Result<Vec<TaskRow>> {
@@ -187,7 +201,7 @@ pub async fn list_runs(
     let mut conn = Connection::new(before.is_some(), has_next);
     conn.edges.extend(
         rows.into_iter()
-            .map(|r| Edge::new(encode_cursor("run", &r.id.to_string()), Run(r))),
+            .map(|r| Edge::new(encode_cursor("run", &r.id.to_string()), Run::from(r))),
     );
     Ok(conn)
 }
