@@ -125,7 +125,8 @@ impl From<diesel::result::Error> for Error {
                 Error::Unavailable(info.message().to_string())
             }
             D::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-                Error::Conflict(format!("concurrent update, retry: {}", info.message()))
+                tracing::warn!(detail = %info.message(), "serialization failure");
+                Error::Conflict("a concurrent update interfered; retry".into())
             }
             other => Error::Internal(format!("database: {other}")),
         }

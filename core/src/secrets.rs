@@ -23,12 +23,29 @@ pub fn resolve(names: &[String]) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Replaces every occurrence of a secret value in `text`.
+/// The values of `names` that are configured (for masking; missing ones mask nothing).
+pub fn values<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter_map(|n| std::env::var(format!("TMS_SECRET_{n}")).ok())
+        .collect()
+}
+
+/// Replaces every occurrence of a secret value in `text`. Longer values go first (one value may
+/// contain another), and each line of a multi-line value (a PEM key) is masked on its own,
+/// because output is captured line by line.
 pub fn mask(text: &str, values: &[String]) -> String {
+    let mut needles: Vec<&str> = values
+        .iter()
+        .flat_map(|v| std::iter::once(v.as_str()).chain(v.lines().map(str::trim)))
+        .filter(|v| v.len() >= MIN_MASKED_LEN)
+        .collect();
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles.dedup();
     let mut out = text.to_string();
-    for v in values.iter().filter(|v| v.len() >= MIN_MASKED_LEN) {
-        if out.contains(v.as_str()) {
-            out = out.replace(v.as_str(), MASK);
+    for n in needles {
+        if out.contains(n) {
+            out = out.replace(n, MASK);
         }
     }
     out
@@ -40,5 +57,16 @@ mod tests {
     fn masks_long_values_only() {
         let values = vec!["hunter2".to_string(), "x".to_string()];
         assert_eq!(super::mask("pw=hunter2 x", &values), "pw=*** x");
+    }
+
+    #[test]
+    fn longer_values_first_and_lines_of_multiline_values() {
+        let values = vec![
+            "abc".to_string(),
+            "abcdef".to_string(),
+            "line-one\nline-two".to_string(),
+        ];
+        assert_eq!(super::mask("abcdef abc", &values), "*** ***");
+        assert_eq!(super::mask("got line-two here", &values), "got *** here");
     }
 }

@@ -1,4 +1,4 @@
-DROP INDEX IF EXISTS tasks_succeeded_by_name;
+DROP INDEX IF EXISTS job_outbox_run;
 ALTER TABLE runs DROP COLUMN IF EXISTS cancel_requested_at;
 ALTER TABLE run_events DROP COLUMN IF EXISTS step_percent;
 ALTER TABLE run_events DROP COLUMN IF EXISTS workflow_id;

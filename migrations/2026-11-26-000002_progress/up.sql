@@ -5,5 +5,5 @@ UPDATE run_events e SET workflow_id = r.workflow_id FROM runs r WHERE r.id = e.r
 ALTER TABLE run_events ALTER COLUMN workflow_id SET NOT NULL;
 ALTER TABLE run_events ADD COLUMN step_percent DOUBLE PRECISION;
 ALTER TABLE runs ADD COLUMN cancel_requested_at TIMESTAMPTZ;
--- History lookups for ETA: successful tasks of a workflow's earlier runs.
-CREATE INDEX tasks_succeeded_by_name ON tasks (name, finished_at DESC) WHERE status = 'succeeded';
+-- The reconciler looks up a run's outbox rows.
+CREATE INDEX job_outbox_run ON job_outbox (run_id, sent_at);

@@ -358,13 +358,9 @@ impl Runner {
             tasks.iter().map(|t| (t.name.clone(), t.attempt)).collect();
         let mut timed_out_any = false;
         // Every secret value of the run, for masking whatever any step prints or reports.
-        let masks: Arc<Vec<String>> = Arc::new(
-            spec.steps
-                .iter()
-                .flat_map(|s| s.secrets.iter())
-                .filter_map(|n| std::env::var(format!("TMS_SECRET_{n}")).ok())
-                .collect(),
-        );
+        let masks = Arc::new(tms_core::secrets::values(
+            spec.steps.iter().flat_map(|s| s.secrets.iter()),
+        ));
         let mut running: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
         let run_dir = self.work_root.join(run_id.to_string());
 
@@ -748,7 +744,13 @@ impl Runner {
             last_sent = tokio::time::Instant::now();
             let s = step.clone();
             let message = match &line.message {
-                Some(m) => format!("{}% {}", line.percent, tms_core::secrets::mask(m, &masks)),
+                Some(m) => {
+                    let m: String = tms_core::secrets::mask(m, &masks)
+                        .chars()
+                        .take(500)
+                        .collect();
+                    format!("{}% {m}", line.percent)
+                }
                 None => format!("{}%", line.percent),
             };
             let res = self

@@ -96,10 +96,16 @@ impl Relay {
                     let mut sent = Vec::with_capacity(rows.len());
                     let mut storage = storage.clone();
                     for row in &rows {
-                        let job: RunJob =
-                            serde_json::from_value(row.payload.clone()).map_err(|e| {
-                                Error::Internal(format!("outbox row {} unreadable: {e}", row.id))
-                            })?;
+                        let job: RunJob = match serde_json::from_value(row.payload.clone()) {
+                            Ok(job) => job,
+                            Err(e) => {
+                                // One bad row must not stop the relay; the reconciler re-enqueues
+                                // its run later from the run itself.
+                                tracing::error!(outbox_id = row.id, error = %e, "unreadable outbox row set aside");
+                                repo::outbox::set_aside(conn, row.id, &format!("unreadable payload: {e}"))?;
+                                continue;
+                            }
+                        };
                         // Blocking on the runtime is fine here: this closure runs on the blocking pool.
                         match handle.block_on(tokio::time::timeout(
                             Duration::from_secs(5),

@@ -75,13 +75,3 @@ pub fn after(
         .select(EventRow::as_select())
         .load(conn)?)
 }
-
-/// The run's latest event, if any.
-pub fn latest(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<EventRow>> {
-    Ok(run_events::table
-        .filter(run_events::run_id.eq(run_id))
-        .order(run_events::seq.desc())
-        .select(EventRow::as_select())
-        .first(conn)
-        .optional()?)
-}

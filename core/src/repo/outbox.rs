@@ -44,19 +44,14 @@ pub fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-pub fn mark_failed(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
+/// Sets a row aside that can never be sent (its payload is unreadable), keeping the reason.
+pub fn set_aside(conn: &mut PgConnection, id: i64, error: &str) -> Result<()> {
     diesel::update(job_outbox::table.find(id))
         .set((
             job_outbox::attempts.eq(job_outbox::attempts + 1),
             job_outbox::last_error.eq(error),
+            job_outbox::sent_at.eq(Some(chrono::Utc::now())),
         ))
         .execute(conn)?;
     Ok(())
-}
-
-pub fn unsent_count(conn: &mut PgConnection) -> Result<i64> {
-    Ok(job_outbox::table
-        .filter(job_outbox::sent_at.is_null())
-        .count()
-        .get_result(conn)?)
 }

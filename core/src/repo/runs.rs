@@ -158,14 +158,6 @@ pub fn tasks_of(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<TaskRow>> {
         .load(conn)?)
 }
 
-pub fn tasks_of_many(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskRow>> {
-    Ok(tasks::table
-        .filter(tasks::run_id.eq_any(run_ids))
-        .order((tasks::run_id, tasks::position.asc()))
-        .select(TaskRow::as_select())
-        .load(conn)?)
-}
-
 /// Takes (or re-takes) the run's lease for `owner` if the run is unfinished and no other live
 /// lease holds it. Returns the run as claimed, or `None` when someone else owns it or it ended.
 pub fn claim(
@@ -380,6 +372,19 @@ pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Option<RunRo
         .for_update()
         .first(conn)
         .optional()?)
+}
+
+/// Whether a worker holds a live lease on the run, judged by the database clock (the one that
+/// set `lease_expires_at`), not the caller's.
+pub fn lease_live(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
+    let live = runs::table
+        .find(id)
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "lease_expires_at > now()",
+        ))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok(live == 1)
 }
 
 pub fn request_cancel(conn: &mut PgConnection, id: Uuid) -> Result<()> {

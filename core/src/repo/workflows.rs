@@ -21,6 +21,19 @@ pub struct WorkflowRow {
     pub updated_at: DateTime<Utc>,
 }
 
+impl WorkflowRow {
+    /// Archived workflows can be read but not run or edited.
+    pub fn ensure_active(&self) -> Result<()> {
+        match self.archived_at {
+            Some(_) => Err(Error::Conflict(format!(
+                "workflow `{}` is archived",
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = workflow_versions)]
 pub struct VersionRow {

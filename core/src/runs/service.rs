@@ -118,8 +118,7 @@ impl RunService {
                         return Ok((run, Vec::new(), false));
                     }
                     repo::runs::request_cancel(conn, id)?;
-                    let leased = run.lease_expires_at.is_some_and(|t| t > chrono::Utc::now());
-                    if leased {
+                    if repo::runs::lease_live(conn, id)? {
                         return Ok((run, Vec::new(), true));
                     }
                     let why = format!("cancelled by {}", who.email);
@@ -174,12 +173,7 @@ impl RunService {
                     if !from_failed_step {
                         let wf = repo::workflows::find(conn, run.workflow_id)?
                             .ok_or(Error::NotFound("workflow"))?;
-                        if wf.archived_at.is_some() {
-                            return Err(Error::Conflict(format!(
-                                "workflow `{}` is archived",
-                                wf.name
-                            )));
-                        }
+                        wf.ensure_active()?;
                         let message = Some(format!("retry of run {id}"));
                         return create_run(
                             conn,
@@ -289,12 +283,7 @@ fn inner_trigger(
         same_inputs(&existing, inputs)?;
         return Ok((existing, None));
     }
-    if wf.archived_at.is_some() {
-        return Err(Error::Conflict(format!(
-            "workflow `{}` is archived",
-            wf.name
-        )));
-    }
+    wf.ensure_active()?;
     let (run, ev) = create_run(
         conn,
         who,

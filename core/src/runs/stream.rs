@@ -121,16 +121,22 @@ impl ProgressService {
                     break;
                 }
             }
-            // Live, with gap repair from Postgres.
+            // Live, with gap repair from Postgres. The re-check deadline counts from this run's
+            // last event: other runs' traffic must not postpone it.
+            let mut recheck_at = tokio::time::Instant::now() + IDLE_RECHECK;
             loop {
-                let next = tokio::time::timeout(IDLE_RECHECK, live.recv()).await;
-                let candidate: Option<Arc<EventRow>> = match next {
-                    Ok(Ok(ev)) if ev.run_id == run_id => Some(ev),
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(RecvError::Lagged(_))) => Err(Error::SlowConsumer)?,
-                    Ok(Err(RecvError::Closed)) => Err(Error::Unavailable("event hub stopped".into()))?,
-                    Err(_idle) => None,
+                let next = tokio::select! {
+                    r = live.recv() => Some(r),
+                    _ = tokio::time::sleep_until(recheck_at) => None,
                 };
+                let candidate: Option<Arc<EventRow>> = match next {
+                    Some(Ok(ev)) if ev.run_id == run_id => Some(ev),
+                    Some(Ok(_)) => continue,
+                    Some(Err(RecvError::Lagged(_))) => Err(Error::SlowConsumer)?,
+                    Some(Err(RecvError::Closed)) => Err(Error::Unavailable("event hub stopped".into()))?,
+                    None => None,
+                };
+                recheck_at = tokio::time::Instant::now() + IDLE_RECHECK;
                 let target = match &candidate {
                     Some(ev) if ev.seq <= last => continue,
                     Some(ev) if ev.seq == last + 1 => None,

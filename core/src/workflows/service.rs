@@ -64,12 +64,7 @@ impl WorkflowService {
                 conn.transaction::<_, Error, _>(|conn| {
                     let wf = repo::workflows::find_for_update(conn, id)?
                         .ok_or(Error::NotFound("workflow"))?;
-                    if wf.archived_at.is_some() {
-                        return Err(Error::Conflict(format!(
-                            "workflow `{}` is archived",
-                            wf.name
-                        )));
-                    }
+                    wf.ensure_active()?;
                     if wf.name != input.name
                         && repo::workflows::find_by_name(conn, &input.name)?.is_some()
                     {

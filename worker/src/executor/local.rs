@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tms_core::runs::progress::{ProgressLine, parse_line};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -69,6 +69,12 @@ impl Executor for LocalExecutor {
         reset_dir(&in_dir).map_err(|e| io("preparing /in", e))?;
         std::fs::create_dir_all(&work_dir).map_err(|e| io("preparing workdir", e))?;
         for (dep, dir) in &req.inputs {
+            if !dir.is_dir() {
+                return Err(ExecError::Step(format!(
+                    "the output of step `{dep}` is not on this worker (it ran on another worker, or its \
+                     files were removed); retry the whole run"
+                )));
+            }
             std::os::unix::fs::symlink(dir, in_dir.join(dep))
                 .map_err(|e| io("linking inputs", e))?;
         }
@@ -145,21 +151,36 @@ impl Executor for LocalExecutor {
     }
 }
 
-/// Copies a child's output into the tail, forwarding `::progress` lines when asked to.
+/// Copies a child's output into the tail, forwarding `::progress` lines when asked to. Output
+/// need not be UTF-8: invalid bytes are replaced, and reading never stops early (a closed pipe
+/// would kill the step with SIGPIPE).
 async fn pump<R: tokio::io::AsyncRead + Unpin>(
     stream: R,
     tail: Arc<Mutex<Tail>>,
     progress: Option<UnboundedSender<ProgressLine>>,
 ) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(p) = parse_line(&line)
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        // At most 64 KiB per line: a step printing without newlines cannot grow memory.
+        match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        if let Some(p) = parse_line(line)
             && let Some(tx) = &progress
         {
             let _ = tx.send(p);
         }
         if let Ok(mut t) = tail.lock() {
-            t.push(&line);
+            t.push(line);
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 /// Everything an executor needs to run one attempt of one step.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepRequest {
     pub run_id: Uuid,
     /// Scope of the step's cache volumes.
@@ -30,6 +30,22 @@ pub struct StepRequest {
     /// Every secret value any step of the run uses: a step can receive another's secret
     /// through `/in`, so output is masked against all of them.
     pub masks: Vec<String>,
+}
+
+/// Debug output names the secrets but never shows their values.
+impl std::fmt::Debug for StepRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepRequest")
+            .field("run_id", &self.run_id)
+            .field("workflow_id", &self.workflow_id)
+            .field("step", &self.step.name)
+            .field("attempt", &self.attempt)
+            .field("step_dir", &self.step_dir)
+            .field("inputs", &self.inputs)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("masks", &self.masks.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,8 +105,11 @@ impl Tail {
     }
 
     pub fn push(&mut self, line: &str) {
-        let line: String = line.chars().take(2_000).collect();
-        let line = tms_core::secrets::mask(&line, &self.masks);
+        // Mask before cutting, so a secret straddling the cut cannot leak its first part.
+        let line: String = tms_core::secrets::mask(line, &self.masks)
+            .chars()
+            .take(2_000)
+            .collect();
         self.bytes += line.len() + 1;
         self.lines.push_back(line);
         while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {

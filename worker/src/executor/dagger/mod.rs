@@ -324,23 +324,16 @@ fn declared_cache_mounts(req: &StepRequest) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Replaces secret values in text, with the same rule as [`Tail`] (values shorter than 3
-/// characters would mangle ordinary text and are not masked).
+/// The secret values of a run, applied with the one masking rule of `tms_core::secrets`.
 struct Masks(Vec<String>);
 
 impl Masks {
     fn new(secrets: &BTreeMap<String, String>) -> Self {
-        Self(secrets.values().filter(|v| v.len() >= 3).cloned().collect())
+        Self(secrets.values().cloned().collect())
     }
 
     fn apply(&self, text: &str) -> String {
-        let mut s = text.to_string();
-        for m in &self.0 {
-            if s.contains(m.as_str()) {
-                s = s.replace(m.as_str(), "***");
-            }
-        }
-        s
+        tms_core::secrets::mask(text, &self.0)
     }
 }
 
