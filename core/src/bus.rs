@@ -86,52 +86,20 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the subscription loop (reconnecting on failure) until `stop` fires.
+    /// Starts the subscription (reconnecting on failure) until `stop` fires.
     pub fn start(redis_url: &str, capacity: usize, stop: CancellationToken) -> Result<Self> {
-        let client =
-            redis::Client::open(redis_url).map_err(|e| Error::field("REDIS_URL", e.to_string()))?;
         let (tx, _) = broadcast::channel(capacity);
         let hub = Self { tx: tx.clone() };
-        tokio::spawn(async move {
-            loop {
-                let session = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(EVENTS_CHANNEL).await?;
-                    tracing::info!("subscribed to run events");
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let payload: String = match msg.get_payload() {
-                            Ok(p) => p,
-                            Err(_) => continue,
-                        };
-                        match serde_json::from_str::<EventRow>(&payload) {
-                            // No receivers is fine: nobody is watching right now.
-                            Ok(ev) => {
-                                let _ = tx.send(Arc::new(ev));
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "undecodable run event on the bus")
-                            }
-                        }
-                    }
-                    Ok::<(), redis::RedisError>(())
-                };
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    res = session => {
-                        if let Err(e) = res {
-                            tracing::warn!(error = %e, "run-event subscription failed; retrying");
-                        } else {
-                            tracing::warn!("run-event subscription ended; reconnecting");
-                        }
-                    }
+        subscribe_forever(redis_url, EVENTS_CHANNEL, stop, move |payload| {
+            match serde_json::from_str::<EventRow>(&payload) {
+                // No receivers is fine: nobody is watching right now.
+                Ok(ev) => {
+                    let _ = tx.send(Arc::new(ev));
                 }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+                Err(e) => tracing::warn!(error = %e, "undecodable run event on the bus"),
             }
-        });
+            true
+        })?;
         Ok(hub)
     }
 
@@ -143,4 +111,53 @@ impl EventHub {
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
     }
+}
+
+/// Keeps a subscription to `channel` until `stop` fires or `on_message` returns `false`,
+/// reconnecting (every 500 ms) whenever Redis goes away, and hands each payload to `on_message`.
+/// Messages published while disconnected are not seen: callers must not depend on them alone.
+pub fn subscribe_forever<F>(
+    redis_url: &str,
+    channel: impl Into<String>,
+    stop: CancellationToken,
+    mut on_message: F,
+) -> Result<()>
+where
+    F: FnMut(String) -> bool + Send + 'static,
+{
+    let client =
+        redis::Client::open(redis_url).map_err(|e| Error::field("REDIS_URL", e.to_string()))?;
+    let channel: String = channel.into();
+    tokio::spawn(async move {
+        loop {
+            let session = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                tracing::debug!(%channel, "subscribed");
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    if !on_message(payload) {
+                        return Ok(true);
+                    }
+                }
+                Ok::<bool, redis::RedisError>(false)
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                res = session => match res {
+                    Ok(true) => return,
+                    Ok(false) => tracing::warn!(%channel, "subscription ended; reconnecting"),
+                    Err(e) => tracing::debug!(%channel, error = %e, "subscription failed; retrying"),
+                },
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+    Ok(())
 }

@@ -199,7 +199,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         stopping: CancellationToken::new(),
         controls: Default::default(),
     });
-    cancel::listen(cfg.common.redis_url.clone(), runner.clone(), stop.clone());
+    cancel::listen(&cfg.common.redis_url, runner.clone(), stop.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     tracing::info!(
         worker = %name, queue = %cfg.common.queue, executor = executor.name(), concurrency,
@@ -216,11 +217,14 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         } else {
             format!("{name}.{generation}")
         };
+        let generation_done = shutdown.child_token();
         let wake = wake::wake_stream(
-            cfg.common.redis_url.clone(),
+            &cfg.common.redis_url,
             wake_channel(&cfg.common.queue),
             Duration::from_secs(1),
-        );
+            generation_done.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let backend = storage(redis.clone(), &cfg.common.queue).poll_with_stream(wake);
         // Runs mostly wait on their steps, so a worker holds more runs than step slots.
         let worker = WorkerBuilder::new(apalis_name)
@@ -235,6 +239,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
                 Ok::<(), std::io::Error>(())
             })
             .await;
+        generation_done.cancel();
         if shutdown.is_cancelled() {
             break res;
         }

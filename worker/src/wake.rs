@@ -3,12 +3,18 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use tms_core::bus::subscribe_forever;
+use tokio_util::sync::CancellationToken;
 
 /// A stream that yields whenever the relay announces new jobs on `channel`, and at least every
-/// `tick`. Reconnects to Redis by itself.
-pub fn wake_stream(redis_url: String, channel: String, tick: Duration) -> mpsc::Receiver<()> {
+/// `tick`. Ends its tasks when the stream is dropped or `stop` fires.
+pub fn wake_stream(
+    redis_url: &str,
+    channel: String,
+    tick: Duration,
+    stop: CancellationToken,
+) -> tms_core::Result<mpsc::Receiver<()>> {
     let (tx, rx) = mpsc::channel::<()>(1);
     let mut ticker_tx = tx.clone();
     tokio::spawn(async move {
@@ -21,30 +27,9 @@ pub fn wake_stream(redis_url: String, channel: String, tick: Duration) -> mpsc::
             }
         }
     });
-    tokio::spawn(async move {
-        let mut tx = tx;
-        loop {
-            match subscribe(&redis_url, &channel).await {
-                Ok(mut pubsub) => {
-                    let mut msgs = pubsub.on_message();
-                    while msgs.next().await.is_some() {
-                        if tx.try_send(()).is_err() && tx.is_closed() {
-                            return;
-                        }
-                    }
-                    tracing::warn!("wake-up subscription ended; reconnecting");
-                }
-                Err(e) => tracing::debug!(error = %e, "wake-up subscription failed; retrying"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    rx
-}
-
-async fn subscribe(url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = redis::Client::open(url)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
+    let mut tx = tx;
+    subscribe_forever(redis_url, channel, stop, move |_| {
+        !(tx.try_send(()).is_err() && tx.is_closed())
+    })?;
+    Ok(rx)
 }
