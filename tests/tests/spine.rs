@@ -777,3 +777,83 @@ async fn secret_values_never_reach_logs_events_or_the_api() -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// A placeholder argument literal for a GraphQL input type (enough to get past validation).
+fn dummy_arg(ty: &Value) -> Option<String> {
+    let mut t = ty;
+    while t["kind"] == "NON_NULL" || t["kind"] == "LIST" {
+        if t["kind"] == "LIST" {
+            return Some("[]".into());
+        }
+        t = &t["ofType"];
+    }
+    Some(match t["name"].as_str()? {
+        "ID" => "\"00000000-0000-0000-0000-000000000000\"".into(),
+        "String" => "\"x\"".into(),
+        "Int" => "1".into(),
+        "Float" => "1.0".into(),
+        "Boolean" => "false".into(),
+        "JSON" => "{}".into(),
+        "WorkflowInput" => {
+            "{name: \"x\", steps: [{name: \"a\", image: \"alpine\", run: \"true\"}]}".into()
+        }
+        "RunStatus" => "QUEUED".into(),
+        "Role" => "VIEWER".into(),
+        other => panic!("no placeholder for input type {other}: extend dummy_arg"),
+    })
+}
+
+#[tokio::test]
+async fn every_root_field_but_login_refuses_anonymous_callers() -> anyhow::Result<()> {
+    let env = TestEnv::start_with(EnvOptions {
+        start_worker: false,
+        ..Default::default()
+    })
+    .await?;
+    let schema = env
+        .gql(
+            "{ __schema { queryType { fields { name args { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+                          mutationType { fields { name args { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }",
+            json!({}),
+        )
+        .await?;
+    let mut checked = 0;
+    for (op, root) in [("query", "queryType"), ("mutation", "mutationType")] {
+        for field in schema["__schema"][root]["fields"].as_array().unwrap() {
+            let name = field["name"].as_str().unwrap();
+            if name == "login" {
+                continue;
+            }
+            let args: Vec<String> = field["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["type"]["kind"] == "NON_NULL")
+                .map(|a| {
+                    format!(
+                        "{}: {}",
+                        a["name"].as_str().unwrap(),
+                        dummy_arg(&a["type"]).unwrap()
+                    )
+                })
+                .collect();
+            let args = if args.is_empty() {
+                String::new()
+            } else {
+                format!("({})", args.join(", "))
+            };
+            let doc = format!("{op} {{ {name}{args} {{ __typename }} }}");
+            // Scalar-returning fields take no selection set.
+            let mut resp = env.gql_raw(None, &doc, json!({})).await?;
+            if error_code(&resp) == "GRAPHQL_VALIDATION" {
+                resp = env
+                    .gql_raw(None, &format!("{op} {{ {name}{args} }}"), json!({}))
+                    .await?;
+            }
+            assert_eq!(error_code(&resp), "UNAUTHENTICATED", "{doc}: {resp}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 11, "walked only {checked} fields");
+    Ok(())
+}
