@@ -208,17 +208,7 @@ impl RunService {
                     }
                     repo::runs::requeue(conn, id)?;
                     let message = Some(format!("retry from failed steps by {}", who.email));
-                    let ev = record(
-                        conn,
-                        id,
-                        KIND_RUN,
-                        Some(RunStatus::Queued.as_str()),
-                        None,
-                        message,
-                    )?;
-                    enqueue(conn, id)?;
-                    let run = repo::runs::find(conn, id)?.ok_or(Error::NotFound("run"))?;
-                    Ok((run, ev))
+                    enqueue(conn, id, message)
                 })
             })
             .await?;
@@ -331,24 +321,23 @@ fn create_run(
         .map(|s| (s.name.clone(), s.depends_on.clone()))
         .collect();
     repo::runs::insert_tasks(conn, run_id, &steps)?;
-    let ev = record(
-        conn,
-        run_id,
-        KIND_RUN,
-        Some(RunStatus::Queued.as_str()),
-        None,
-        message,
-    )?;
-    enqueue(conn, run_id)?;
-    let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
-    Ok((run, ev))
+    enqueue(conn, run_id, message)
 }
 
-fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> Result<()> {
-    let payload = serde_json::to_value(RunJob {
+/// Records the run's `queued` event and its outbox row; returns the run as it now stands.
+fn enqueue(
+    conn: &mut diesel::PgConnection,
+    run_id: Uuid,
+    message: Option<String>,
+) -> Result<(RunRow, EventRow)> {
+    let queued = Some(RunStatus::Queued.as_str());
+    let ev = record(conn, run_id, KIND_RUN, queued, None, message)?;
+    let job = RunJob {
         run_id,
         trace: Default::default(),
-    })
-    .map_err(Error::internal)?;
-    repo::outbox::insert(conn, run_id, &payload)
+    };
+    let payload = serde_json::to_value(job).map_err(Error::internal)?;
+    repo::outbox::insert(conn, run_id, &payload)?;
+    let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
+    Ok((run, ev))
 }
