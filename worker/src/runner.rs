@@ -571,6 +571,8 @@ impl Runner {
                 finished_at: Some(None),
                 exit_code: Some(None),
                 error: Some(None),
+                progress_percent: Some(None),
+                progress_at: Some(None),
                 ..Default::default()
             };
             let msg = format!("attempt {attempt}");
@@ -755,6 +757,12 @@ impl Runner {
             };
             let res = self
                 .write(run_id, move |conn| {
+                    let change = TaskChange {
+                        progress_percent: Some(Some(line.percent)),
+                        progress_at: Some(Some(chrono::Utc::now())),
+                        ..Default::default()
+                    };
+                    repo::runs::update_task(conn, run_id, &s, &change)?;
                     let ev = NewEvent {
                         kind: KIND_PROGRESS,
                         status: Some(TaskStatus::Running.as_str().into()),

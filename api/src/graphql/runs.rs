@@ -68,6 +68,10 @@ impl Task {
     async fn log_tail(&self) -> &str {
         &self.0.log_tail
     }
+    /// The running attempt's latest `::progress` percent, if it reported one.
+    async fn progress_percent(&self) -> Option<f64> {
+        self.0.progress_percent
+    }
     /// Why the step failed, was skipped or cancelled.
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()

@@ -78,6 +78,8 @@ diesel::table! {
         exit_code -> Nullable<Int4>,
         log_tail -> Text,
         error -> Nullable<Text>,
+        progress_percent -> Nullable<Float8>,
+        progress_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct TaskRow {
     pub exit_code: Option<i32>,
     pub log_tail: String,
     pub error: Option<String>,
+    /// The current attempt's latest `::progress` report.
+    pub progress_percent: Option<f64>,
+    pub progress_at: Option<DateTime<Utc>>,
 }
 
 impl TaskRow {
@@ -289,6 +292,8 @@ pub struct TaskChange {
     pub exit_code: Option<Option<i32>>,
     pub log_tail: Option<String>,
     pub error: Option<Option<String>>,
+    pub progress_percent: Option<Option<f64>>,
+    pub progress_at: Option<Option<DateTime<Utc>>>,
 }
 
 pub fn update_task(

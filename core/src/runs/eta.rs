@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -143,16 +143,6 @@ struct Expected {
     seconds: f64,
 }
 
-#[derive(QueryableByName)]
-struct Reported {
-    #[diesel(sql_type = Text)]
-    step: String,
-    #[diesel(sql_type = Nullable<Double>)]
-    step_percent: Option<f64>,
-    #[diesel(sql_type = Timestamptz)]
-    at: DateTime<Utc>,
-}
-
 /// How long learnt durations are reused before being read again. They move slowly (a median
 /// over many runs), and every event of every run needs them.
 pub const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -216,16 +206,14 @@ pub fn expected_durations(conn: &mut PgConnection, workflow_id: Uuid) -> Result<
 
 /// Estimates `run_id` from the database (call inside the transaction that changed it).
 pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
-    estimate_with(conn, run_id, None, None)
+    estimate_with(conn, run_id, None)
 }
 
-/// As [`estimate`], counting `pending` (a step's progress report about to be recorded) and
-/// `succeeded` (a step that just succeeded: if its duration was never learnt, the learnt
-/// durations are re-read at once instead of after the TTL).
+/// As [`estimate`], where `succeeded` names a step that just succeeded: if its duration was
+/// never learnt, the learnt durations are re-read at once instead of after the TTL.
 pub fn estimate_with(
     conn: &mut PgConnection,
     run_id: Uuid,
-    pending: Option<(&str, f64)>,
     succeeded: Option<&str>,
 ) -> Result<Estimate> {
     let Some(run) = repo::runs::find(conn, run_id)? else {
@@ -244,44 +232,18 @@ pub fn estimate_with(
         forget_unless_known(run.workflow_id, step);
     }
     let expected = expected_durations(conn, run.workflow_id)?;
-    let tasks = repo::runs::tasks_of(conn, run_id)?;
-    let now = Utc::now();
-    // Progress reports matter only for running steps; skip the lookup when there are none.
-    let mut reported: HashMap<String, (f64, DateTime<Utc>)> = HashMap::new();
-    if tasks.iter().any(|t| t.status() == TaskStatus::Running) {
-        reported = diesel::sql_query(
-            "SELECT DISTINCT ON (step) step, step_percent, at FROM run_events \
-             WHERE run_id = $1 AND kind = 'progress' AND step IS NOT NULL ORDER BY step, seq DESC",
-        )
-        .bind::<SqlUuid, _>(run_id)
-        .load::<Reported>(conn)?
+    let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
         .into_iter()
-        .filter_map(|r| r.step_percent.map(|p| (r.step, (p, r.at))))
-        .collect();
-    }
-    if let Some((step, pct)) = pending {
-        reported.insert(step.to_string(), (pct, now));
-    }
-    let tasks: Vec<TaskState> = tasks
-        .into_iter()
-        .map(|t| {
-            let status = t.status();
-            // Progress counts only if reported during the current attempt.
-            let progress = reported
-                .get(&t.name)
-                .copied()
-                .filter(|(_, at)| t.started_at.is_some_and(|s| *at >= s));
-            TaskState {
-                expected: expected.get(&t.name).copied(),
-                progress,
-                name: t.name,
-                status,
-                depends_on: t.depends_on,
-                started_at: t.started_at,
-            }
+        .map(|t| TaskState {
+            expected: expected.get(&t.name).copied(),
+            progress: t.progress_percent.zip(t.progress_at),
+            status: t.status(),
+            name: t.name,
+            depends_on: t.depends_on,
+            started_at: t.started_at,
         })
         .collect();
-    Ok(compute(&tasks, now))
+    Ok(compute(&tasks, Utc::now()))
 }
 
 #[cfg(test)]

@@ -42,12 +42,11 @@ pub fn append_estimated(
     run_id: Uuid,
     mut ev: NewEvent,
 ) -> Result<EventRow> {
-    let pending = ev.step.as_deref().zip(ev.step_percent);
     let succeeded = ev
         .step
         .as_deref()
         .filter(|_| ev.kind == KIND_TASK && ev.status.as_deref() == Some("succeeded"));
-    let est = estimate_with(conn, run_id, pending, succeeded)?;
+    let est = estimate_with(conn, run_id, succeeded)?;
     ev.percent = est.percent;
     ev.eta_seconds = est.eta_seconds;
     events::append(conn, run_id, ev)
