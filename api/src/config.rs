@@ -11,6 +11,7 @@ use tms_core::config::CommonConfig;
     name = "tms-api",
     version,
     about = "TMS GraphQL API server",
+    after_help = tms_core::config::CONFIG_FILE_HELP,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]

@@ -4,12 +4,12 @@ use clap::{CommandFactory, FromArgMatches};
 use tms_api::config::{ApiConfig, Cli, Command};
 
 fn main() -> anyhow::Result<()> {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Err(msg) = tms_core::config::check_env() {
+    if let Err(msg) = tms_core::config::prepare() {
         eprintln!("tms-api: {msg}");
         std::process::exit(2);
     }
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tms_core::telemetry::init_logging();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {

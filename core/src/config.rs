@@ -34,6 +34,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_TOKEN",
     "TMS_EMAIL",
     "TMS_PASSWORD",
+    "TMS_CONFIG",
 ];
 
 /// Prefixes of variable families: per-secret values and the test harness's own settings.
@@ -64,6 +65,70 @@ pub fn check_env() -> Result<(), String> {
     }
 }
 
+/// Variables outside the `TMS_` namespace a config file may set.
+const FILE_EXTRA_KEYS: &[&str] = &[
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RUST_LOG",
+    "DAGGER_SESSION_PORT",
+    "DAGGER_SESSION_TOKEN",
+    "_EXPERIMENTAL_DAGGER_CLI_BIN",
+    "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
+];
+
+/// Shown under every binary's `--help`.
+pub const CONFIG_FILE_HELP: &str = "Settings may also come from a file named by TMS_CONFIG: \
+KEY=VALUE lines with the variable names above (# comments, optional quotes). The environment wins \
+over the file; unknown or malformed lines stop start-up.";
+
+/// Parses a config file: `KEY=VALUE` lines, blank lines and `#` comments, optional `export `
+/// and surrounding quotes. Errors name the line.
+pub fn parse_file(text: &str, origin: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("{origin}:{}: expected KEY=VALUE", i + 1));
+        };
+        let key = key.trim();
+        let known = (key.starts_with("TMS_") && unknown_env([key.to_string()]).is_empty())
+            || FILE_EXTRA_KEYS.contains(&key)
+            || key.starts_with("OTEL_");
+        if !known {
+            return Err(format!("{origin}:{}: unknown setting `{key}`", i + 1));
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(value);
+        out.push((key.to_string(), unquoted.to_string()));
+    }
+    Ok(out)
+}
+
+/// Start-up configuration step shared by the binaries: applies the `TMS_CONFIG` file (where the
+/// environment does not already set a key), then refuses unknown `TMS_*` variables. Must run
+/// first in `main`, before any thread exists.
+pub fn prepare() -> Result<(), String> {
+    if let Some(path) = std::env::var_os("TMS_CONFIG") {
+        let origin = path.to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("TMS_CONFIG: cannot read {origin}: {e}"))?;
+        for (k, v) in parse_file(&text, &origin)? {
+            if std::env::var_os(&k).is_none() {
+                // SAFETY: called at the top of main, while the process is single-threaded.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+    }
+    check_env()
+}
+
 /// Connection settings both the api and the worker need.
 #[derive(Debug, Clone, Args)]
 pub struct CommonConfig {
@@ -92,6 +157,32 @@ pub struct CommonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_files_parse_and_name_bad_lines() {
+        let ok = parse_file(
+            "# comment\n\nexport TMS_LISTEN=127.0.0.1:9000\nDATABASE_URL=\"postgres://x/y\"\nTMS_SECRET_TOKEN='s3'\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            vec![
+                ("TMS_LISTEN".into(), "127.0.0.1:9000".into()),
+                ("DATABASE_URL".into(), "postgres://x/y".into()),
+                ("TMS_SECRET_TOKEN".into(), "s3".into()),
+            ]
+        );
+        assert_eq!(
+            parse_file("TMS_LISTEN 1", "f").unwrap_err(),
+            "f:1: expected KEY=VALUE"
+        );
+        assert_eq!(
+            parse_file("\nTMS_LISTN=1", "f").unwrap_err(),
+            "f:2: unknown setting `TMS_LISTN`"
+        );
+        assert!(parse_file("HOME=/root", "f").is_err());
+    }
 
     #[test]
     fn unknown_tms_variables_are_reported_and_known_ones_pass() {

@@ -138,11 +138,11 @@ async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynErro
 }
 
 fn main() -> anyhow::Result<()> {
-    let cfg = WorkerConfig::parse();
-    if let Err(msg) = tms_core::config::check_env() {
+    if let Err(msg) = tms_core::config::prepare() {
         eprintln!("tms-worker: {msg}");
         std::process::exit(2);
     }
+    let cfg = WorkerConfig::parse();
     tms_core::telemetry::init_logging();
     tokio::runtime::Runtime::new()?.block_on(run(cfg))
 }

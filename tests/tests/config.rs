@@ -1,0 +1,75 @@
+//! Configuration: a TMS_CONFIG file sets what the environment does not; bad files stop start-up.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tms_tests::{bin_dir, free_port};
+
+#[tokio::test]
+async fn a_config_file_configures_the_api_and_a_bad_one_stops_it() -> anyhow::Result<()> {
+    let admin = std::env::var("TMS_TEST_DATABASE_URL")
+        .expect("TMS_TEST_DATABASE_URL is not set: run the suite through `scripts/test`");
+    let redis = std::env::var("TMS_TEST_REDIS_URL").expect("TMS_TEST_REDIS_URL");
+    let dir = std::env::temp_dir().join(format!("tms-config-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let db = format!("tms_cfg_{}", uuid::Uuid::new_v4().simple());
+    let created = Command::new("psql")
+        .arg(&admin)
+        .args(["-qc", &format!("CREATE DATABASE {db}")])
+        .status()?;
+    assert!(created.success());
+    let database_url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let port = free_port();
+    let good = dir.join("tms.env");
+    std::fs::write(
+        &good,
+        format!(
+            "# TMS settings\nDATABASE_URL={database_url}\nexport REDIS_URL=\"{redis}\"\nTMS_LISTEN=127.0.0.1:{port}\n\
+             TMS_JWT_SECRET='config-file-secret-config-file-secret-0123'\nTMS_QUEUE=q-config\n"
+        ),
+    )?;
+    let mut api = Command::new(bin_dir().join("tms-api"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMS_CONFIG", &good)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            break true;
+        }
+        if Instant::now() > deadline || api.try_wait()?.is_some() {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = api.kill();
+    let _ = api.wait();
+    assert!(
+        ready,
+        "the api did not come up on the port from the config file"
+    );
+
+    let bad = dir.join("bad.env");
+    std::fs::write(&bad, "TMS_LISTEN=127.0.0.1:1\nTMS_LISTNE=oops\n")?;
+    let out = Command::new(bin_dir().join("tms-api"))
+        .env_clear()
+        .env("TMS_CONFIG", &bad)
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.env:2: unknown setting `TMS_LISTNE`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
