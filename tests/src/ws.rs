@@ -140,6 +140,21 @@ impl GqlWs {
         Ok((events, false))
     }
 
+    /// Returns once the server has processed everything sent before on this socket: it answers
+    /// a probe subscription for an unknown run with NOT_FOUND, then completes it.
+    pub async fn barrier(&mut self) -> Result<()> {
+        let probe = json!({"r": uuid::Uuid::new_v4().to_string()});
+        self.subscribe("barrier", PROGRESS_QUERY, probe).await?;
+        match self.next(Duration::from_secs(30)).await? {
+            WsEvent::Error(e) if e[0]["extensions"]["code"] == "NOT_FOUND" => {}
+            other => bail!("barrier: expected NOT_FOUND, got {other:?}"),
+        }
+        match self.next(Duration::from_secs(30)).await? {
+            WsEvent::Complete => Ok(()),
+            other => bail!("barrier: expected complete, got {other:?}"),
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }

@@ -85,6 +85,8 @@ async fn main() -> anyhow::Result<()> {
                 json!({"w": wf}),
             )
             .await?;
+            // Registered before anything is published.
+            ws.barrier().await?;
             sockets.push(ws);
         }
     }
@@ -128,8 +130,6 @@ async fn main() -> anyhow::Result<()> {
 
     let client = redis::Client::open(env.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    // Let the subscriptions register before publishing (the last one answered its init).
-    tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 0..5 {
         redis::cmd("PUBLISH")
             .arg(tms_tests::EVENTS_CHANNEL)
