@@ -105,6 +105,13 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
             .configure(http::routes)
     })
     .shutdown_timeout(10)
+    // Subscriptions send many small frames; without TCP_NODELAY, Nagle's algorithm and the
+    // peer's delayed ACK hold every second frame back ~40 ms.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .bind(cfg.listen)
     .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addrs = server.addrs();

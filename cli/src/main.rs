@@ -206,7 +206,8 @@ async fn stream_once(
     let mut req = ws_url.into_client_request()?;
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = match tokio_tungstenite::connect_async(req).await {
+    let (mut socket, _) = match tokio_tungstenite::connect_async_with_config(req, None, true).await
+    {
         Ok(s) => s,
         Err(_) => return Ok(None),
     };

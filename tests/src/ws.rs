@@ -30,7 +30,7 @@ pub async fn open(port: u16) -> Result<Socket> {
     let mut req = format!("ws://127.0.0.1:{port}/graphql").into_client_request()?;
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (socket, resp) = tokio_tungstenite::connect_async(req).await?;
+    let (socket, resp) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     let proto = resp
         .headers()
         .get("sec-websocket-protocol")
