@@ -556,3 +556,11 @@ pub fn chain(n: usize, run: &str) -> Value {
             .collect(),
     )
 }
+
+/// A numeric setting of a benchmark from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

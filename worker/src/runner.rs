@@ -203,18 +203,14 @@ impl Runner {
                 .run(move |c| repo::runs::renew_lease(c, run_id, &owner, secs))
                 .await
             {
-                Ok(true) => {
+                Ok(Some(cancel_requested)) => {
                     failures = 0;
                     // Backstop for a cancellation request whose message never arrived.
-                    if let Ok(true) = self
-                        .db
-                        .run(move |c| repo::runs::cancel_requested(c, run_id))
-                        .await
-                    {
+                    if cancel_requested {
                         ctl.cancel_by_user();
                     }
                 }
-                Ok(false) => {
+                Ok(None) => {
                     ctl.stop.cancel();
                     return;
                 }

@@ -48,11 +48,11 @@ impl Relay {
 
     /// Runs until `stop` fires: relays on every poke and at least every 500 ms; reconciles every 5 s.
     pub async fn run(self, stop: CancellationToken) {
-        let mut storage = storage(self.conn.clone(), &self.queue);
+        let storage = storage(self.conn.clone(), &self.queue);
         let mut last_reconcile = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(500);
         loop {
-            match self.relay_once(&mut storage).await {
+            match self.relay_once(&storage).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::debug!(count = n, "relayed jobs to the queue");
@@ -81,7 +81,7 @@ impl Relay {
     /// Pushes every unsent outbox row, marking rows sent in the same transaction that locked them.
     /// A crash between push and commit re-sends the job: delivery is at least once, and the
     /// worker's run lease makes the duplicate harmless.
-    pub async fn relay_once(&self, storage: &mut RunStorage) -> Result<usize> {
+    pub async fn relay_once(&self, storage: &RunStorage) -> Result<usize> {
         let storage = storage.clone();
         let handle = tokio::runtime::Handle::current();
         let pushed = self
@@ -94,7 +94,7 @@ impl Relay {
                         return Ok(0);
                     }
                     let mut sent = Vec::with_capacity(rows.len());
-                    let mut storage = storage.clone();
+                    let mut storage = storage;
                     for row in &rows {
                         let job: RunJob = match serde_json::from_value(row.payload.clone()) {
                             Ok(job) => job,

@@ -184,22 +184,30 @@ pub fn claim(
         .map(Into::into))
 }
 
-/// Extends the lease; `false` means it was lost (expired and taken, or the run ended).
+/// Extends the lease. `None` means it was lost (expired and taken, or the run ended);
+/// otherwise whether a cancellation of the run was requested, read in the same statement.
 pub fn renew_lease(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
     lease_seconds: i64,
-) -> Result<bool> {
-    let n = diesel::sql_query(
+) -> Result<Option<bool>> {
+    #[derive(QueryableByName)]
+    struct Renewed {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        cancel_requested: bool,
+    }
+    let renewed: Option<Renewed> = diesel::sql_query(
         "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND lease_owner = $2 AND status IN ('queued','running')",
+         WHERE id = $1 AND lease_owner = $2 AND status IN ('queued','running') \
+         RETURNING cancel_requested_at IS NOT NULL AS cancel_requested",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::Text, _>(owner)
     .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
-    .execute(conn)?;
-    Ok(n == 1)
+    .get_result(conn)
+    .optional()?;
+    Ok(renewed.map(|r| r.cancel_requested))
 }
 
 /// Gives the lease up by expiring it now, so the reconciler hands the run to another worker.
@@ -401,15 +409,6 @@ pub fn request_cancel(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     .set(runs::cancel_requested_at.eq(Some(Utc::now())))
     .execute(conn)?;
     Ok(())
-}
-
-pub fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    let at: Option<Option<DateTime<Utc>>> = runs::table
-        .find(id)
-        .select(runs::cancel_requested_at)
-        .first(conn)
-        .optional()?;
-    Ok(matches!(at, Some(Some(_))))
 }
 
 /// Puts a finished run back in the queue for another pass (retry from failed steps).

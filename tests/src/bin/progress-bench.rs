@@ -55,14 +55,8 @@ fn now_micros() -> u128 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     raise_fd_limit();
-    let subs: usize = std::env::var("SUBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let measured: u64 = std::env::var("EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    let subs: usize = tms_tests::env_or("SUBS", 1000);
+    let measured: u64 = tms_tests::env_or("EVENTS", 50);
     let env = TestEnv::start_with(EnvOptions {
         start_worker: false,
         ..Default::default()
@@ -151,10 +145,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Burst: BURST events published back to back (within the hub's buffer), timed from the
     // first publish to the last delivery: the sustained rate one api instance fans out at.
-    let burst: u64 = std::env::var("BURST")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+    let burst: u64 = tms_tests::env_or("BURST", 500);
     let burst_start_n = 100_000u64;
     let before = deliveries.lock().await.len();
     let burst_t0 = Instant::now();

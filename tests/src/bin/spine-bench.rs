@@ -27,14 +27,8 @@ fn summary(name: &str, mut d: Vec<Duration>) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let sequential: usize = std::env::var("BENCH_SEQUENTIAL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let burst: usize = std::env::var("BENCH_BURST")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+    let sequential: usize = tms_tests::env_or("BENCH_SEQUENTIAL", 30);
+    let burst: usize = tms_tests::env_or("BENCH_BURST", 100);
     let env = TestEnv::start_with(EnvOptions {
         worker_env: vec![("TMS_WORKER_CONCURRENCY".into(), "8".into())],
         ..Default::default()
