@@ -148,27 +148,28 @@ impl View {
         let status = e["status"].as_str().unwrap_or_default();
         self.run
             .set_position(e["percent"].as_f64().unwrap_or(0.0) as u64);
-        if matches!(e["kind"].as_str(), Some("run" | "snapshot")) {
-            self.run.set_message(format!("{status} · {eta}"));
+        if matches!(e["kind"].as_str(), Some("RUN" | "SNAPSHOT")) {
+            self.run
+                .set_message(format!("{} · {eta}", status.to_lowercase()));
         } else {
             self.run.set_message(eta.clone());
         }
         if let Some(bar) = e["step"].as_str().and_then(|s| self.steps.get(s)) {
             match e["kind"].as_str() {
-                Some("progress") => {
+                Some("PROGRESS") => {
                     bar.set_position(e["stepPercent"].as_f64().unwrap_or(0.0) as u64);
                     bar.set_message(e["message"].as_str().unwrap_or("running").to_string());
                 }
                 _ => {
                     if matches!(
                         status,
-                        "succeeded" | "cached" | "failed" | "skipped" | "cancelled"
+                        "SUCCEEDED" | "CACHED" | "FAILED" | "SKIPPED" | "CANCELLED"
                     ) {
                         bar.set_position(100);
-                    } else if status == "running" {
+                    } else if status == "RUNNING" {
                         bar.set_position(0);
                     }
-                    bar.set_message(status.to_string());
+                    bar.set_message(status.to_lowercase());
                 }
             }
         }
@@ -253,7 +254,7 @@ async fn stream_once(
                 let e = &v["payload"]["data"]["runProgress"];
                 *after = e["seq"].as_i64().unwrap_or(*after);
                 view.apply(e);
-                if e["kind"] == "run" {
+                if e["kind"] == "RUN" {
                     last_status = e["status"].as_str().map(str::to_string);
                 }
             }
@@ -303,7 +304,7 @@ async fn watch(api: &Api, run_id: &str, plain: bool) -> Result<bool> {
         bar.finish();
     }
     eprintln!("run {run_id}: {status}");
-    Ok(status == "succeeded")
+    Ok(status == "SUCCEEDED")
 }
 
 #[tokio::main]

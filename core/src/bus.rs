@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::repo::events::EventRow;
+use crate::runs::RunEvent;
 
 /// Channel every run event is published on; api instances subscribe once and fan out.
 pub const EVENTS_CHANNEL: &str = "tms:run-events";
@@ -42,7 +42,7 @@ impl EventBus {
 
     /// Publishes persisted events. A failure is logged and swallowed: Postgres holds the events,
     /// and subscribers catch up from there.
-    pub async fn publish(&self, events: &[EventRow]) {
+    pub async fn publish(&self, events: &[RunEvent]) {
         for ev in events {
             let payload = match serde_json::to_string(ev) {
                 Ok(p) => p,
@@ -82,7 +82,7 @@ impl EventBus {
 /// bounded: a subscriber that falls `capacity` events behind is told so and dropped.
 #[derive(Clone)]
 pub struct EventHub {
-    tx: broadcast::Sender<Arc<EventRow>>,
+    tx: broadcast::Sender<Arc<RunEvent>>,
 }
 
 impl EventHub {
@@ -91,7 +91,7 @@ impl EventHub {
         let (tx, _) = broadcast::channel(capacity);
         let hub = Self { tx: tx.clone() };
         subscribe_forever(redis_url, EVENTS_CHANNEL, stop, move |payload| {
-            match serde_json::from_str::<EventRow>(&payload) {
+            match serde_json::from_str::<RunEvent>(&payload) {
                 // No receivers is fine: nobody is watching right now.
                 Ok(ev) => {
                     let _ = tx.send(Arc::new(ev));
@@ -103,7 +103,7 @@ impl EventHub {
         Ok(hub)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<RunEvent>> {
         self.tx.subscribe()
     }
 

@@ -54,22 +54,22 @@ async fn the_event_stream_of_a_diamond_is_complete_ordered_and_ends_with_the_run
         (1..=events.len() as i64).collect::<Vec<_>>(),
         "{events:?}"
     );
-    assert_eq!(events[0]["status"], "queued");
+    assert_eq!(events[0]["status"], "QUEUED");
     let last = events.last().unwrap();
     assert_eq!(
         (last["kind"].as_str(), last["status"].as_str()),
-        (Some("run"), Some("succeeded"))
+        (Some("RUN"), Some("SUCCEEDED"))
     );
     assert_eq!(last["percent"], 100.0);
     for step in ["a", "b", "c", "d"] {
         let states: Vec<&str> = events
             .iter()
-            .filter(|e| e["kind"] == "task" && e["step"] == step)
+            .filter(|e| e["kind"] == "TASK" && e["step"] == step)
             .map(|e| e["status"].as_str().unwrap())
             .collect();
-        assert_eq!(states, ["running", "succeeded"], "{step}: {events:?}");
+        assert_eq!(states, ["RUNNING", "SUCCEEDED"], "{step}: {events:?}");
     }
-    let progress: Vec<&Value> = events.iter().filter(|e| e["kind"] == "progress").collect();
+    let progress: Vec<&Value> = events.iter().filter(|e| e["kind"] == "PROGRESS").collect();
     assert_eq!(progress.len(), 1, "{events:?}");
     assert_eq!(progress[0]["step"], "a");
     assert_eq!(progress[0]["stepPercent"], 50.0);
@@ -91,7 +91,7 @@ async fn the_event_stream_of_a_diamond_is_complete_ordered_and_ends_with_the_run
     assert_eq!(snap.len(), 1);
     assert_eq!(
         (snap[0]["kind"].as_str(), snap[0]["status"].as_str()),
-        (Some("snapshot"), Some("succeeded"))
+        (Some("SNAPSHOT"), Some("SUCCEEDED"))
     );
     Ok(())
 }
@@ -149,19 +149,19 @@ async fn a_subscriber_on_one_api_sees_runs_triggered_through_another() -> anyhow
 
     let run_id = env.trigger(&wf).await?; // through the first api
     let mut statuses = Vec::new();
-    while statuses.last().map(String::as_str) != Some("succeeded") {
+    while statuses.last().map(String::as_str) != Some("SUCCEEDED") {
         match ws.next(T).await? {
             WsEvent::Next(d) => {
                 let e = &d["runEvents"];
                 assert_eq!(e["runId"], run_id);
-                assert_eq!(e["kind"], "run");
+                assert_eq!(e["kind"], "RUN");
                 assert_eq!(e["workflowId"], wf);
                 statuses.push(e["status"].as_str().unwrap().to_string());
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(statuses, ["queued", "running", "succeeded"]);
+    assert_eq!(statuses, ["QUEUED", "RUNNING", "SUCCEEDED"]);
 
     // runProgress through the other api replays the same events.
     let mut ws2 = GqlWs::connect(other, &token).await?;
@@ -204,7 +204,7 @@ async fn an_api_restarted_mid_run_loses_no_event_for_resuming_subscribers() -> a
     let mut all = seqs(&before);
     all.extend(seqs(&after));
     assert_eq!(all, (1..=all.len() as i64).collect::<Vec<_>>());
-    assert_eq!(after.last().unwrap()["status"], "succeeded");
+    assert_eq!(after.last().unwrap()["status"], "SUCCEEDED");
     Ok(())
 }
 
@@ -403,7 +403,7 @@ async fn eta_is_null_without_history_and_close_to_reality_with_stable_steps() ->
         match ws.next(T).await? {
             WsEvent::Next(d) => {
                 let e = &d["runProgress"];
-                if e["kind"] == "task" && e["step"] == "s0" && e["status"] == "succeeded" {
+                if e["kind"] == "TASK" && e["step"] == "s0" && e["status"] == "SUCCEEDED" {
                     let eta = e["etaSeconds"].as_f64().expect("an ETA with history");
                     eta_at_first_step = Some((eta, Instant::now()));
                 }

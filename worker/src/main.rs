@@ -2,9 +2,11 @@
 
 mod cancel;
 mod config;
+mod control;
 mod executor;
 mod http;
 mod runner;
+mod step;
 mod wake;
 
 use std::sync::Arc;
@@ -197,7 +199,6 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         lease: Duration::from_secs(cfg.run_lease_seconds),
         active: Default::default(),
         stopping: CancellationToken::new(),
-        controls: Default::default(),
     });
     cancel::listen(&cfg.common.redis_url, runner.clone(), stop.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,18 +1,47 @@
 //! GraphQL types for run events and the subscription root.
 
-use async_graphql::{Context, ID, Object, Result, Subscription};
+use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use tms_core::repo::events::EventRow;
 
 use crate::context::caller;
 use crate::error::{GqlResult, to_gql};
 use crate::graphql::workflows::parse_id;
 use crate::state::Services;
 
+/// What a run event reports.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::runs::EventKind")]
+pub enum RunEventKind {
+    /// The run's status changed.
+    Run,
+    /// A step's status changed (or a note about the step, e.g. a retry).
+    Task,
+    /// A step's own `::progress` line.
+    Progress,
+    /// The run's state when a subscription without `afterSeq` starts.
+    Snapshot,
+}
+
+/// The status a run event reports: a `RunStatus` value on `RUN`/`SNAPSHOT` events, a
+/// `TaskStatus` value on `TASK`/`PROGRESS` events.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::runs::EventStatus")]
+pub enum RunEventStatus {
+    Queued,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cached,
+    Skipped,
+    Cancelled,
+    TimedOut,
+}
+
 /// One state change or progress report of a run. `seq` numbers a run's events 1, 2, 3… without
 /// gaps; resume a subscription with the last `seq` seen as `afterSeq`.
-pub struct RunEvent(pub EventRow);
+pub struct RunEvent(pub tms_core::runs::RunEvent);
 
 #[Object]
 impl RunEvent {
@@ -25,15 +54,12 @@ impl RunEvent {
     async fn workflow_id(&self) -> ID {
         ID(self.0.workflow_id.to_string())
     }
-    /// `run` (run status change), `task` (step status change), `progress` (a step's
-    /// `::progress` line) or `snapshot` (the run's state when a subscription starts).
-    async fn kind(&self) -> &str {
-        &self.0.kind
+    async fn kind(&self) -> RunEventKind {
+        self.0.kind.into()
     }
-    /// The new status: a run status for `run`/`snapshot` events, a task status otherwise
-    /// (lower case, e.g. `running`).
-    async fn status(&self) -> Option<&str> {
-        self.0.status.as_deref()
+    /// The new status: a run status on `RUN`/`SNAPSHOT` events, a task status otherwise.
+    async fn status(&self) -> Option<RunEventStatus> {
+        self.0.status.map(Into::into)
     }
     /// The step concerned, for `task` and `progress` events.
     async fn step(&self) -> Option<&str> {

@@ -1,5 +1,24 @@
 //! Diesel table definitions, kept in step with `migrations/` by hand (diesel CLI optional).
 
+/// The Postgres enum types of run, task and event states.
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "run_status"))]
+    pub struct PgRunStatus;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "task_status"))]
+    pub struct PgTaskStatus;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "event_kind"))]
+    pub struct PgEventKind;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "event_status"))]
+    pub struct PgEventStatus;
+}
+
 diesel::table! {
     users (id) {
         id -> Uuid,
@@ -44,11 +63,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::PgRunStatus;
+
     runs (id) {
         id -> Uuid,
         workflow_id -> Uuid,
         version -> Int4,
-        status -> Text,
+        status -> PgRunStatus,
         inputs -> Jsonb,
         idempotency_key -> Nullable<Text>,
         no_cache -> Bool,
@@ -66,11 +88,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::PgTaskStatus;
+
     tasks (run_id, name) {
         run_id -> Uuid,
         name -> Text,
         position -> Int4,
-        status -> Text,
+        status -> PgTaskStatus,
         attempt -> Int4,
         depends_on -> Array<Text>,
         started_at -> Nullable<Timestamptz>,
@@ -84,11 +109,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::{PgEventKind, PgEventStatus};
+
     run_events (run_id, seq) {
         run_id -> Uuid,
         seq -> Int8,
-        kind -> Text,
-        status -> Nullable<Text>,
+        kind -> PgEventKind,
+        status -> Nullable<PgEventStatus>,
         step -> Nullable<Text>,
         percent -> Float8,
         eta_seconds -> Nullable<Float8>,

@@ -17,6 +17,17 @@ pub struct RunJob {
     pub trace: BTreeMap<String, String>,
 }
 
+/// Writes the outbox row that will put `run_id` on the queue; call in the transaction that
+/// made the run ready to execute, so the two commit together.
+pub fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> crate::error::Result<()> {
+    let job = RunJob {
+        run_id,
+        trace: Default::default(),
+    };
+    let payload = serde_json::to_value(job).map_err(crate::error::Error::internal)?;
+    crate::repo::outbox::insert(conn, run_id, &payload)
+}
+
 pub type RunStorage = apalis_redis::RedisStorage<RunJob>;
 
 /// The one place producer and consumer get their queue settings from, so they cannot drift.

@@ -150,12 +150,7 @@ impl Relay {
                     let ids =
                         repo::runs::orphaned(conn, RESEND_AFTER_SECONDS, LOST_AFTER_SECONDS, 100)?;
                     for id in &ids {
-                        let payload = serde_json::to_value(RunJob {
-                            run_id: *id,
-                            trace: Default::default(),
-                        })
-                        .map_err(Error::internal)?;
-                        repo::outbox::insert(conn, *id, &payload)?;
+                        crate::queue::enqueue(conn, *id)?;
                     }
                     Ok(ids.len())
                 })

@@ -2,19 +2,21 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::schema::{run_events, runs};
 use crate::error::Result;
+use crate::runs::{EventKind, EventStatus};
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize, Deserialize)]
+/// A stored run event, as the database holds it. The rest of the system sees
+/// [`crate::runs::RunEvent`].
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = run_events)]
 pub struct EventRow {
     pub run_id: Uuid,
     pub seq: i64,
-    pub kind: String,
-    pub status: Option<String>,
+    pub kind: EventKind,
+    pub status: Option<EventStatus>,
     pub step: Option<String>,
     pub percent: f64,
     pub eta_seconds: Option<f64>,
@@ -25,15 +27,30 @@ pub struct EventRow {
     pub step_percent: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// An event to append; the sequence number, time and workflow are filled in by [`append`].
+#[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub kind: &'static str,
-    pub status: Option<String>,
+    pub kind: EventKind,
+    pub status: Option<EventStatus>,
     pub step: Option<String>,
     pub percent: f64,
     pub eta_seconds: Option<f64>,
     pub message: Option<String>,
     pub step_percent: Option<f64>,
+}
+
+impl NewEvent {
+    pub fn new(kind: EventKind, status: Option<EventStatus>) -> Self {
+        Self {
+            kind,
+            status,
+            step: None,
+            percent: 0.0,
+            eta_seconds: None,
+            message: None,
+            step_percent: None,
+        }
+    }
 }
 
 /// Appends an event with the run's next sequence number. The `UPDATE ... RETURNING` takes the

@@ -4,17 +4,18 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use crate::db::schema::sql_types::PgRunStatus;
 use crate::db::schema::{runs, tasks};
 use crate::error::Result;
 use crate::runs::{RunStatus, TaskStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = runs)]
 pub struct RunRow {
     pub id: Uuid,
     pub workflow_id: Uuid,
     pub version: i32,
-    pub status: String,
+    pub status: RunStatus,
     pub inputs: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub no_cache: bool,
@@ -32,7 +33,7 @@ pub struct RunRow {
 
 impl RunRow {
     pub fn status(&self) -> RunStatus {
-        self.status.parse().unwrap_or(RunStatus::Failed)
+        self.status
     }
 }
 
@@ -42,7 +43,7 @@ pub struct TaskRow {
     pub run_id: Uuid,
     pub name: String,
     pub position: i32,
-    pub status: String,
+    pub status: TaskStatus,
     pub attempt: i32,
     pub depends_on: Vec<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -57,7 +58,7 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn status(&self) -> TaskStatus {
-        self.status.parse().unwrap_or(TaskStatus::Failed)
+        self.status
     }
 }
 
@@ -77,7 +78,7 @@ pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<RunRow> {
             runs::id.eq(run.id),
             runs::workflow_id.eq(run.workflow_id),
             runs::version.eq(run.version),
-            runs::status.eq(RunStatus::Queued.as_str()),
+            runs::status.eq(RunStatus::Queued),
             runs::inputs.eq(run.inputs),
             runs::idempotency_key.eq(run.idempotency_key),
             runs::no_cache.eq(run.no_cache),
@@ -100,7 +101,7 @@ pub fn insert_tasks(
                 tasks::run_id.eq(run_id),
                 tasks::name.eq(name.clone()),
                 tasks::position.eq(i as i32),
-                tasks::status.eq(TaskStatus::Pending.as_str()),
+                tasks::status.eq(TaskStatus::Pending),
                 tasks::depends_on.eq(deps.clone()),
             )
         })
@@ -148,7 +149,7 @@ pub fn list(
         q = q.filter(runs::workflow_id.eq(w));
     }
     if let Some(s) = status {
-        q = q.filter(runs::status.eq(s.as_str()));
+        q = q.filter(runs::status.eq(s));
     }
     Ok(q.order(runs::id.desc()).limit(limit).load(conn)?)
 }
@@ -172,16 +173,18 @@ pub fn claim(
     let sql = "UPDATE runs SET lease_owner = $2, \
                lease_expires_at = now() + make_interval(secs => $3), \
                deliveries = deliveries + 1 \
-               WHERE id = $1 AND status IN ('queued','running') \
+               WHERE id = $1 AND status IN ($4, $5) \
                AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now()) \
                RETURNING *";
+    let [queued, running] = RunStatus::UNFINISHED;
     Ok(diesel::sql_query(sql)
         .bind::<diesel::sql_types::Uuid, _>(id)
         .bind::<diesel::sql_types::Text, _>(owner)
         .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
-        .get_result::<RunRowByName>(conn)
-        .optional()?
-        .map(Into::into))
+        .bind::<PgRunStatus, _>(queued)
+        .bind::<PgRunStatus, _>(running)
+        .get_result::<RunRow>(conn)
+        .optional()?)
 }
 
 /// Extends the lease. `None` means it was lost (expired and taken, or the run ended);
@@ -199,12 +202,14 @@ pub fn renew_lease(
     }
     let renewed: Option<Renewed> = diesel::sql_query(
         "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND lease_owner = $2 AND status IN ('queued','running') \
+         WHERE id = $1 AND lease_owner = $2 AND status IN ($4, $5) \
          RETURNING cancel_requested_at IS NOT NULL AS cancel_requested",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::Text, _>(owner)
     .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
+    .bind::<PgRunStatus, _>(RunStatus::Queued)
+    .bind::<PgRunStatus, _>(RunStatus::Running)
     .get_result(conn)
     .optional()?;
     Ok(renewed.map(|r| r.cancel_requested))
@@ -226,10 +231,10 @@ pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
     let n = diesel::update(
         runs::table
             .filter(runs::id.eq(id))
-            .filter(runs::status.eq(RunStatus::Queued.as_str())),
+            .filter(runs::status.eq(RunStatus::Queued)),
     )
     .set((
-        runs::status.eq(RunStatus::Running.as_str()),
+        runs::status.eq(RunStatus::Running),
         runs::started_at.eq(Some(chrono::Utc::now())),
     ))
     .execute(conn)?;
@@ -246,10 +251,10 @@ pub fn finish(
     let n = diesel::update(
         runs::table
             .filter(runs::id.eq(id))
-            .filter(runs::status.eq_any(["queued", "running"])),
+            .filter(runs::status.eq_any(RunStatus::UNFINISHED)),
     )
     .set((
-        runs::status.eq(status.as_str()),
+        runs::status.eq(status),
         runs::error.eq(error),
         runs::finished_at.eq(Some(chrono::Utc::now())),
         runs::lease_owner.eq(None::<String>),
@@ -274,7 +279,7 @@ pub fn orphaned(
         id: Uuid,
     }
     let rows: Vec<Id> = diesel::sql_query(
-        "SELECT r.id FROM runs r WHERE r.status IN ('queued','running') \
+        "SELECT r.id FROM runs r WHERE r.status IN ($4, $5) \
          AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.run_id = r.id AND o.sent_at IS NULL) \
          AND ((r.lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM job_outbox o \
                  WHERE o.run_id = r.id AND o.sent_at > now() - make_interval(secs => $1))) \
@@ -285,6 +290,8 @@ pub fn orphaned(
     .bind::<diesel::sql_types::Double, _>(resend_after as f64)
     .bind::<diesel::sql_types::Double, _>(lost_after as f64)
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .bind::<PgRunStatus, _>(RunStatus::Queued)
+    .bind::<PgRunStatus, _>(RunStatus::Running)
     .load(conn)?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
@@ -293,7 +300,7 @@ pub fn orphaned(
 #[derive(Debug, Clone, Default, AsChangeset)]
 #[diesel(table_name = tasks)]
 pub struct TaskChange {
-    pub status: Option<String>,
+    pub status: Option<TaskStatus>,
     pub attempt: Option<i32>,
     pub started_at: Option<Option<DateTime<Utc>>>,
     pub finished_at: Option<Option<DateTime<Utc>>>,
@@ -302,6 +309,61 @@ pub struct TaskChange {
     pub error: Option<Option<String>>,
     pub progress_percent: Option<Option<f64>>,
     pub progress_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl TaskChange {
+    /// Only the status.
+    pub fn to(status: TaskStatus) -> Self {
+        Self {
+            status: Some(status),
+            ..Default::default()
+        }
+    }
+
+    /// A new attempt starts: everything the previous attempt left is cleared.
+    pub fn attempt_started(attempt: i32) -> Self {
+        Self {
+            status: Some(TaskStatus::Running),
+            attempt: Some(attempt),
+            started_at: Some(Some(Utc::now())),
+            finished_at: Some(None),
+            exit_code: Some(None),
+            error: Some(None),
+            progress_percent: Some(None),
+            progress_at: Some(None),
+            ..Default::default()
+        }
+    }
+
+    /// The task reached a terminal `status`, with `error` saying why if it did not succeed.
+    pub fn finished(status: TaskStatus, error: Option<String>) -> Self {
+        Self {
+            status: Some(status),
+            finished_at: Some(Some(Utc::now())),
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    /// Back to `pending` for another pass (retry from failed steps).
+    pub fn reset() -> Self {
+        Self {
+            status: Some(TaskStatus::Pending),
+            finished_at: Some(None),
+            exit_code: Some(None),
+            error: Some(None),
+            ..Default::default()
+        }
+    }
+
+    /// The step's latest self-reported progress.
+    pub fn progress(percent: f64) -> Self {
+        Self {
+            progress_percent: Some(Some(percent)),
+            progress_at: Some(Some(Utc::now())),
+            ..Default::default()
+        }
+    }
 }
 
 pub fn update_task(
@@ -318,53 +380,6 @@ pub fn update_task(
     .set(change)
     .returning(TaskRow::as_returning())
     .get_result(conn)?)
-}
-
-/// `RunRow` read back from raw SQL by column name.
-#[derive(QueryableByName)]
-#[diesel(table_name = runs)]
-struct RunRowByName {
-    id: Uuid,
-    workflow_id: Uuid,
-    version: i32,
-    status: String,
-    inputs: serde_json::Value,
-    idempotency_key: Option<String>,
-    no_cache: bool,
-    triggered_by: Option<Uuid>,
-    error: Option<String>,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<DateTime<Utc>>,
-    deliveries: i32,
-    last_seq: i64,
-    cancel_requested_at: Option<DateTime<Utc>>,
-}
-
-impl From<RunRowByName> for RunRow {
-    fn from(r: RunRowByName) -> Self {
-        RunRow {
-            id: r.id,
-            workflow_id: r.workflow_id,
-            version: r.version,
-            status: r.status,
-            inputs: r.inputs,
-            idempotency_key: r.idempotency_key,
-            no_cache: r.no_cache,
-            triggered_by: r.triggered_by,
-            error: r.error,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            lease_owner: r.lease_owner,
-            lease_expires_at: r.lease_expires_at,
-            deliveries: r.deliveries,
-            last_seq: r.last_seq,
-            cancel_requested_at: r.cancel_requested_at,
-        }
-    }
 }
 
 /// Locks the run row and tells whether `owner` still holds its lease.
@@ -415,7 +430,7 @@ pub fn request_cancel(conn: &mut PgConnection, id: Uuid) -> Result<()> {
 pub fn requeue(conn: &mut PgConnection, id: Uuid) -> Result<RunRow> {
     Ok(diesel::update(runs::table.find(id))
         .set((
-            runs::status.eq(RunStatus::Queued.as_str()),
+            runs::status.eq(RunStatus::Queued),
             runs::finished_at.eq(None::<DateTime<Utc>>),
             runs::error.eq(None::<String>),
             runs::cancel_requested_at.eq(None::<DateTime<Utc>>),

@@ -184,12 +184,13 @@ pub fn expected_durations(conn: &mut PgConnection, workflow_id: Uuid) -> Result<
            SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
                   row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
            FROM tasks t JOIN recent r ON r.id = t.run_id \
-           WHERE t.status = 'succeeded' AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
+           WHERE t.status = $4 AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
          WHERE rn <= $2 GROUP BY name",
     )
     .bind::<SqlUuid, _>(workflow_id)
     .bind::<diesel::sql_types::BigInt, _>(HISTORY_WINDOW)
     .bind::<diesel::sql_types::BigInt, _>(HISTORY_RUNS)
+    .bind::<crate::db::schema::sql_types::PgTaskStatus, _>(TaskStatus::Succeeded)
     .load::<Expected>(conn)?
     .into_iter()
     .map(|e| (e.name, e.seconds))

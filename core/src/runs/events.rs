@@ -5,89 +5,79 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::repo::events::{self, EventRow, NewEvent};
+use crate::repo;
+use crate::repo::events::NewEvent;
+use crate::repo::runs::TaskChange;
 use crate::runs::eta::estimate_with;
+use crate::runs::{EventKind, EventStatus, RunEvent, RunStatus, TaskStatus};
 
-pub const KIND_RUN: &str = "run";
-pub const KIND_TASK: &str = "task";
-pub const KIND_PROGRESS: &str = "progress";
+/// A run status change.
+pub fn run_changed(status: RunStatus, message: Option<String>) -> NewEvent {
+    NewEvent {
+        message,
+        ..NewEvent::new(EventKind::Run, Some(status.into()))
+    }
+}
 
-/// Appends one event for `run_id`; call inside the transaction that made the change.
-pub fn record(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    kind: &'static str,
-    status: Option<&str>,
-    step: Option<&str>,
-    message: Option<String>,
-) -> Result<EventRow> {
-    append_estimated(
-        conn,
-        run_id,
-        NewEvent {
-            kind,
-            status: status.map(str::to_string),
-            step: step.map(str::to_string),
-            message,
-            ..Default::default()
-        },
-    )
+/// A task status change (or a note about the task in its current status).
+pub fn task_changed(step: &str, status: TaskStatus, message: Option<String>) -> NewEvent {
+    NewEvent {
+        step: Some(step.to_string()),
+        message,
+        ..NewEvent::new(EventKind::Task, Some(status.into()))
+    }
+}
+
+/// A running step's own `::progress` report.
+pub fn progress_reported(step: &str, percent: f64, message: String) -> NewEvent {
+    NewEvent {
+        step: Some(step.to_string()),
+        message: Some(message),
+        step_percent: Some(percent),
+        ..NewEvent::new(EventKind::Progress, Some(EventStatus::Running))
+    }
 }
 
 /// Appends `ev` stamped with the run's percent and ETA as of this event: the estimate already
 /// accounts for the change the event describes (applied earlier in the transaction) or for the
-/// progress it reports.
-pub fn append_estimated(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    mut ev: NewEvent,
-) -> Result<EventRow> {
+/// progress it reports. Call inside the transaction that made the change.
+pub fn record(conn: &mut PgConnection, run_id: Uuid, mut ev: NewEvent) -> Result<RunEvent> {
     let succeeded = ev
         .step
         .as_deref()
-        .filter(|_| ev.kind == KIND_TASK && ev.status.as_deref() == Some("succeeded"));
+        .filter(|_| ev.kind == EventKind::Task && ev.status == Some(EventStatus::Succeeded));
     let est = estimate_with(conn, run_id, succeeded)?;
     ev.percent = est.percent;
     ev.eta_seconds = est.eta_seconds;
-    events::append(conn, run_id, ev)
+    Ok(repo::events::append(conn, run_id, ev)?.into())
+}
+
+/// Applies `change` to task `step` and records `ev` about it.
+pub fn change_task(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    step: &str,
+    change: &TaskChange,
+    ev: NewEvent,
+) -> Result<RunEvent> {
+    repo::runs::update_task(conn, run_id, step, change)?;
+    record(conn, run_id, ev)
 }
 
 /// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
 /// Returns the events to publish. Call inside a transaction (holding the lease, if any).
-pub fn cancel_remaining(conn: &mut PgConnection, run_id: Uuid, why: &str) -> Result<Vec<EventRow>> {
-    use crate::repo::runs::TaskChange;
-    use crate::runs::{RunStatus, TaskStatus};
+pub fn cancel_remaining(conn: &mut PgConnection, run_id: Uuid, why: &str) -> Result<Vec<RunEvent>> {
     let mut events = Vec::new();
-    for t in crate::repo::runs::tasks_of(conn, run_id)? {
-        if !t.status().is_terminal() {
-            let change = TaskChange {
-                status: Some(TaskStatus::Cancelled.as_str().into()),
-                finished_at: Some(Some(chrono::Utc::now())),
-                error: Some(Some(why.to_string())),
-                ..Default::default()
-            };
-            crate::repo::runs::update_task(conn, run_id, &t.name, &change)?;
-            let st = Some(TaskStatus::Cancelled.as_str());
-            events.push(record(
-                conn,
-                run_id,
-                KIND_TASK,
-                st,
-                Some(&t.name),
-                Some(why.to_string()),
-            )?);
+    for t in repo::runs::tasks_of(conn, run_id)? {
+        if !t.status.is_terminal() {
+            let change = TaskChange::finished(TaskStatus::Cancelled, Some(why.to_string()));
+            let ev = task_changed(&t.name, TaskStatus::Cancelled, Some(why.to_string()));
+            events.push(change_task(conn, run_id, &t.name, &change, ev)?);
         }
     }
-    if crate::repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(why))? {
-        let st = Some(RunStatus::Cancelled.as_str());
-        events.push(record(
-            conn,
-            run_id,
-            KIND_RUN,
-            st,
-            None,
-            Some(why.to_string()),
-        )?);
+    if repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(why))? {
+        let ev = run_changed(RunStatus::Cancelled, Some(why.to_string()));
+        events.push(record(conn, run_id, ev)?);
     }
     Ok(events)
 }

@@ -1,10 +1,15 @@
-//! Runs: statuses, run events, and the service that triggers and reads runs.
+//! Runs: statuses, the DAG rules, run events, the execution of a run under its lease, and the
+//! service that triggers and reads runs.
 
+pub mod dag;
 pub mod eta;
 pub mod events;
+pub mod execution;
 pub mod progress;
+pub mod run_event;
 pub mod service;
 pub mod status;
 pub mod stream;
 
-pub use status::{RunStatus, TaskStatus};
+pub use run_event::RunEvent;
+pub use status::{EventKind, EventStatus, RunStatus, TaskStatus};

@@ -7,14 +7,13 @@ use crate::auth::{Permission, Principal, rbac};
 use crate::bus::EventBus;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::queue::RunJob;
 use crate::queue::relay::Relay;
+use crate::repo;
 use crate::repo::runs::{NewRun, RunRow, TaskChange, TaskRow};
 use crate::repo::workflows::WorkflowRow;
-use crate::repo::{self, events::EventRow};
 use crate::runs::eta::{Estimate, estimate};
-use crate::runs::events::{KIND_RUN, cancel_remaining, record};
-use crate::runs::{RunStatus, TaskStatus};
+use crate::runs::events::{cancel_remaining, record, run_changed};
+use crate::runs::{RunEvent, RunStatus, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
@@ -193,17 +192,10 @@ impl RunService {
                     }
                     for t in repo::runs::tasks_of(conn, id)? {
                         if matches!(
-                            t.status(),
+                            t.status,
                             TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled
                         ) {
-                            let change = TaskChange {
-                                status: Some(TaskStatus::Pending.as_str().into()),
-                                finished_at: Some(None),
-                                exit_code: Some(None),
-                                error: Some(None),
-                                ..Default::default()
-                            };
-                            repo::runs::update_task(conn, id, &t.name, &change)?;
+                            repo::runs::update_task(conn, id, &t.name, &TaskChange::reset())?;
                         }
                     }
                     repo::runs::requeue(conn, id)?;
@@ -265,7 +257,7 @@ fn inner_trigger(
     inputs: &serde_json::Value,
     key: Option<&str>,
     no_cache: bool,
-) -> Result<(RunRow, Option<EventRow>)> {
+) -> Result<(RunRow, Option<RunEvent>)> {
     let wf = repo::workflows::find(conn, workflow_id)?.ok_or(Error::NotFound("workflow"))?;
     if let Some(k) = key
         && let Some(existing) = repo::runs::find_by_idempotency_key(conn, workflow_id, k)?
@@ -298,7 +290,7 @@ fn create_run(
     key: Option<&str>,
     no_cache: bool,
     message: Option<String>,
-) -> Result<(RunRow, EventRow)> {
+) -> Result<(RunRow, RunEvent)> {
     let spec = repo::workflows::version(conn, wf.id, version)?
         .ok_or_else(|| Error::Internal(format!("workflow {} lacks version {version}", wf.id)))?
         .spec()?;
@@ -329,15 +321,9 @@ fn enqueue(
     conn: &mut diesel::PgConnection,
     run_id: Uuid,
     message: Option<String>,
-) -> Result<(RunRow, EventRow)> {
-    let queued = Some(RunStatus::Queued.as_str());
-    let ev = record(conn, run_id, KIND_RUN, queued, None, message)?;
-    let job = RunJob {
-        run_id,
-        trace: Default::default(),
-    };
-    let payload = serde_json::to_value(job).map_err(Error::internal)?;
-    repo::outbox::insert(conn, run_id, &payload)?;
+) -> Result<(RunRow, RunEvent)> {
+    let ev = record(conn, run_id, run_changed(RunStatus::Queued, message))?;
+    crate::queue::enqueue(conn, run_id)?;
     let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
     Ok((run, ev))
 }

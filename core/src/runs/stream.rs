@@ -13,26 +13,13 @@ use crate::bus::EventHub;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
-use crate::repo::events::EventRow;
-use crate::runs::RunStatus;
 use crate::runs::eta::estimate;
-use crate::runs::events::KIND_RUN;
+use crate::runs::{EventKind, RunEvent};
 
-/// Synthetic first event sent when a subscriber gives no `afterSeq`: the run's state now.
-pub const KIND_SNAPSHOT: &str = "snapshot";
 /// With no live event for this long, a subscriber checks Postgres for events whose publish was
 /// lost (crash between commit and publish, Redis blip).
 pub const IDLE_RECHECK: Duration = Duration::from_secs(2);
 const PAGE: i64 = 500;
-
-pub fn is_terminal_event(ev: &EventRow) -> bool {
-    ev.kind == KIND_RUN
-        && ev
-            .status
-            .as_deref()
-            .and_then(|s| s.parse::<RunStatus>().ok())
-            .is_some_and(RunStatus::is_terminal)
-}
 
 #[derive(Clone)]
 pub struct ProgressService {
@@ -49,10 +36,12 @@ impl ProgressService {
         &self.hub
     }
 
-    async fn events_after(&self, run_id: Uuid, after: i64) -> Result<Vec<EventRow>> {
-        self.db
+    async fn events_after(&self, run_id: Uuid, after: i64) -> Result<Vec<RunEvent>> {
+        let rows = self
+            .db
             .run(move |c| repo::events::after(c, run_id, after, PAGE))
-            .await
+            .await?;
+        Ok(rows.into_iter().map(RunEvent::from).collect())
     }
 
     /// Events of one run after `after_seq` (or a snapshot first when `None`), then live ones,
@@ -62,7 +51,7 @@ impl ProgressService {
         who: Option<&Principal>,
         run_id: Uuid,
         after_seq: Option<i64>,
-    ) -> Result<impl Stream<Item = Result<EventRow>> + Send + use<>> {
+    ) -> Result<impl Stream<Item = Result<RunEvent>> + Send + use<>> {
         rbac::require(who, Permission::ReadRuns)?;
         if after_seq.is_some_and(|s| s < 0) {
             return Err(Error::field("afterSeq", "must not be negative"));
@@ -80,11 +69,12 @@ impl ProgressService {
             Some(_) => None,
             None => {
                 let est = self.db.run(move |c| estimate(c, run_id)).await?;
-                Some(EventRow {
+                // The run's state now, when the subscriber gives no `afterSeq`.
+                Some(RunEvent {
                     run_id,
                     seq: run.last_seq,
-                    kind: KIND_SNAPSHOT.into(),
-                    status: Some(run.status.clone()),
+                    kind: EventKind::Snapshot,
+                    status: Some(run.status.into()),
                     step: None,
                     percent: est.percent,
                     eta_seconds: est.eta_seconds,
@@ -98,7 +88,7 @@ impl ProgressService {
         let mut last = after_seq.unwrap_or(run.last_seq);
         Ok(async_stream::try_stream! {
             if let Some(s) = snapshot {
-                let done = run.status().is_terminal();
+                let done = run.status.is_terminal();
                 yield s;
                 if done {
                     return;
@@ -111,7 +101,7 @@ impl ProgressService {
                 let mut ended = false;
                 for ev in page {
                     last = ev.seq;
-                    ended = is_terminal_event(&ev);
+                    ended = ev.ends_run();
                     yield ev;
                 }
                 if (n as i64) < PAGE {
@@ -129,7 +119,7 @@ impl ProgressService {
                     r = live.recv() => Some(r),
                     _ = tokio::time::sleep_until(recheck_at) => None,
                 };
-                let candidate: Option<Arc<EventRow>> = match next {
+                let candidate: Option<Arc<RunEvent>> = match next {
                     Some(Ok(ev)) if ev.run_id == run_id => Some(ev),
                     Some(Ok(_)) => continue,
                     Some(Err(RecvError::Lagged(_))) => Err(Error::SlowConsumer)?,
@@ -147,7 +137,7 @@ impl ProgressService {
                     let mut ended = false;
                     for ev in this.events_after(run_id, last).await? {
                         last = ev.seq;
-                        ended = is_terminal_event(&ev);
+                        ended = ev.ends_run();
                         yield ev;
                     }
                     if ended {
@@ -157,7 +147,7 @@ impl ProgressService {
                 }
                 if let Some(ev) = candidate {
                     last = ev.seq;
-                    let ended = is_terminal_event(&ev);
+                    let ended = ev.ends_run();
                     yield (*ev).clone();
                     if ended {
                         return;
@@ -172,14 +162,14 @@ impl ProgressService {
         &self,
         who: Option<&Principal>,
         workflow_id: Option<Uuid>,
-    ) -> Result<impl Stream<Item = Result<EventRow>> + Send + use<>> {
+    ) -> Result<impl Stream<Item = Result<RunEvent>> + Send + use<>> {
         rbac::require(who, Permission::ReadRuns)?;
         let mut live = self.hub.subscribe();
         Ok(async_stream::try_stream! {
             loop {
                 match live.recv().await {
                     Ok(ev) => {
-                        if ev.kind == KIND_RUN && workflow_id.is_none_or(|w| w == ev.workflow_id) {
+                        if ev.kind == EventKind::Run && workflow_id.is_none_or(|w| w == ev.workflow_id) {
                             yield (*ev).clone();
                         }
                     }

@@ -1,0 +1,293 @@
+//! The one home of a run's execution writes. An [`Execution`] is a worker's hold on a run's
+//! lease; each of its transitions is one transaction that re-checks the lease, applies the
+//! change, records its event, and publishes the event after commit. That is what makes each
+//! result recorded once however often a run is delivered.
+
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::bus::EventBus;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::repo;
+use crate::repo::runs::TaskChange;
+use crate::runs::dag::Node;
+use crate::runs::events::{
+    cancel_remaining, change_task, progress_reported, record, run_changed, task_changed,
+};
+use crate::runs::{RunEvent, RunStatus, TaskStatus};
+use crate::workflows::WorkflowSpec;
+
+/// Writes retried while Postgres is unreachable, backing off from 200 ms to 2 s.
+const WRITE_RETRIES: u32 = 10;
+
+/// A worker's hold on one run.
+#[derive(Clone)]
+pub struct Execution {
+    db: Db,
+    bus: EventBus,
+    run_id: Uuid,
+    owner: String,
+}
+
+/// What a claim tells the worker about the run it now holds.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub workflow_id: Uuid,
+    /// How many times a worker picked the run up, this time included.
+    pub deliveries: i32,
+    pub cancel_requested: bool,
+}
+
+/// The run as resumed: its definition and its tasks, interrupted attempts back to `pending`.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub spec: WorkflowSpec,
+    pub tasks: Vec<ResumedTask>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResumedTask {
+    pub node: Node,
+    /// Attempts already made by earlier deliveries or retries.
+    pub attempt: i32,
+}
+
+/// How an attempt that ran to its end turned out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEnd {
+    pub status: TaskStatus,
+    pub exit_code: Option<i32>,
+    pub log_tail: String,
+    pub error: Option<String>,
+}
+
+impl Execution {
+    /// Takes (or re-takes) the run's lease for `owner`. `None` when another worker holds a live
+    /// lease or the run has ended: a duplicate delivery, to be acknowledged without effect.
+    pub async fn claim(
+        db: Db,
+        bus: EventBus,
+        run_id: Uuid,
+        owner: String,
+        lease: Duration,
+    ) -> Result<Option<(Self, Claim)>> {
+        let (o, secs) = (owner.clone(), lease.as_secs() as i64);
+        let claimed = db
+            .run(move |c| repo::runs::claim(c, run_id, &o, secs))
+            .await?;
+        Ok(claimed.map(|run| {
+            let claim = Claim {
+                workflow_id: run.workflow_id,
+                deliveries: run.deliveries,
+                cancel_requested: run.cancel_requested_at.is_some(),
+            };
+            let exec = Self {
+                db,
+                bus,
+                run_id,
+                owner,
+            };
+            (exec, claim)
+        }))
+    }
+
+    pub fn run_id(&self) -> Uuid {
+        self.run_id
+    }
+
+    /// Extends the lease. `None`: it was lost; otherwise whether a cancellation was requested.
+    pub async fn renew(&self, lease: Duration) -> Result<Option<bool>> {
+        let (id, o, secs) = (self.run_id, self.owner.clone(), lease.as_secs() as i64);
+        self.db
+            .run(move |c| repo::runs::renew_lease(c, id, &o, secs))
+            .await
+    }
+
+    /// Gives the lease back (shutdown), so the reconciler hands the run to another worker.
+    pub async fn release(&self) -> Result<()> {
+        let (id, o) = (self.run_id, self.owner.clone());
+        self.db
+            .run(move |c| repo::runs::release_lease(c, id, &o))
+            .await
+    }
+
+    /// Starts or resumes the run: `queued` becomes `running`, and tasks a lost worker left
+    /// `running` go back to `pending` (each visible as an event).
+    pub async fn resume(&self) -> Result<Resumed> {
+        let run_id = self.run_id;
+        self.write(move |conn| {
+            let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
+            let spec = repo::workflows::version(conn, run.workflow_id, run.version)?
+                .ok_or(Error::NotFound("workflow version"))?
+                .spec()?;
+            let mut events = Vec::new();
+            if repo::runs::mark_running(conn, run_id)? {
+                events.push(record(conn, run_id, run_changed(RunStatus::Running, None))?);
+            }
+            let mut tasks = Vec::new();
+            for mut t in repo::runs::tasks_of(conn, run_id)? {
+                if t.status == TaskStatus::Running {
+                    let why = format!(
+                        "attempt {} was interrupted (worker lost); re-queued",
+                        t.attempt
+                    );
+                    let ev = task_changed(&t.name, TaskStatus::Pending, Some(why));
+                    let change = TaskChange::to(TaskStatus::Pending);
+                    events.push(change_task(conn, run_id, &t.name, &change, ev)?);
+                    t.status = TaskStatus::Pending;
+                }
+                tasks.push(ResumedTask {
+                    attempt: t.attempt,
+                    node: Node {
+                        name: t.name,
+                        depends_on: t.depends_on,
+                        status: t.status,
+                    },
+                });
+            }
+            Ok((Resumed { spec, tasks }, events))
+        })
+        .await
+    }
+
+    /// A new attempt of `step` starts.
+    pub async fn start_attempt(&self, step: &str, attempt: i32) -> Result<()> {
+        let msg = format!("attempt {attempt}");
+        self.change(
+            step,
+            TaskChange::attempt_started(attempt),
+            TaskStatus::Running,
+            Some(msg),
+        )
+        .await
+    }
+
+    /// A note about a running step that changes nothing else (e.g. the executor is unreachable).
+    pub async fn note(&self, step: &str, message: String) -> Result<()> {
+        let change = TaskChange::default();
+        self.change(step, change, TaskStatus::Running, Some(message))
+            .await
+    }
+
+    /// An attempt failed and another will follow: keep its log, say when the next one starts.
+    pub async fn retry_later(&self, step: &str, log_tail: String, message: String) -> Result<()> {
+        let change = TaskChange {
+            log_tail: Some(log_tail),
+            ..Default::default()
+        };
+        self.change(step, change, TaskStatus::Running, Some(message))
+            .await
+    }
+
+    /// The step's final attempt ended.
+    pub async fn finish_task(&self, step: &str, end: TaskEnd) -> Result<()> {
+        let change = TaskChange {
+            exit_code: Some(end.exit_code),
+            log_tail: Some(end.log_tail),
+            ..TaskChange::finished(end.status, end.error.clone())
+        };
+        self.change(step, change, end.status, end.error).await
+    }
+
+    /// `step` can never run: `dependency` did not succeed.
+    pub async fn skip(&self, step: &str, dependency: &str) -> Result<()> {
+        let why = format!("skipped: dependency `{dependency}` did not succeed");
+        let change = TaskChange::finished(TaskStatus::Skipped, Some(why.clone()));
+        self.change(step, change, TaskStatus::Skipped, Some(why))
+            .await
+    }
+
+    /// A running step was stopped because a user cancelled the run.
+    pub async fn cancel_task(&self, step: &str) -> Result<()> {
+        let change = TaskChange::finished(TaskStatus::Cancelled, Some("cancelled".into()));
+        let msg = Some("cancelled while running".to_string());
+        self.change(step, change, TaskStatus::Cancelled, msg).await
+    }
+
+    /// A running step reported its progress (`message` is already masked and bounded).
+    pub async fn progress(&self, step: &str, percent: f64, message: String) -> Result<()> {
+        let (run_id, step) = (self.run_id, step.to_string());
+        self.write(move |conn| {
+            let ev = progress_reported(&step, percent, message.clone());
+            let change = TaskChange::progress(percent);
+            Ok(((), vec![change_task(conn, run_id, &step, &change, ev)?]))
+        })
+        .await
+    }
+
+    /// The run ended with `status`; a no-op if it had already ended.
+    pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
+        let run_id = self.run_id;
+        self.write(move |conn| {
+            if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
+                return Ok(((), vec![]));
+            }
+            let ev = record(conn, run_id, run_changed(status, error.clone()))?;
+            Ok(((), vec![ev]))
+        })
+        .await
+    }
+
+    /// Records a user's cancellation: every task not yet finished, then the run.
+    pub async fn cancel(&self, why: &str) -> Result<()> {
+        let (run_id, why) = (self.run_id, why.to_string());
+        self.write(move |conn| Ok(((), cancel_remaining(conn, run_id, &why)?)))
+            .await
+    }
+
+    async fn change(
+        &self,
+        step: &str,
+        change: TaskChange,
+        status: TaskStatus,
+        message: Option<String>,
+    ) -> Result<()> {
+        let (run_id, step) = (self.run_id, step.to_string());
+        self.write(move |conn| {
+            let ev = task_changed(&step, status, message.clone());
+            Ok(((), vec![change_task(conn, run_id, &step, &change, ev)?]))
+        })
+        .await
+    }
+
+    /// Runs `f` in a transaction that first re-checks this worker still holds the lease, then
+    /// publishes the events it returns. Retried while the database is unreachable.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut PgConnection) -> Result<(T, Vec<RunEvent>)> + Send + Sync + Clone + 'static,
+    {
+        let mut delay = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            let (run_id, owner, f) = (self.run_id, self.owner.clone(), f.clone());
+            let res = self
+                .db
+                .run(move |conn| {
+                    conn.transaction::<_, Error, _>(|conn| {
+                        if !repo::runs::holds_lease(conn, run_id, &owner)? {
+                            return Err(Error::Conflict("run lease lost".into()));
+                        }
+                        f(conn)
+                    })
+                })
+                .await;
+            match res {
+                Ok((out, events)) => {
+                    self.bus.publish(&events).await;
+                    return Ok(out);
+                }
+                Err(Error::Unavailable(e)) if tries < WRITE_RETRIES => {
+                    tries += 1;
+                    tracing::warn!(run_id = %self.run_id, error = %e, "database unavailable; retrying write");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! One step of a run, from its first attempt to its final state: a worker slot per attempt,
+//! the step's retries with backoff, waits for an unreachable executor (which spend no retry),
+//! the timeout, and its `::progress` reports. Every write goes through the run's
+//! [`Execution`]; this module only orchestrates.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tms_core::runs::TaskStatus;
+use tms_core::runs::execution::{Execution, TaskEnd};
+use tms_core::runs::progress::ProgressLine;
+use tms_core::workflows::StepSpec;
+use tms_core::{Error, Result, secrets};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use crate::control::Control;
+use crate::executor::{ExecError, SharedExecutor, StepRequest};
+
+/// Waits between attempts to reach an unavailable executor: 1 s, doubling, at most 30 s.
+const TRANSIENT_BACKOFF_START: Duration = Duration::from_secs(1);
+const TRANSIENT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// At most one progress event per step this often (the latest report wins).
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// What a step's attempts share with the rest of the run.
+#[derive(Clone)]
+pub struct StepEnv {
+    pub exec: Execution,
+    pub executor: SharedExecutor,
+    /// Worker-wide step slots (`TMS_WORKER_CONCURRENCY`).
+    pub slots: Arc<Semaphore>,
+    pub default_timeout: Duration,
+    pub ctl: Control,
+    pub workflow_id: Uuid,
+    /// Every secret value of the run, for masking whatever any step prints or reports.
+    pub masks: Arc<Vec<String>>,
+}
+
+/// One step to execute.
+pub struct StepJob {
+    pub step: StepSpec,
+    /// Attempts already made (by earlier deliveries or retries of the run).
+    pub prev_attempt: i32,
+    pub step_dir: PathBuf,
+    pub inputs: Vec<(String, PathBuf)>,
+}
+
+/// How one step ended, as the run needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepEnd {
+    pub status: TaskStatus,
+    pub timed_out: bool,
+}
+
+/// How one attempt ended, when it ran to an end (rather than being stopped).
+struct AttemptEnd {
+    exit_code: Option<i32>,
+    log_tail: String,
+    error: Option<String>,
+    timed_out: bool,
+}
+
+/// Runs `job` with its retries; returns how it ended once its final state is recorded.
+pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
+    let name = job.step.name.clone();
+    let retries = job.step.retries.unwrap_or(0);
+    let backoff = Duration::from_secs(job.step.retry_backoff_seconds.unwrap_or(1) as u64);
+    // A secret missing on this worker fails the step at once: retrying cannot help.
+    let (secrets, missing) = match secrets::resolve(&job.step.secrets) {
+        Ok(v) => (v, None),
+        Err(s) => (BTreeMap::new(), Some(s)),
+    };
+    let mut attempt = job.prev_attempt;
+    let mut try_no = 0u32;
+    loop {
+        let Some(permit) = acquire(&env).await? else {
+            return stopped(&env, &name).await;
+        };
+        attempt += 1;
+        env.exec.start_attempt(&name, attempt).await?;
+        let end = match &missing {
+            Some(s) => AttemptEnd {
+                exit_code: None,
+                log_tail: String::new(),
+                error: Some(format!("secret `{s}` is not configured on this worker")),
+                timed_out: false,
+            },
+            None => {
+                let req = StepRequest {
+                    run_id: env.exec.run_id(),
+                    workflow_id: env.workflow_id,
+                    step: job.step.clone(),
+                    attempt,
+                    step_dir: job.step_dir.clone(),
+                    inputs: job.inputs.clone(),
+                    secrets: secrets.clone(),
+                    masks: env.masks.to_vec(),
+                };
+                match run_attempt(&env, req, permit).await? {
+                    Some(end) => end,
+                    None => return stopped(&env, &name).await,
+                }
+            }
+        };
+        if end.error.is_some() && try_no < retries && missing.is_none() {
+            let wait = backoff
+                .saturating_mul(1 << try_no.min(10))
+                .min(Duration::from_secs(3600));
+            let msg = format!(
+                "attempt {attempt} failed ({}); retrying in {}s",
+                end.error.as_deref().unwrap_or_default(),
+                wait.as_secs()
+            );
+            env.exec.retry_later(&name, end.log_tail, msg).await?;
+            try_no += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => continue,
+                _ = env.ctl.stop.cancelled() => return stopped(&env, &name).await,
+            }
+        }
+        let status = match end.error {
+            None => TaskStatus::Succeeded,
+            Some(_) => TaskStatus::Failed,
+        };
+        let task_end = TaskEnd {
+            status,
+            exit_code: end.exit_code,
+            log_tail: end.log_tail,
+            error: end.error,
+        };
+        env.exec.finish_task(&name, task_end).await?;
+        return Ok(StepEnd {
+            status,
+            timed_out: end.timed_out,
+        });
+    }
+}
+
+/// A worker slot, or `None` when the run is being stopped first.
+async fn acquire(env: &StepEnv) -> Result<Option<OwnedSemaphorePermit>> {
+    tokio::select! {
+        p = env.slots.clone().acquire_owned() => {
+            p.map(Some).map_err(|_| Error::internal("worker shutting down"))
+        }
+        _ = env.ctl.stop.cancelled() => Ok(None),
+    }
+}
+
+/// A step interrupted by the run's control: recorded as cancelled when a user cancelled the
+/// run, left alone (to be resumed elsewhere) when this worker let go of the run.
+async fn stopped(env: &StepEnv, name: &str) -> Result<StepEnd> {
+    if env.ctl.user_cancelled() {
+        env.exec.cancel_task(name).await?;
+    }
+    Ok(StepEnd {
+        status: TaskStatus::Cancelled,
+        timed_out: false,
+    })
+}
+
+/// One attempt, holding a slot while the executor runs it. The timeout covers the whole
+/// attempt, including waits for an unavailable executor. `None`: the run's control stopped it.
+async fn run_attempt(
+    env: &StepEnv,
+    req: StepRequest,
+    permit: OwnedSemaphorePermit,
+) -> Result<Option<AttemptEnd>> {
+    let name = req.step.name.clone();
+    let timeout = req
+        .step
+        .timeout_seconds
+        .map(|s| Duration::from_secs(s as u64))
+        .unwrap_or(env.default_timeout);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = TRANSIENT_BACKOFF_START;
+    let mut permit = Some(permit);
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let forwarder = tokio::spawn(forward_progress(env.clone(), name.clone(), rx));
+        let res = tokio::select! {
+            r = tokio::time::timeout_at(deadline, env.executor.run(req.clone(), tx)) => Some(r),
+            _ = env.ctl.stop.cancelled() => None,
+        };
+        let _ = forwarder.await;
+        let end = match res {
+            None => return Ok(None),
+            Some(Err(_elapsed)) => AttemptEnd {
+                exit_code: None,
+                log_tail: String::new(),
+                error: Some(format!("timed out after {}s", timeout.as_secs())),
+                timed_out: true,
+            },
+            Some(Ok(Ok(o))) => AttemptEnd {
+                error: match o.exit_code {
+                    Some(0) => None,
+                    Some(c) => Some(format!("exited with code {c}")),
+                    None => Some("ended without an exit code".into()),
+                },
+                exit_code: o.exit_code,
+                log_tail: o.log_tail,
+                timed_out: false,
+            },
+            Some(Ok(Err(ExecError::Transient(why))))
+                if tokio::time::Instant::now() + wait < deadline =>
+            {
+                // The executor is unreachable: wait without spending a retry or a slot.
+                let why = secrets::mask(&why, &env.masks);
+                tracing::warn!(run_id = %req.run_id, step = %name, error = %why, "executor unavailable; retrying");
+                let msg = format!(
+                    "executor unavailable: {why}; retrying in {}s",
+                    wait.as_secs()
+                );
+                env.exec.note(&name, msg).await?;
+                drop(permit.take());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = env.ctl.stop.cancelled() => return Ok(None),
+                }
+                match acquire(env).await? {
+                    Some(p) => permit = Some(p),
+                    None => return Ok(None),
+                }
+                wait = (wait * 2).min(TRANSIENT_BACKOFF_MAX);
+                continue;
+            }
+            Some(Ok(Err(e))) => AttemptEnd {
+                exit_code: None,
+                log_tail: String::new(),
+                error: Some(secrets::mask(&e.to_string(), &env.masks)),
+                timed_out: false,
+            },
+        };
+        return Ok(Some(end));
+    }
+}
+
+/// Turns a step's `::progress` lines into progress events, at most one per
+/// [`PROGRESS_EVERY`] (the latest wins) so a chatty step cannot flood the event log.
+async fn forward_progress(env: StepEnv, step: String, mut rx: UnboundedReceiver<ProgressLine>) {
+    let mut last_sent = tokio::time::Instant::now() - PROGRESS_EVERY;
+    while let Some(mut line) = rx.recv().await {
+        let since = last_sent.elapsed();
+        if since < PROGRESS_EVERY {
+            tokio::time::sleep(PROGRESS_EVERY - since).await;
+        }
+        while let Ok(newer) = rx.try_recv() {
+            line = newer;
+        }
+        last_sent = tokio::time::Instant::now();
+        let message = match &line.message {
+            Some(m) => {
+                let m: String = secrets::mask(m, &env.masks).chars().take(500).collect();
+                format!("{}% {m}", line.percent)
+            }
+            None => format!("{}%", line.percent),
+        };
+        if let Err(e) = env.exec.progress(&step, line.percent, message).await {
+            tracing::warn!(run_id = %env.exec.run_id(), error = %e, "progress event not recorded");
+        }
+    }
+}
