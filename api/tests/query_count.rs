@@ -19,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 const EMAIL: &str = "admin@query-count.test";
 const PASSWORD: &str = "admin-password-for-tests";
 
-/// The statements `runs(first: 100)` with nested fields may cost: authenticating the caller (2),
-/// the page (1), workflows (1), their versions (1), tasks (1), estimates (runs, tasks, learnt
-/// durations of the one workflow: 3).
-const EXPECTED_STATEMENTS: u64 = 9;
+/// The statements `runs(first: 100)` with nested fields costs: authenticating the caller (2),
+/// the page (1), workflows (1), their versions (1), tasks (1), estimates (runs and tasks: 2).
+/// The learnt step durations the estimates use are cached for 5 s per workflow, so reading them
+/// (1 statement for the one workflow) only counts when the cache is cold.
+const EXPECTED_STATEMENTS: u64 = 8;
 
 const PAGE: &str = "{ runs(first: 100) { edges { node { id status \
     workflow { name steps { name } } tasks { name status } percent etaSeconds } } } }";
@@ -168,26 +169,29 @@ fn assert_page(data: &Value, runs: usize) {
     }
 }
 
-// A current-thread runtime: nothing can take a loader's batch while the resolvers of one level
-// are still registering their keys, so the count is exact rather than usually right.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn a_runs_page_costs_the_same_statements_for_5_and_100_runs() {
-    let small = deployment(5).await;
-    let (data, small_cost) = small.execute(PAGE).await;
-    assert_page(&data, 5);
-
-    let large = deployment(100).await;
-    let (data, large_cost) = large.execute(PAGE).await;
-    assert_page(&data, 100);
-
-    println!(
-        "runs(first: 100) with nested fields: {small_cost} statements for 5 runs, {large_cost} for 100"
-    );
+    let mut costs = Vec::new();
+    for runs in [5, 100] {
+        let env = deployment(runs).await;
+        // The first page may also read the learnt durations (cold cache); the second one, right
+        // after, finds them cached, so its count is exact.
+        let (data, cold) = env.execute(PAGE).await;
+        assert_page(&data, runs);
+        assert!(
+            cold <= EXPECTED_STATEMENTS + 1,
+            "{cold} statements (cold) for {runs} runs"
+        );
+        let (data, warm) = env.execute(PAGE).await;
+        assert_page(&data, runs);
+        println!(
+            "runs(first: 100) with nested fields, {runs} runs: {cold} statements cold, {warm} warm"
+        );
+        costs.push(warm);
+        env.stop.cancel();
+    }
     assert_eq!(
-        small_cost, large_cost,
+        costs, [EXPECTED_STATEMENTS; 2],
         "the cost must not grow with the page"
     );
-    assert_eq!(large_cost, EXPECTED_STATEMENTS);
-    small.stop.cancel();
-    large.stop.cancel();
 }

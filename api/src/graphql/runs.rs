@@ -198,6 +198,8 @@ pub async fn list_runs(
         .gql()?;
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    let node = ctx.look_ahead().field("edges").field("node");
+    loaders(ctx)?.prime_runs(&node, &rows).await;
     let mut conn = Connection::new(before.is_some(), has_next);
     conn.edges.extend(
         rows.into_iter()
