@@ -130,6 +130,16 @@ impl Loaders {
         };
         let _ = futures::try_join!(tasks, estimates, workflows);
     }
+
+    /// As [`Loaders::prime_runs`], for a page of workflows: their current versions' steps.
+    pub async fn prime_workflows(&self, node: &Lookahead<'_>, workflows: &[Workflow]) {
+        if self.cached && !workflows.is_empty() && node.field("steps").exists() {
+            let current = workflows
+                .iter()
+                .map(|w| VersionKey(w.id, w.current_version));
+            let _ = self.batch.load_many(current).await;
+        }
+    }
 }
 
 impl Loader<WorkflowId> for ReadLoader {
