@@ -48,15 +48,20 @@ impl RequestAuth {
     }
 }
 
+impl RequestAuth {
+    /// The caller, or an `UNAUTHENTICATED` error when a bad token was sent.
+    pub fn caller(&self) -> Result<Option<&Principal>, Error> {
+        match self.token_error {
+            Some(msg) => Err(Error::Unauthenticated(msg)),
+            None => Ok(self.principal.as_ref()),
+        }
+    }
+}
+
 /// The caller of this request, or an `UNAUTHENTICATED` error when a bad token was sent.
 pub fn caller<'a>(ctx: &'a Context<'_>) -> Result<Option<&'a Principal>, Error> {
-    let auth = ctx.data_opt::<RequestAuth>();
-    match auth {
-        Some(RequestAuth {
-            token_error: Some(msg),
-            ..
-        }) => Err(Error::Unauthenticated(msg)),
-        Some(a) => Ok(a.principal.as_ref()),
+    match ctx.data_opt::<RequestAuth>() {
+        Some(a) => a.caller(),
         None => Ok(None),
     }
 }

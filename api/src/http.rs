@@ -55,7 +55,8 @@ async fn graphql(
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let auth = RequestAuth::from_header(&state.services.auth, header).await;
-    req = req.data(auth);
+    let loaders = crate::graphql::loaders::for_request(&state.services, &auth);
+    req = req.data(auth).data(loaders);
     let resp = ensure_codes(state.schema.execute(req).await);
     GraphQLResponse::from(resp).respond(&http)
 }

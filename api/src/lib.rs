@@ -11,13 +11,10 @@ pub mod ws;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
-use tms_core::auth::service::{AuthService, bootstrap_admin};
+use tms_core::auth::service::bootstrap_admin;
 use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
-use tms_core::runs::service::RunService;
-use tms_core::runs::stream::ProgressService;
-use tms_core::workflows::service::WorkflowService;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
@@ -84,12 +81,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let hub = EventHub::start(&cfg.common.redis_url, EVENT_BUFFER, stop.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let services = Services {
-        auth: AuthService::new(db.clone(), keys),
-        workflows: WorkflowService::new(db.clone()),
-        runs: RunService::new(db.clone(), bus.clone(), relay),
-        progress: ProgressService::new(db.clone(), hub),
-    };
+    let services = Services::new(&db, keys, bus.clone(), relay, hub);
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),
         services,

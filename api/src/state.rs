@@ -1,6 +1,10 @@
 //! The services the transport layer calls, built once per process.
 
+use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::AuthService;
+use tms_core::bus::{EventBus, EventHub};
+use tms_core::db::Db;
+use tms_core::queue::relay::Relay;
 use tms_core::runs::service::RunService;
 use tms_core::runs::stream::ProgressService;
 use tms_core::workflows::service::WorkflowService;
@@ -11,4 +15,15 @@ pub struct Services {
     pub workflows: WorkflowService,
     pub runs: RunService,
     pub progress: ProgressService,
+}
+
+impl Services {
+    pub fn new(db: &Db, keys: JwtKeys, bus: EventBus, relay: Relay, hub: EventHub) -> Self {
+        Services {
+            auth: AuthService::new(db.clone(), keys),
+            workflows: WorkflowService::new(db.clone()),
+            runs: RunService::new(db.clone(), bus, relay),
+            progress: ProgressService::new(db.clone(), hub),
+        }
+    }
 }

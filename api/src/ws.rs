@@ -87,7 +87,7 @@ pub async fn graphql_ws(
     let refused_in_init = refused.clone();
     let initialised = Arc::new(AtomicBool::new(false));
     let initialised_in_init = initialised.clone();
-    let auth_service = state.services.auth.clone();
+    let services = state.services.clone();
     let protocol_machine = WebSocket::new(state.schema.clone(), from_client, protocol)
         .on_connection_init(move |payload: serde_json::Value| async move {
             let header = payload
@@ -95,7 +95,7 @@ pub async fn graphql_ws(
                 .or_else(|| payload.get("authorization"))
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
-            let auth = RequestAuth::from_header(&auth_service, header.as_deref()).await;
+            let auth = RequestAuth::from_header(&services.auth, header.as_deref()).await;
             if auth.principal.is_none() {
                 refused_in_init.store(true, Ordering::SeqCst);
                 let why = auth
@@ -105,6 +105,7 @@ pub async fn graphql_ws(
             }
             initialised_in_init.store(true, Ordering::SeqCst);
             let mut data = Data::default();
+            data.insert(crate::graphql::loaders::for_connection(&services, &auth));
             data.insert(auth);
             Ok(data)
         });

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod ids;
+pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod runs;

@@ -6,6 +6,7 @@ use async_graphql::{Context, ID, Object, Result};
 use crate::context::caller;
 use crate::error::GqlResult;
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
+use crate::graphql::loaders::loaders;
 use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
 use crate::graphql::users::User;
 use crate::graphql::workflows::{Workflow, parse_id};
@@ -53,6 +54,8 @@ impl QueryRoot {
             .gql()?;
         let has_next = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
+        let node = ctx.look_ahead().field("edges").field("node");
+        loaders(ctx)?.prime_workflows(&node, &rows).await;
         let mut conn = Connection::new(had_cursor, has_next);
         conn.edges.extend(
             rows.into_iter()

@@ -3,12 +3,13 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Json, Object, Result};
 use chrono::{DateTime, Utc};
-use tms_core::repo::runs::{RunRow, TaskRow};
 use tms_core::runs::TaskStatus as CoreTaskStatus;
+use tms_core::runs::eta::Estimate;
 
 use crate::context::caller;
 use crate::error::{GqlResult, to_gql};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size, uuid};
+use crate::graphql::loaders::{EstimateOf, TasksOf, WorkflowId, loaders};
 use crate::graphql::workflows::Workflow;
 use crate::state::Services;
 
@@ -35,7 +36,7 @@ pub enum TaskStatus {
     Cancelled,
 }
 
-pub struct Task(pub TaskRow);
+pub struct Task(pub tms_core::runs::Task);
 
 #[Object]
 impl Task {
@@ -43,7 +44,7 @@ impl Task {
         &self.0.name
     }
     async fn status(&self) -> TaskStatus {
-        self.0.status().into()
+        self.0.status.into()
     }
     /// 1 for the first execution, incremented by every retry or re-delivery; 0 if never started.
     async fn attempt(&self) -> i32 {
@@ -62,7 +63,7 @@ impl Task {
         self.0.exit_code
     }
     async fn cached(&self) -> bool {
-        self.0.status() == CoreTaskStatus::Cached
+        self.0.status == CoreTaskStatus::Cached
     }
     /// The last lines of the step's combined stdout and stderr.
     async fn log_tail(&self) -> &str {
@@ -78,15 +79,13 @@ impl Task {
     }
 }
 
-/// A run; its estimate is computed at most once per request, however many fields ask.
-pub struct Run(
-    pub RunRow,
-    tokio::sync::OnceCell<tms_core::runs::eta::Estimate>,
-);
+/// A run. Its workflow, tasks and estimate come through the request's loaders, so a page of runs
+/// costs a fixed number of statements, and the estimate is computed once however many fields ask.
+pub struct Run(pub tms_core::runs::Run);
 
-impl From<RunRow> for Run {
-    fn from(row: RunRow) -> Self {
-        Run(row, tokio::sync::OnceCell::new())
+impl From<tms_core::runs::Run> for Run {
+    fn from(run: tms_core::runs::Run) -> Self {
+        Run(run)
     }
 }
 
@@ -96,13 +95,12 @@ impl Run {
         ID(self.0.id.to_string())
     }
     async fn status(&self) -> RunStatus {
-        self.0.status().into()
+        self.0.status.into()
     }
     async fn workflow(&self, ctx: &Context<'_>) -> Result<Workflow> {
-        let svc = &ctx.data_unchecked::<Services>().workflows;
-        svc.get(caller(ctx).gql()?, self.0.workflow_id)
-            .await
-            .gql()?
+        loaders(ctx)?
+            .load_one(WorkflowId(self.0.workflow_id))
+            .await?
             .map(Workflow)
             .ok_or_else(|| to_gql(tms_core::Error::NotFound("workflow")))
     }
@@ -154,23 +152,21 @@ impl Run {
         self.0.cancel_requested_at
     }
     async fn tasks(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
-        Ok(self.load_tasks(ctx).await?.into_iter().map(Task).collect())
+        let tasks = loaders(ctx)?.load_one(TasksOf(self.0.id)).await?;
+        Ok(tasks
+            .map(|t| t.iter().cloned().map(Task).collect())
+            .unwrap_or_default())
     }
 }
 
 impl Run {
-    async fn estimate(&self, ctx: &Context<'_>) -> Result<tms_core::runs::eta::Estimate> {
-        let svc = &ctx.data_unchecked::<Services>().runs;
-        let est = self
-            .1
-            .get_or_try_init(|| async { svc.estimate(caller(ctx).gql()?, self.0.id).await.gql() })
-            .await?;
-        Ok(*est)
-    }
-
-    async fn load_tasks(&self, ctx: &Context<'_>) -> Result<Vec<TaskRow>> {
-        let svc = &ctx.data_unchecked::<Services>().runs;
-        svc.tasks(caller(ctx).gql()?, self.0.id).await.gql()
+    /// A run that no longer exists has made no progress and has no estimate.
+    async fn estimate(&self, ctx: &Context<'_>) -> Result<Estimate> {
+        let est = loaders(ctx)?.load_one(EstimateOf(self.0.id)).await?;
+        Ok(est.unwrap_or(Estimate {
+            percent: 0.0,
+            eta_seconds: None,
+        }))
     }
 }
 
@@ -202,6 +198,8 @@ pub async fn list_runs(
         .gql()?;
     let has_next = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    let node = ctx.look_ahead().field("edges").field("node");
+    loaders(ctx)?.prime_runs(&node, &rows).await;
     let mut conn = Connection::new(before.is_some(), has_next);
     conn.edges.extend(
         rows.into_iter()

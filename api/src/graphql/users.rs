@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use tms_core::repo::users::UserRow;
 
 use crate::error::GqlResult;
 use crate::state::Services;
@@ -18,7 +17,7 @@ pub enum Role {
     Monitor,
 }
 
-pub struct User(pub UserRow);
+pub struct User(pub tms_core::auth::User);
 
 #[Object]
 impl User {

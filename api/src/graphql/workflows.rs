@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use tms_core::repo::workflows::{VersionRow, WorkflowRow};
 use tms_core::workflows::{StepSpec, WorkflowInput as CoreInput};
 use tms_core::{Error, FieldError};
 
 use crate::context::caller;
 use crate::error::GqlResult;
+use crate::graphql::loaders::{VersionKey, loaders};
 use crate::graphql::runs::{RunConnection, RunStatus, list_runs};
 use crate::state::Services;
 
@@ -175,7 +175,7 @@ impl Step {
     }
 }
 
-pub struct WorkflowVersion(pub VersionRow);
+pub struct WorkflowVersion(pub tms_core::workflows::WorkflowVersion);
 
 #[Object]
 impl WorkflowVersion {
@@ -185,12 +185,12 @@ impl WorkflowVersion {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    async fn steps(&self) -> Result<Vec<Step>> {
-        Ok(self.0.spec().gql()?.steps.into_iter().map(Step).collect())
+    async fn steps(&self) -> Vec<Step> {
+        self.0.spec.steps.iter().cloned().map(Step).collect()
     }
 }
 
-pub struct Workflow(pub WorkflowRow);
+pub struct Workflow(pub tms_core::workflows::Workflow);
 
 #[Object]
 impl Workflow {
@@ -221,13 +221,12 @@ impl Workflow {
     }
     /// Steps of the current version.
     async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<Step>> {
-        let svc = &ctx.data_unchecked::<Services>().workflows;
-        let v = svc
-            .version(caller(ctx).gql()?, self.0.id, self.0.current_version)
-            .await
-            .gql()?
+        let key = VersionKey(self.0.id, self.0.current_version);
+        let v = loaders(ctx)?
+            .load_one(key)
+            .await?
             .ok_or_else(|| crate::error::to_gql(Error::NotFound("workflow version")))?;
-        Ok(v.spec().gql()?.steps.into_iter().map(Step).collect())
+        Ok(v.spec.steps.iter().cloned().map(Step).collect())
     }
     /// A specific version, or the current one.
     async fn version(
@@ -235,13 +234,9 @@ impl Workflow {
         ctx: &Context<'_>,
         version: Option<i32>,
     ) -> Result<Option<WorkflowVersion>> {
-        let svc = &ctx.data_unchecked::<Services>().workflows;
-        let v = version.unwrap_or(self.0.current_version);
-        Ok(svc
-            .version(caller(ctx).gql()?, self.0.id, v)
-            .await
-            .gql()?
-            .map(WorkflowVersion))
+        let key = VersionKey(self.0.id, version.unwrap_or(self.0.current_version));
+        let v = loaders(ctx)?.load_one(key).await?;
+        Ok(v.map(|v| WorkflowVersion((*v).clone())))
     }
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowVersion>> {
         let svc = &ctx.data_unchecked::<Services>().workflows;

@@ -5,6 +5,8 @@ pub mod password;
 pub mod principal;
 pub mod rbac;
 pub mod service;
+pub mod user;
 
 pub use principal::{Principal, Role};
 pub use rbac::Permission;
+pub use user::User;

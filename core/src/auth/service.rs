@@ -3,11 +3,10 @@
 use uuid::Uuid;
 
 use crate::auth::jwt::JwtKeys;
-use crate::auth::{Permission, Principal, Role, password, rbac};
+use crate::auth::{Permission, Principal, Role, User, password, rbac};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
-use crate::repo::users::UserRow;
 
 #[derive(Clone)]
 pub struct AuthService {
@@ -73,11 +72,12 @@ impl AuthService {
         })
     }
 
-    pub async fn me(&self, who: Option<&Principal>) -> Result<UserRow> {
+    pub async fn me(&self, who: Option<&Principal>) -> Result<User> {
         let id = rbac::require(who, Permission::ReadSelf)?.user_id;
         self.db
             .run(move |c| repo::users::find(c, id))
             .await?
+            .map(User::from)
             .ok_or(Error::NotFound("user"))
     }
 

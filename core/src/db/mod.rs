@@ -2,10 +2,13 @@
 
 pub mod schema;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::connection::{Connection, InstrumentationEvent};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{Error, Result};
@@ -20,19 +23,44 @@ pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    queries: Arc<AtomicU64>,
+}
+
+/// Counts every statement a pooled connection starts, so the cost of a code path can be measured
+/// (and exported) as a number of round trips rather than guessed.
+#[derive(Debug)]
+struct CountQueries(Arc<AtomicU64>);
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for CountQueries {
+    fn on_acquire(&self, conn: &mut PgConnection) -> std::result::Result<(), diesel::r2d2::Error> {
+        let counter = self.0.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { .. } = event {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(())
+    }
 }
 
 impl Db {
     /// Builds the pool lazily so a process can start (and report not-ready) while Postgres is down.
     pub fn new(url: &str, max_size: u32) -> Result<Self> {
         let manager = ConnectionManager::<PgConnection>::new(url);
+        let queries = Arc::new(AtomicU64::new(0));
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
             .test_on_check_out(false)
+            .connection_customizer(Box::new(CountQueries(queries.clone())))
             .build_unchecked(manager);
-        Ok(Self { pool })
+        Ok(Self { pool, queries })
+    }
+
+    /// How many SQL statements this pool's connections have started since it was built.
+    pub fn queries_started(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -3,5 +3,6 @@
 pub mod events;
 pub mod outbox;
 pub mod runs;
+pub mod runs_batch;
 pub mod users;
 pub mod workflows;

@@ -183,3 +183,37 @@ pub fn list(
     }
     Ok(q.order(workflows::name.asc()).limit(limit).load(conn)?)
 }
+
+/// The workflows among `ids` that exist, in one query.
+pub fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<WorkflowRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(workflows::table
+        .filter(workflows::id.eq_any(ids))
+        .select(WorkflowRow::as_select())
+        .load(conn)?)
+}
+
+/// The versions among `keys` (workflow id, version) that exist, in one query.
+pub fn versions_many(conn: &mut PgConnection, keys: &[(Uuid, i32)]) -> Result<Vec<VersionRow>> {
+    let Some(((first_id, first_v), rest)) = keys.split_first() else {
+        return Ok(Vec::new());
+    };
+    let mut q = workflow_versions::table
+        .filter(
+            workflow_versions::workflow_id
+                .eq(*first_id)
+                .and(workflow_versions::version.eq(*first_v)),
+        )
+        .select(VersionRow::as_select())
+        .into_boxed();
+    for (id, v) in rest {
+        q = q.or_filter(
+            workflow_versions::workflow_id
+                .eq(*id)
+                .and(workflow_versions::version.eq(*v)),
+        );
+    }
+    Ok(q.load(conn)?)
+}

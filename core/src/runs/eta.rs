@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::repo;
+use crate::repo::runs::TaskRow;
 use crate::runs::TaskStatus;
 
 /// How many recent successful executions of a step its expected duration is learnt from.
@@ -235,16 +236,60 @@ pub fn estimate_with(
     let expected = expected_durations(conn, run.workflow_id)?;
     let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
         .into_iter()
-        .map(|t| TaskState {
-            expected: expected.get(&t.name).copied(),
-            progress: t.progress_percent.zip(t.progress_at),
-            status: t.status(),
-            name: t.name,
-            depends_on: t.depends_on,
-            started_at: t.started_at,
-        })
+        .map(|t| task_state(t, &expected))
         .collect();
     Ok(compute(&tasks, Utc::now()))
+}
+
+fn task_state(t: TaskRow, expected: &HashMap<String, f64>) -> TaskState {
+    TaskState {
+        expected: expected.get(&t.name).copied(),
+        progress: t.progress_percent.zip(t.progress_at),
+        status: t.status(),
+        name: t.name,
+        depends_on: t.depends_on,
+        started_at: t.started_at,
+    }
+}
+
+/// What [`estimate`] gives for a run that has ended.
+const FINISHED: Estimate = Estimate {
+    percent: 100.0,
+    eta_seconds: Some(0.0),
+};
+
+/// Estimates of many runs as of one instant, for list pages: the runs and all their tasks are
+/// read in one statement each, and learnt durations once per distinct workflow (and then only
+/// when [`expected_durations`] has none cached). Runs that do not exist are left out.
+pub fn estimate_many(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<HashMap<Uuid, Estimate>> {
+    let runs = repo::runs_batch::find_many(conn, run_ids)?;
+    let (ended, open): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.status().is_terminal());
+    let mut out: HashMap<Uuid, Estimate> = ended.into_iter().map(|r| (r.id, FINISHED)).collect();
+    let open_ids: Vec<Uuid> = open.iter().map(|r| r.id).collect();
+    let mut tasks_by_run: HashMap<Uuid, Vec<TaskRow>> = HashMap::new();
+    for t in repo::runs_batch::tasks_of_runs(conn, &open_ids)? {
+        tasks_by_run.entry(t.run_id).or_default().push(t);
+    }
+    let mut learnt: HashMap<Uuid, Durations> = HashMap::new();
+    let now = Utc::now();
+    for run in open {
+        let expected = match learnt.get(&run.workflow_id) {
+            Some(d) => d.clone(),
+            None => {
+                let d = expected_durations(conn, run.workflow_id)?;
+                learnt.insert(run.workflow_id, d.clone());
+                d
+            }
+        };
+        let tasks: Vec<TaskState> = tasks_by_run
+            .remove(&run.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| task_state(t, &expected))
+            .collect();
+        out.insert(run.id, compute(&tasks, now));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,11 +5,14 @@ pub mod dag;
 pub mod eta;
 pub mod events;
 pub mod execution;
+pub mod model;
 pub mod progress;
+pub mod reads;
 pub mod run_event;
 pub mod service;
 pub mod status;
 pub mod stream;
 
+pub use model::{Run, Task};
 pub use run_event::RunEvent;
 pub use status::{EventKind, EventStatus, RunStatus, TaskStatus};

@@ -9,18 +9,18 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::queue::relay::Relay;
 use crate::repo;
-use crate::repo::runs::{NewRun, RunRow, TaskChange, TaskRow};
+use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
 use crate::runs::eta::{Estimate, estimate};
 use crate::runs::events::{cancel_remaining, record, run_changed};
-use crate::runs::{RunEvent, RunStatus, TaskStatus};
+use crate::runs::{Run, RunEvent, RunStatus, Task, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
 
 #[derive(Clone)]
 pub struct RunService {
-    db: Db,
+    pub(super) db: Db,
     bus: EventBus,
     relay: Relay,
 }
@@ -39,7 +39,7 @@ impl RunService {
 
     /// Creates the run, its tasks, its first event and its outbox row in one transaction. The same
     /// idempotency key on the same workflow returns the existing run.
-    pub async fn trigger(&self, who: Option<&Principal>, req: TriggerRequest) -> Result<RunRow> {
+    pub async fn trigger(&self, who: Option<&Principal>, req: TriggerRequest) -> Result<Run> {
         let who = rbac::require(who, Permission::OperateRuns)?.clone();
         let inputs = req.inputs.unwrap_or_else(|| serde_json::json!({}));
         if !inputs.is_object() {
@@ -99,13 +99,13 @@ impl RunService {
             self.bus.publish(&[ev]).await;
             tracing::info!(run_id = %run.id, workflow_id = %run.workflow_id, "run queued");
         }
-        Ok(run)
+        Ok(run.into())
     }
 
     /// Cancels a run: directly when no worker holds it, otherwise by telling the worker that
     /// does (which stops its running steps at once). Waits briefly for the run to end, so the
     /// caller normally sees `cancelled`. Cancelling a finished run changes nothing.
-    pub async fn cancel(&self, who: Option<&Principal>, id: Uuid) -> Result<RunRow> {
+    pub async fn cancel(&self, who: Option<&Principal>, id: Uuid) -> Result<Run> {
         let who = rbac::require(who, Permission::OperateRuns)?.clone();
         let (run, events, notify) = self
             .db
@@ -130,7 +130,7 @@ impl RunService {
             .await?;
         self.bus.publish(&events).await;
         if !notify {
-            return Ok(run);
+            return Ok(run.into());
         }
         self.bus.request_cancel(id).await;
         tracing::info!(run_id = %id, "cancellation requested from the worker holding the run");
@@ -142,7 +142,7 @@ impl RunService {
                 .await?
                 .ok_or(Error::NotFound("run"))?;
             if now.status().is_terminal() || tokio::time::Instant::now() > deadline {
-                return Ok(now);
+                return Ok(now.into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
@@ -156,7 +156,7 @@ impl RunService {
         who: Option<&Principal>,
         id: Uuid,
         from_failed_step: bool,
-    ) -> Result<RunRow> {
+    ) -> Result<Run> {
         let who = rbac::require(who, Permission::OperateRuns)?.clone();
         let (run, ev) = self
             .db
@@ -206,12 +206,13 @@ impl RunService {
             .await?;
         self.relay.poke();
         self.bus.publish(&[ev]).await;
-        Ok(run)
+        Ok(run.into())
     }
 
-    pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<RunRow>> {
+    pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<Run>> {
         rbac::require(who, Permission::ReadRuns)?;
-        self.db.run(move |c| repo::runs::find(c, id)).await
+        let row = self.db.run(move |c| repo::runs::find(c, id)).await?;
+        Ok(row.map(Run::from))
     }
 
     pub async fn list(
@@ -221,11 +222,13 @@ impl RunService {
         limit: i64,
         workflow_id: Option<Uuid>,
         status: Option<RunStatus>,
-    ) -> Result<Vec<RunRow>> {
+    ) -> Result<Vec<Run>> {
         rbac::require(who, Permission::ReadRuns)?;
-        self.db
+        let rows = self
+            .db
             .run(move |c| repo::runs::list(c, before, limit, workflow_id, status))
-            .await
+            .await?;
+        Ok(rows.into_iter().map(Run::from).collect())
     }
 
     /// Percent done and ETA of a run as of now.
@@ -234,9 +237,13 @@ impl RunService {
         self.db.run(move |c| estimate(c, run_id)).await
     }
 
-    pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<TaskRow>> {
+    pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<Task>> {
         rbac::require(who, Permission::ReadRuns)?;
-        self.db.run(move |c| repo::runs::tasks_of(c, run_id)).await
+        let rows = self
+            .db
+            .run(move |c| repo::runs::tasks_of(c, run_id))
+            .await?;
+        Ok(rows.into_iter().map(Task::from).collect())
     }
 }
 

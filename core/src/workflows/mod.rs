@@ -1,7 +1,9 @@
 //! Workflows: the step specification, its validation, and the service that stores versions.
 
+pub mod model;
 pub mod service;
 pub mod spec;
 pub mod validate;
 
+pub use model::{Workflow, WorkflowVersion};
 pub use spec::{StepSpec, WorkflowInput, WorkflowSpec};

@@ -1,5 +1,7 @@
 //! Creating, versioning, archiving and reading workflows.
 
+use std::collections::HashMap;
+
 use diesel::Connection;
 use uuid::Uuid;
 
@@ -7,9 +9,8 @@ use crate::auth::{Permission, Principal, rbac};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
-use crate::repo::workflows::{VersionRow, WorkflowRow};
 use crate::workflows::validate::validate_workflow;
-use crate::workflows::{WorkflowInput, WorkflowSpec};
+use crate::workflows::{Workflow, WorkflowInput, WorkflowSpec, WorkflowVersion};
 
 #[derive(Clone)]
 pub struct WorkflowService {
@@ -28,11 +29,7 @@ impl WorkflowService {
         Self { db }
     }
 
-    pub async fn create(
-        &self,
-        who: Option<&Principal>,
-        input: WorkflowInput,
-    ) -> Result<WorkflowRow> {
+    pub async fn create(&self, who: Option<&Principal>, input: WorkflowInput) -> Result<Workflow> {
         let who = rbac::require(who, Permission::WriteWorkflows)?.user_id;
         validate_workflow(&input).map_err(Error::Validation)?;
         self.db
@@ -48,6 +45,7 @@ impl WorkflowService {
                 })
             })
             .await
+            .map(Workflow::from)
     }
 
     /// Stores `input` as the next version; runs already started keep the version they pinned.
@@ -56,7 +54,7 @@ impl WorkflowService {
         who: Option<&Principal>,
         id: Uuid,
         input: WorkflowInput,
-    ) -> Result<WorkflowRow> {
+    ) -> Result<Workflow> {
         let who = rbac::require(who, Permission::WriteWorkflows)?.user_id;
         validate_workflow(&input).map_err(Error::Validation)?;
         self.db
@@ -96,9 +94,10 @@ impl WorkflowService {
                 }
                 other => other,
             })
+            .map(Workflow::from)
     }
 
-    pub async fn archive(&self, who: Option<&Principal>, id: Uuid) -> Result<WorkflowRow> {
+    pub async fn archive(&self, who: Option<&Principal>, id: Uuid) -> Result<Workflow> {
         rbac::require(who, Permission::WriteWorkflows)?;
         self.db
             .run(move |conn| {
@@ -109,11 +108,13 @@ impl WorkflowService {
                 repo::workflows::archive(conn, id)
             })
             .await
+            .map(Workflow::from)
     }
 
-    pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<WorkflowRow>> {
+    pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<Workflow>> {
         rbac::require(who, Permission::ReadWorkflows)?;
-        self.db.run(move |c| repo::workflows::find(c, id)).await
+        let row = self.db.run(move |c| repo::workflows::find(c, id)).await?;
+        Ok(row.map(Workflow::from))
     }
 
     pub async fn list(
@@ -122,11 +123,13 @@ impl WorkflowService {
         after: Option<String>,
         limit: i64,
         include_archived: bool,
-    ) -> Result<Vec<WorkflowRow>> {
+    ) -> Result<Vec<Workflow>> {
         rbac::require(who, Permission::ReadWorkflows)?;
-        self.db
+        let rows = self
+            .db
             .run(move |c| repo::workflows::list(c, after.as_deref(), limit, include_archived))
-            .await
+            .await?;
+        Ok(rows.into_iter().map(Workflow::from).collect())
     }
 
     pub async fn version(
@@ -134,15 +137,63 @@ impl WorkflowService {
         who: Option<&Principal>,
         id: Uuid,
         version: i32,
-    ) -> Result<Option<VersionRow>> {
+    ) -> Result<Option<WorkflowVersion>> {
         rbac::require(who, Permission::ReadWorkflows)?;
         self.db
             .run(move |c| repo::workflows::version(c, id, version))
-            .await
+            .await?
+            .map(WorkflowVersion::try_from)
+            .transpose()
     }
 
-    pub async fn versions(&self, who: Option<&Principal>, id: Uuid) -> Result<Vec<VersionRow>> {
+    pub async fn versions(
+        &self,
+        who: Option<&Principal>,
+        id: Uuid,
+    ) -> Result<Vec<WorkflowVersion>> {
         rbac::require(who, Permission::ReadWorkflows)?;
-        self.db.run(move |c| repo::workflows::versions(c, id)).await
+        let rows = self
+            .db
+            .run(move |c| repo::workflows::versions(c, id))
+            .await?;
+        rows.into_iter().map(WorkflowVersion::try_from).collect()
+    }
+
+    /// The workflows among `ids` that exist, by id: one authorization check and one query.
+    pub async fn get_many(
+        &self,
+        who: Option<&Principal>,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Workflow>> {
+        rbac::require(who, Permission::ReadWorkflows)?;
+        let ids = ids.to_vec();
+        let rows = self
+            .db
+            .run(move |c| repo::workflows::find_many(c, &ids))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id, Workflow::from(r)))
+            .collect())
+    }
+
+    /// The versions among `keys` (workflow id, version) that exist: one check and one query.
+    pub async fn versions_many(
+        &self,
+        who: Option<&Principal>,
+        keys: &[(Uuid, i32)],
+    ) -> Result<HashMap<(Uuid, i32), WorkflowVersion>> {
+        rbac::require(who, Permission::ReadWorkflows)?;
+        let keys = keys.to_vec();
+        let rows = self
+            .db
+            .run(move |c| repo::workflows::versions_many(c, &keys))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let v = WorkflowVersion::try_from(r)?;
+                Ok(((v.workflow_id, v.version), v))
+            })
+            .collect()
     }
 }

@@ -1,0 +1,32 @@
+//! Batch reads of runs and tasks for list pages: one statement for any number of runs, so a
+//! page costs the same whatever its size.
+
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::{runs, tasks};
+use crate::error::Result;
+use crate::repo::runs::{RunRow, TaskRow};
+
+/// The runs among `ids` that exist.
+pub fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<RunRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(runs::table
+        .filter(runs::id.eq_any(ids))
+        .select(RunRow::as_select())
+        .load(conn)?)
+}
+
+/// Every task of the runs `run_ids`, ordered by run, then position.
+pub fn tasks_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskRow>> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tasks::table
+        .filter(tasks::run_id.eq_any(run_ids))
+        .order((tasks::run_id.asc(), tasks::position.asc()))
+        .select(TaskRow::as_select())
+        .load(conn)?)
+}

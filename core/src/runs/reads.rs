@@ -1,0 +1,45 @@
+//! Batch reads behind list pages: each authorises once and costs a fixed number of statements
+//! whatever the number of runs asked about.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::auth::{Permission, Principal, rbac};
+use crate::error::Result;
+use crate::repo;
+use crate::runs::Task;
+use crate::runs::eta::{Estimate, estimate_many};
+use crate::runs::service::RunService;
+
+impl RunService {
+    /// The tasks of each of `run_ids`, in position order; runs without tasks are left out.
+    pub async fn tasks_many(
+        &self,
+        who: Option<&Principal>,
+        run_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<Task>>> {
+        rbac::require(who, Permission::ReadRuns)?;
+        let ids = run_ids.to_vec();
+        let rows = self
+            .db
+            .run(move |c| repo::runs_batch::tasks_of_runs(c, &ids))
+            .await?;
+        let mut out: HashMap<Uuid, Vec<Task>> = HashMap::new();
+        for row in rows {
+            out.entry(row.run_id).or_default().push(Task::from(row));
+        }
+        Ok(out)
+    }
+
+    /// Percent done and ETA of each of `run_ids` that exists, as of now.
+    pub async fn estimates(
+        &self,
+        who: Option<&Principal>,
+        run_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Estimate>> {
+        rbac::require(who, Permission::ReadRuns)?;
+        let ids = run_ids.to_vec();
+        self.db.run(move |c| estimate_many(c, &ids)).await
+    }
+}
