@@ -411,18 +411,7 @@ async fn a_planted_secret_appears_nowhere_outside_the_engine() -> anyhow::Result
             .await?
             .to_string(),
     );
-    let psql = |sql: &str| -> anyhow::Result<String> {
-        let out = std::process::Command::new("psql")
-            .arg(&env.database_url)
-            .args(["-At", "-c", sql])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    };
+    let psql = |sql: &str| tms_tests::psql(&env.database_url, &["-c", sql]);
     let events = psql(&format!(
         "SELECT row_to_json(e) FROM run_events e WHERE run_id = '{run_id}' ORDER BY seq"
     ))?;
