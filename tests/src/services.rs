@@ -36,7 +36,8 @@ pub fn database_url(name: &str) -> Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
-fn admin_url() -> String {
+/// The maintenance database, for statements about other databases.
+pub fn admin_url() -> String {
     required_env("TMS_TEST_DATABASE_URL")
 }
 
