@@ -118,6 +118,24 @@ impl Default for EnvOptions {
     }
 }
 
+impl EnvOptions {
+    /// The api alone, for tests that start their workers themselves or need none.
+    pub fn api_only() -> Self {
+        Self {
+            start_worker: false,
+            ..Default::default()
+        }
+    }
+
+    /// The api and one worker with these settings on top of the harness's.
+    pub fn worker_env(vars: Vec<(String, String)>) -> Self {
+        Self {
+            worker_env: vars,
+            ..Default::default()
+        }
+    }
+}
+
 /// One isolated TMS deployment: fresh database, own queue name, api and worker processes.
 pub struct TestEnv {
     pub database_url: String,

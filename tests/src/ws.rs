@@ -67,6 +67,20 @@ impl GqlWs {
         Ok((events, false))
     }
 
+    /// Subscribes and returns once the server has registered the subscription (a [`barrier`]),
+    /// so that nothing published afterwards can be missed.
+    ///
+    /// [`barrier`]: Self::barrier
+    pub async fn subscribe_registered(
+        &mut self,
+        id: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> Result<()> {
+        self.subscribe(id, query, variables).await?;
+        self.barrier().await
+    }
+
     /// Returns once the server has processed everything sent before on this socket: it answers
     /// a probe subscription for an unknown run with NOT_FOUND, then completes it.
     pub async fn barrier(&mut self) -> Result<()> {

@@ -23,13 +23,6 @@ fn wait_for_line(proc: &Proc, needles: &[&str]) -> Result<String> {
     }
 }
 
-fn api_only() -> EnvOptions {
-    EnvOptions {
-        start_worker: false,
-        ..Default::default()
-    }
-}
-
 /// What a client must never see in an error response.
 fn assert_no_internals(resp: &Value) {
     let text = resp.to_string();
@@ -49,7 +42,7 @@ fn assert_no_internals(resp: &Value) {
 
 #[tokio::test]
 async fn a_failing_query_is_logged_with_its_cause_and_the_client_sees_internal() -> Result<()> {
-    let env = TestEnv::start_with(api_only()).await?;
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
     // The table the query reads disappears behind the api's back: a real failing Postgres call.
     psql(
         &env.database_url,
@@ -76,7 +69,7 @@ async fn a_failing_query_is_logged_with_its_cause_and_the_client_sees_internal()
 #[tokio::test]
 async fn an_unreachable_database_is_logged_with_its_cause_and_the_client_sees_unavailable()
 -> Result<()> {
-    let env = TestEnv::start_with(api_only()).await?;
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
     // No new connections to the database, and the pooled ones are gone.
     let db = env.database_url.rsplit('/').next().context("db name")?;
     psql(
