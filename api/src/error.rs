@@ -3,20 +3,21 @@
 use async_graphql::{ErrorExtensions, Response};
 use tms_core::Error;
 
-/// Converts a library error into a GraphQL error. Internal details are logged here and replaced
-/// by a generic message, so nothing about SQL, Redis or the host reaches the client.
+/// Converts a library error into a GraphQL error. The client gets `public_message()` only;
+/// internal details (`Display`, which carries the cause) are logged here, so nothing about SQL,
+/// Redis or the host reaches the client.
 pub fn to_gql(e: Error) -> async_graphql::Error {
     let code = e.code().as_str();
     match &e {
-        Error::Internal(detail) | Error::Unavailable(detail) => {
-            tracing::error!(code, detail = %detail, "request failed");
+        Error::Internal(_) | Error::Unavailable(_) => {
+            tracing::error!(code, error = %e, "request failed");
         }
         Error::Duplicate(constraint) => {
             tracing::warn!(code, constraint = %constraint, "unmapped unique violation");
         }
         _ => {}
     }
-    let message = e.to_string();
+    let message = e.public_message();
     async_graphql::Error::new(message).extend_with(|_, ext| {
         ext.set("code", code);
         if let Error::Validation(fields) = &e {

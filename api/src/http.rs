@@ -6,6 +6,7 @@ use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
 use serde_json::json;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
+use tms_core::health;
 
 use crate::context::RequestAuth;
 use crate::error::ensure_codes;
@@ -75,24 +76,14 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (pg, redis) = tokio::join!(
-        tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()),
-        tokio::time::timeout(std::time::Duration::from_secs(2), state.bus.ping()),
-    );
-    let pg_ok = matches!(pg, Ok(Ok(())));
-    let redis_ok = matches!(redis, Ok(Ok(())));
-    let body = json!({
-        "status": if pg_ok && redis_ok { "ready" } else { "not_ready" },
-        "checks": {
-            "postgres": if pg_ok { "ok" } else { "unreachable" },
-            "redis": if redis_ok { "ok" } else { "unreachable" },
-        }
-    });
-    if pg_ok && redis_ok {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    let report = health::report(vec![
+        health::check("postgres", state.db.ping()),
+        health::check("redis", state.bus.ping()),
+    ])
+    .await;
+    let status = actix_web::http::StatusCode::from_u16(report.http_status())
+        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+    HttpResponse::build(status).json(report.to_json(&[]))
 }
 
 trait Respond {

@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use futures::{SinkExt, StreamExt};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tms_cli::ws::{GqlWs, WsError, WsEvent};
 
 #[derive(Parser)]
 #[command(name = "tms", version, about = "TMS command-line client")]
@@ -204,66 +202,44 @@ async fn stream_once(
     view: &View,
 ) -> Result<Option<String>> {
     let ws_url = api.url.replacen("http", "ws", 1) + "/graphql";
-    let mut req = ws_url.into_client_request()?;
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-    let (mut socket, _) = match tokio_tungstenite::connect_async_with_config(req, None, true).await
-    {
-        Ok(s) => s,
+    let mut ws = match GqlWs::connect(&ws_url, &api.token, Duration::from_secs(30)).await {
+        Ok(ws) => ws,
+        Err(WsError::Closed {
+            code: Some(4403), ..
+        }) => bail!("the api refused the token"),
         Err(_) => return Ok(None),
     };
-    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", api.token)}});
-    socket.send(Message::Text(init.to_string().into())).await?;
-    let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION, "variables": {"r": run_id, "a": *after}}});
+    ws.subscribe("1", SUBSCRIPTION, json!({"r": run_id, "a": *after}))
+        .await?;
     let mut last_status = None;
-    let mut subscribed = false;
-    while let Some(msg) = socket.next().await {
-        let text = match msg {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Close(frame)) => {
-                if frame.as_ref().is_some_and(|f| u16::from(f.code) == 4403) {
-                    bail!("the api refused the token");
-                }
-                return Ok(None);
-            }
-            Ok(_) => continue,
+    loop {
+        let event = match ws.next(None).await {
+            Ok(event) => event,
             Err(_) => return Ok(None),
         };
-        let v: Value = serde_json::from_str(&text)?;
-        match v["type"].as_str() {
-            Some("connection_ack") if !subscribed => {
-                socket.send(Message::Text(sub.to_string().into())).await?;
-                subscribed = true;
-            }
-            Some("ping") => {
-                socket
-                    .send(Message::Text(json!({"type": "pong"}).to_string().into()))
-                    .await?
-            }
-            Some("next") => {
-                if let Some(errs) = v["payload"]["errors"].as_array() {
-                    let code = errs[0]["extensions"]["code"].as_str().unwrap_or_default();
-                    if code == "SLOW_CONSUMER" {
-                        return Ok(None);
-                    }
-                    bail!(
-                        "{}",
-                        errs[0]["message"].as_str().unwrap_or("subscription failed")
-                    );
-                }
-                let e = &v["payload"]["data"]["runProgress"];
+        match event {
+            WsEvent::Next(data) => {
+                let e = &data["runProgress"];
                 *after = e["seq"].as_i64().unwrap_or(*after);
                 view.apply(e);
                 if e["kind"] == "RUN" {
                     last_status = e["status"].as_str().map(str::to_string);
                 }
             }
-            Some("complete") => return Ok(Some(last_status.unwrap_or_default())),
-            Some("error") => bail!("subscription refused: {}", v["payload"]),
-            _ => {}
+            WsEvent::Error(errs) => {
+                if errs[0]["extensions"]["code"] == "SLOW_CONSUMER" {
+                    return Ok(None);
+                }
+                bail!(
+                    "{}",
+                    errs[0]["message"].as_str().unwrap_or("subscription failed")
+                );
+            }
+            WsEvent::Complete => return Ok(Some(last_status.unwrap_or_default())),
+            WsEvent::Closed(Some(4403), _) => bail!("the api refused the token"),
+            WsEvent::Closed(..) => return Ok(None),
         }
     }
-    Ok(None)
 }
 
 async fn watch(api: &Api, run_id: &str, plain: bool) -> Result<bool> {

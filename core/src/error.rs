@@ -48,6 +48,9 @@ impl FieldError {
     }
 }
 
+/// `Display` (and `source`) is for logs and carries the cause; [`Error::public_message`] is what
+/// a client may see. Keeping them apart lets every `error = %e` log line name what really
+/// failed without any of it reaching a GraphQL response.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}", validation_message(.0))]
@@ -61,10 +64,10 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     /// A unique constraint (named) rejected a write; services turn it into a precise message.
-    #[error("already exists")]
+    #[error("already exists (unique constraint `{0}`)")]
     Duplicate(String),
     /// A dependency (database, queue) is unreachable; the detail is logged, never shown.
-    #[error("service temporarily unavailable")]
+    #[error("service unavailable: {0}")]
     Unavailable(String),
     /// A subscriber fell too far behind the live stream and was dropped; it may resume from
     /// its last sequence number.
@@ -73,8 +76,25 @@ pub enum Error {
     )]
     SlowConsumer,
     /// A bug or unexpected state; the detail is logged, never shown.
-    #[error("internal error")]
+    #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An error and its chain of causes on one line (`a: b: c`), for logs and operator-facing
+/// messages of errors whose `Display` leaves the cause to `source()`. A cause whose text the line
+/// already holds (some libraries print their source in their own message) is not repeated.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 fn validation_message(errors: &[FieldError]) -> String {
@@ -101,6 +121,17 @@ impl Error {
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::SlowConsumer => ErrorCode::SlowConsumer,
             Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message a client may see: never a detail of `Internal`, `Unavailable` or the
+    /// constraint of `Duplicate` (SQL, Redis, host names stay in the logs).
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Duplicate(_) => "already exists".into(),
+            Error::Unavailable(_) => "service temporarily unavailable".into(),
+            Error::Internal(_) => "internal error".into(),
+            other => other.to_string(),
         }
     }
 
@@ -142,5 +173,67 @@ impl From<diesel::r2d2::PoolError> for Error {
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         Error::Unavailable(format!("redis: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_see_the_cause_clients_do_not() {
+        let e = Error::Internal("database: relation \"runs\" does not exist".into());
+        assert_eq!(
+            e.to_string(),
+            "internal error: database: relation \"runs\" does not exist"
+        );
+        assert_eq!(e.public_message(), "internal error");
+
+        let e = Error::Unavailable("database pool: connection refused".into());
+        assert!(e.to_string().contains("connection refused"), "{e}");
+        assert_eq!(e.public_message(), "service temporarily unavailable");
+        assert!(!e.public_message().contains("refused"));
+
+        let e = Error::Duplicate("workflows_name_key".into());
+        assert!(e.to_string().contains("workflows_name_key"), "{e}");
+        assert_eq!(e.public_message(), "already exists");
+    }
+
+    #[test]
+    fn public_messages_of_client_errors_are_their_display() {
+        let e = Error::field("input.name", "must not be empty");
+        assert_eq!(e.public_message(), "input.name: must not be empty");
+        assert_eq!(e.public_message(), e.to_string());
+        assert_eq!(Error::NotFound("run").public_message(), "run not found");
+        assert_eq!(
+            Error::Forbidden("runs:write".into()).public_message(),
+            "permission denied: runs:write"
+        );
+        assert_eq!(
+            Error::Conflict("run already finished".into()).public_message(),
+            "run already finished"
+        );
+    }
+
+    #[test]
+    fn reports_carry_the_whole_chain_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot open the session")]
+        struct Outer(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("query failed: {0}")]
+        struct Echoing(#[source] std::io::Error);
+
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(report(&Outer(io())), "cannot open the session: refused");
+        assert_eq!(report(&Echoing(io())), "query failed: refused");
+    }
+
+    #[test]
+    fn pool_and_redis_failures_keep_their_cause() {
+        let e: Error = redis::RedisError::from((redis::ErrorKind::Io, "connection refused")).into();
+        assert_eq!(e.code(), ErrorCode::Unavailable);
+        assert!(e.to_string().contains("connection refused"), "{e}");
+        assert!(!e.public_message().contains("refused"));
     }
 }

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod queue;
 pub mod repo;
 pub mod runs;

@@ -11,19 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub mod services;
 pub mod ws;
+
+pub use services::{PrivateRedis, create_database, psql};
 
 /// The Redis channel run events are published on (as in `tms_core::bus`).
 pub const EVENTS_CHANNEL: &str = "tms:run-events";
 
 pub const ADMIN_EMAIL: &str = "admin@tms.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
-
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite through `scripts/test`, which starts Postgres and Redis")
-    })
-}
 
 /// Directory holding the workspace's built binaries: `TMS_TEST_BIN_DIR`, else the profile
 /// directory this executable was built into (`target/<profile>`).
@@ -80,13 +77,6 @@ impl Drop for Proc {
     }
 }
 
-/// A private Redis server for tests that stop and restart Redis.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: tempdir::Dir,
-    proc: Option<Proc>,
-}
-
 mod tempdir {
     use std::path::{Path, PathBuf};
 
@@ -112,65 +102,6 @@ mod tempdir {
     }
 }
 
-impl PrivateRedis {
-    pub fn start() -> Result<Self> {
-        let mut r = PrivateRedis {
-            port: free_port(),
-            dir: tempdir::Dir::new("tms-redis"),
-            proc: None,
-        };
-        r.spawn()?;
-        Ok(r)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn spawn(&mut self) -> Result<()> {
-        let server =
-            std::env::var("TMS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let log = self.dir.path().join("redis.log");
-        let child = Command::new(server)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?;
-        self.proc = Some(Proc {
-            name: "redis",
-            child,
-            log,
-            killed: false,
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("redis-server did not start on port {}", self.port)
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill9();
-        }
-    }
-}
-
 pub struct EnvOptions {
     pub redis_url: Option<String>,
     pub start_worker: bool,
@@ -183,6 +114,24 @@ impl Default for EnvOptions {
             redis_url: None,
             start_worker: true,
             worker_env: Vec::new(),
+        }
+    }
+}
+
+impl EnvOptions {
+    /// The api alone, for tests that start their workers themselves or need none.
+    pub fn api_only() -> Self {
+        Self {
+            start_worker: false,
+            ..Default::default()
+        }
+    }
+
+    /// The api and one worker with these settings on top of the harness's.
+    pub fn worker_env(vars: Vec<(String, String)>) -> Self {
+        Self {
+            worker_env: vars,
+            ..Default::default()
         }
     }
 }
@@ -208,33 +157,12 @@ impl TestEnv {
     }
 
     pub async fn start_with(opts: EnvOptions) -> Result<Self> {
-        let admin_url = required_env("TMS_TEST_DATABASE_URL");
-        let redis_url = opts
-            .redis_url
-            .clone()
-            .unwrap_or_else(|| required_env("TMS_TEST_REDIS_URL"));
-        let db_name = format!("tms_t_{}", uuid::Uuid::new_v4().simple());
-        let status = Command::new("psql")
-            .arg(&admin_url)
-            .args([
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                &format!("CREATE DATABASE {db_name}"),
-            ])
-            .status()
-            .context("running psql")?;
-        if !status.success() {
-            bail!("could not create test database");
-        }
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .ok_or_else(|| anyhow!("bad url"))?;
+        let redis_url = opts.redis_url.clone().unwrap_or_else(services::redis_url);
+        let database_url = create_database("tms_t")?;
         let dir = tempdir::Dir::new("tms-e2e");
         let work_dir = dir.path().join("work");
         let mut env = TestEnv {
-            database_url: format!("{base}/{db_name}"),
+            database_url,
             redis_url,
             queue: format!("q-{}", uuid::Uuid::new_v4().simple()),
             api_port: free_port(),
@@ -503,14 +431,17 @@ impl TestEnv {
 
     /// Run events straight from Postgres, in sequence order.
     pub fn events(&self, run_id: &str) -> Result<Vec<(i64, String, String, String)>> {
-        let out = Command::new("psql")
-            .arg(&self.database_url)
-            .args(["-At", "-F", "|", "-c"])
-            .arg(format!(
-                "SELECT seq, kind, coalesce(status,''), coalesce(step,'') FROM run_events WHERE run_id = '{run_id}' ORDER BY seq"
-            ))
-            .output()?;
-        let text = String::from_utf8(out.stdout)?;
+        let text = psql(
+            &self.database_url,
+            &[
+                "-F",
+                "|",
+                "-c",
+                &format!(
+                    "SELECT seq, kind, coalesce(status,''), coalesce(step,'') FROM run_events WHERE run_id = '{run_id}' ORDER BY seq"
+                ),
+            ],
+        )?;
         Ok(text
             .lines()
             .filter_map(|l| {

@@ -7,18 +7,10 @@ use tms_tests::{bin_dir, free_port};
 
 #[tokio::test]
 async fn a_config_file_configures_the_api_and_a_bad_one_stops_it() -> anyhow::Result<()> {
-    let admin = std::env::var("TMS_TEST_DATABASE_URL")
-        .expect("TMS_TEST_DATABASE_URL is not set: run the suite through `scripts/test`");
-    let redis = std::env::var("TMS_TEST_REDIS_URL").expect("TMS_TEST_REDIS_URL");
+    let redis = tms_tests::services::redis_url();
     let dir = std::env::temp_dir().join(format!("tms-config-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let db = format!("tms_cfg_{}", uuid::Uuid::new_v4().simple());
-    let created = Command::new("psql")
-        .arg(&admin)
-        .args(["-qc", &format!("CREATE DATABASE {db}")])
-        .status()?;
-    assert!(created.success());
-    let database_url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let database_url = tms_tests::create_database("tms_cfg")?;
     let port = free_port();
     let good = dir.join("tms.env");
     std::fs::write(

@@ -174,11 +174,7 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
 -> anyhow::Result<()> {
     let engine = FakeEngine::start().await?;
     engine.on_exec(emulate_chain);
-    let env = TestEnv::start_with(EnvOptions {
-        worker_env: dagger_env(&engine),
-        ..Default::default()
-    })
-    .await?;
+    let env = TestEnv::start_with(EnvOptions::worker_env(dagger_env(&engine))).await?;
     let wf = env
         .create_workflow("dagger-chain", chain_workflow())
         .await?;
@@ -270,11 +266,7 @@ async fn exec_errors_pull_errors_and_engine_outages_map_onto_tasks() -> anyhow::
             fault,
         );
     }
-    let mut env = TestEnv::start_with(EnvOptions {
-        worker_env: dagger_env(&engine),
-        ..Default::default()
-    })
-    .await?;
+    let mut env = TestEnv::start_with(EnvOptions::worker_env(dagger_env(&engine))).await?;
     let flaky = |name: &str| json!({"name": name, "image": "alpine:3.20", "run": "echo ok", "retries": 2, "retryBackoffSeconds": 0});
     let wf = env
         .create_workflow(
@@ -351,11 +343,7 @@ async fn a_planted_secret_appears_nowhere_outside_the_engine() -> anyhow::Result
     });
     let mut worker_env = dagger_env(&engine);
     worker_env.push(("TMS_SECRET_API_TOKEN".into(), planted.clone()));
-    let env = TestEnv::start_with(EnvOptions {
-        worker_env,
-        ..Default::default()
-    })
-    .await?;
+    let env = TestEnv::start_with(EnvOptions::worker_env(worker_env)).await?;
     let wf = env
         .create_workflow(
             "dagger-secret",
@@ -411,18 +399,7 @@ async fn a_planted_secret_appears_nowhere_outside_the_engine() -> anyhow::Result
             .await?
             .to_string(),
     );
-    let psql = |sql: &str| -> anyhow::Result<String> {
-        let out = std::process::Command::new("psql")
-            .arg(&env.database_url)
-            .args(["-At", "-c", sql])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8(out.stdout)?)
-    };
+    let psql = |sql: &str| tms_tests::psql(&env.database_url, &["-c", sql]);
     let events = psql(&format!(
         "SELECT row_to_json(e) FROM run_events e WHERE run_id = '{run_id}' ORDER BY seq"
     ))?;
@@ -456,11 +433,7 @@ async fn a_planted_secret_appears_nowhere_outside_the_engine() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dagger_mode_refuses_to_start_without_a_reachable_engine() -> anyhow::Result<()> {
-    let mut env = TestEnv::start_with(EnvOptions {
-        start_worker: false,
-        ..Default::default()
-    })
-    .await?;
+    let mut env = TestEnv::start_with(EnvOptions::api_only()).await?;
     let path = empty_path();
     let nobody = free_port().to_string();
     let engine = FakeEngine::start().await?;
@@ -524,11 +497,7 @@ async fn readyz(port: u16) -> anyhow::Result<(u16, Value)> {
 async fn auto_picks_the_configured_engine_and_readyz_follows_it() -> anyhow::Result<()> {
     let engine = FakeEngine::start().await?;
     let (port, token) = (engine.port, engine.token.clone());
-    let mut env = TestEnv::start_with(EnvOptions {
-        start_worker: false,
-        ..Default::default()
-    })
-    .await?;
+    let mut env = TestEnv::start_with(EnvOptions::api_only()).await?;
     let mut extra = kv(&[("TMS_EXECUTOR", "auto")]);
     extra.extend(engine.session_env());
     let wport = env.start_worker(&extra).await?;
@@ -543,8 +512,8 @@ async fn auto_picks_the_configured_engine_and_readyz_follows_it() -> anyhow::Res
     drop(engine);
     let (status, body) = readyz(wport).await?;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["checks"]["executor"], "unreachable", "{body}");
-    assert_eq!(body["checks"]["postgres"], "ok", "{body}");
+    assert_eq!(body["components"]["executor"]["status"], "down", "{body}");
+    assert_eq!(body["components"]["postgres"]["status"], "ok", "{body}");
 
     // It comes back on the same port: the worker reconnects by itself.
     let engine = FakeEngine::start_on(port, &token).await?;
@@ -694,15 +663,12 @@ async fn a_real_engine_runs_the_workflows_when_one_is_reachable() -> anyhow::Res
         "real Dagger engine on 127.0.0.1:{port}: running the workflows"
     ));
     let planted = format!("planted-{}", uuid::Uuid::new_v4().simple());
-    let env = TestEnv::start_with(EnvOptions {
-        worker_env: kv(&[
-            ("TMS_EXECUTOR", "dagger"),
-            ("DAGGER_SESSION_PORT", &port),
-            ("DAGGER_SESSION_TOKEN", &token),
-            ("TMS_SECRET_API_TOKEN", &planted),
-        ]),
-        ..Default::default()
-    })
+    let env = TestEnv::start_with(EnvOptions::worker_env(kv(&[
+        ("TMS_EXECUTOR", "dagger"),
+        ("DAGGER_SESSION_PORT", &port),
+        ("DAGGER_SESSION_TOKEN", &token),
+        ("TMS_SECRET_API_TOKEN", &planted),
+    ])))
     .await?;
     let slow = Duration::from_secs(600);
 
@@ -747,11 +713,7 @@ async fn a_real_engine_runs_the_workflows_when_one_is_reachable() -> anyhow::Res
 async fn declared_cache_paths_mount_one_volume_per_workflow_and_path() -> anyhow::Result<()> {
     let engine = FakeEngine::start().await?;
     engine.on_exec(|_| ExecOutput::ok("cached\n"));
-    let env = TestEnv::start_with(EnvOptions {
-        worker_env: dagger_env(&engine),
-        ..Default::default()
-    })
-    .await?;
+    let env = TestEnv::start_with(EnvOptions::worker_env(dagger_env(&engine))).await?;
     let steps = json!([{"name": "deps", "image": "node:22", "run": "npm ci",
                         "cachePaths": ["/root/.npm", "/work/node_modules"]}]);
     let wf = env.create_workflow("cached-deps", steps.clone()).await?;

@@ -3,19 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn psql(url: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-At"])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
+use tms_tests::{create_database, psql};
 
 fn migrate(url: &str) -> anyhow::Result<()> {
     let status = Command::new(tms_tests::bin_dir().join("tms-api"))
@@ -38,11 +26,7 @@ fn tables(url: &str) -> anyhow::Result<Vec<String>> {
 
 #[test]
 fn migrations_apply_revert_and_reapply() -> anyhow::Result<()> {
-    let admin = std::env::var("TMS_TEST_DATABASE_URL")
-        .expect("TMS_TEST_DATABASE_URL is not set: run the suite through `scripts/test`");
-    let db = format!("tms_mig_{}", uuid::Uuid::new_v4().simple());
-    psql(&admin, &["-c", &format!("CREATE DATABASE {db}")])?;
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let url = create_database("tms_mig")?;
 
     migrate(&url)?;
     let applied = tables(&url)?;

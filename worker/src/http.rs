@@ -4,6 +4,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
+use tms_core::health;
 
 use crate::executor::SharedExecutor;
 
@@ -20,28 +21,18 @@ async fn healthz(p: web::Data<Probe>) -> HttpResponse {
 }
 
 async fn readyz(p: web::Data<Probe>) -> HttpResponse {
-    let t = std::time::Duration::from_secs(2);
-    let (pg, redis, exec) = tokio::join!(
-        tokio::time::timeout(t, p.db.ping()),
-        tokio::time::timeout(t, p.bus.ping()),
-        tokio::time::timeout(t, p.executor.ready()),
-    );
-    let pg_ok = matches!(pg, Ok(Ok(())));
-    let redis_ok = matches!(redis, Ok(Ok(())));
-    let exec_ok = matches!(exec, Ok(Ok(())));
-    let ok = pg_ok && redis_ok && exec_ok;
-    let state = |b: bool| if b { "ok" } else { "unreachable" };
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "worker": p.name,
-        "executor": p.executor.name(),
-        "checks": {"postgres": state(pg_ok), "redis": state(redis_ok), "executor": state(exec_ok)},
-    });
-    if ok {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    let report = health::report(vec![
+        health::check("postgres", p.db.ping()),
+        health::check("redis", p.bus.ping()),
+        health::check("executor", p.executor.ready()),
+    ])
+    .await;
+    let status = actix_web::http::StatusCode::from_u16(report.http_status())
+        .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+    HttpResponse::build(status).json(report.to_json(&[
+        ("worker", json!(p.name)),
+        ("executor", json!(p.executor.name())),
+    ]))
 }
 
 pub fn server(probe: Probe, addr: std::net::SocketAddr) -> std::io::Result<actix_web::dev::Server> {

@@ -71,7 +71,8 @@ async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
                     Ok(Arc::new(dagger))
                 }
                 Err(e) => anyhow::bail!(
-                    "TMS_EXECUTOR=dagger but no Dagger engine is reachable: {e}. Start the engine or fix the configuration: {HOW}"
+                    "TMS_EXECUTOR=dagger but no Dagger engine is reachable: {}. Start the engine or fix the configuration: {HOW}",
+                    tms_core::error::report(&e)
                 ),
             }
         }
@@ -83,7 +84,7 @@ async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
                         tracing::info!(engine = %version, via = %dagger.source().describe(), "steps run on Dagger")
                     }
                     Err(e) => tracing::error!(
-                        error = %e,
+                        error = %tms_core::error::report(&e),
                         "==> DAGGER ENGINE CONFIGURED BUT NOT REACHABLE: steps wait for it (worker not ready until it answers) <=="
                     ),
                 }

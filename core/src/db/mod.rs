@@ -111,7 +111,7 @@ impl Db {
                 Err(e @ (Error::Unavailable(_) | Error::Internal(_)))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::warn!(error = ?e, "database not ready; retrying");
+                    tracing::warn!(error = %e, "database not ready; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => return Err(e),

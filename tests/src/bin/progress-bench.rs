@@ -57,11 +57,7 @@ async fn main() -> anyhow::Result<()> {
     raise_fd_limit();
     let subs: usize = tms_tests::env_or("SUBS", 1000);
     let measured: u64 = tms_tests::env_or("EVENTS", 50);
-    let env = TestEnv::start_with(EnvOptions {
-        start_worker: false,
-        ..Default::default()
-    })
-    .await?;
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
     let token = env.token.clone().unwrap();
     let wf = uuid::Uuid::new_v4().to_string();
 
@@ -73,14 +69,13 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         for ws in futures::future::join_all(batch).await {
             let mut ws = ws?;
-            ws.subscribe(
+            // Registered before anything is published.
+            ws.subscribe_registered(
                 "e",
                 "subscription($w: ID) { runEvents(workflowId: $w) { seq message } }",
                 json!({"w": wf}),
             )
             .await?;
-            // Registered before anything is published.
-            ws.barrier().await?;
             sockets.push(ws);
         }
     }

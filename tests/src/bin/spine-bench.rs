@@ -29,10 +29,10 @@ fn summary(name: &str, mut d: Vec<Duration>) {
 async fn main() -> anyhow::Result<()> {
     let sequential: usize = tms_tests::env_or("BENCH_SEQUENTIAL", 30);
     let burst: usize = tms_tests::env_or("BENCH_BURST", 100);
-    let env = TestEnv::start_with(EnvOptions {
-        worker_env: vec![("TMS_WORKER_CONCURRENCY".into(), "8".into())],
-        ..Default::default()
-    })
+    let env = TestEnv::start_with(EnvOptions::worker_env(vec![(
+        "TMS_WORKER_CONCURRENCY".into(),
+        "8".into(),
+    )]))
     .await?;
     let wf = env
         .create_workflow(

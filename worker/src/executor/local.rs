@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::executor::{ExecError, Executor, StepOutcome, StepRequest, Tail};
+use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};
 
 pub const TAIL_LINES: usize = 200;
 pub const TAIL_BYTES: usize = 16 * 1024;
@@ -52,7 +52,7 @@ impl Executor for LocalExecutor {
         "local"
     }
 
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), ReadyError> {
         Ok(())
     }
 

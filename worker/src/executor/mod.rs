@@ -66,12 +66,23 @@ pub enum ExecError {
     Transient(String),
 }
 
+/// Why an executor cannot take steps now; `/readyz` logs the whole chain and shows none of it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error("no Dagger engine session")]
+    NoSession(#[from] dagger::SessionError),
+    #[error("the Dagger engine did not answer its version query")]
+    Engine(#[source] dagger_sdk::errors::DaggerError),
+    #[error("the Dagger SDK panicked on the engine's answer")]
+    SdkPanicked,
+}
+
 #[async_trait]
 pub trait Executor: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Readiness for `/readyz`.
-    async fn ready(&self) -> Result<(), String>;
+    async fn ready(&self) -> Result<(), ReadyError>;
 
     /// Runs the step to completion. Dropping the future must stop the step (timeouts and
     /// cancellation rely on it).

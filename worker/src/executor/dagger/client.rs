@@ -4,13 +4,15 @@
 //! coarse for the executor and one of its answers crashes the SDK: a `{"data": null}` without
 //! `errors` is passed on as `Ok(None)`, which `Selection::execute` unwraps (a panic). This client
 //! implements the SDK's `GraphQLClient` trait so every SDK call goes through it, and sorts each
-//! answer into exactly two kinds the executor maps differently:
+//! answer into an [`EngineError`] whose kind the executor maps:
 //!
-//! - `GraphQLError::HttpError`: the engine could not be asked or did not answer properly
-//!   (connection refused or dropped, HTTP 5xx, 401, a body that is not GraphQL JSON, `data: null`
-//!   without errors). The executor treats these as transient: the session may be gone.
-//! - `GraphQLError::DomainError`: the engine answered with GraphQL `errors`; the `EXEC_ERROR`
-//!   extension is decoded leniently (engines have sent `stdout`/`stderr` or `combinedOutput`).
+//! - transport-level ([`EngineError::is_transport`]): the engine could not be asked or did not
+//!   answer properly (connection refused or dropped, HTTP 5xx, 401, a body that is not GraphQL
+//!   JSON, `data: null` without errors). Handed to the SDK as `GraphQLError::HttpError`; the
+//!   executor treats these as transient: the session may be gone.
+//! - [`EngineError::Graphql`]: the engine answered with GraphQL `errors` (the SDK's
+//!   `GraphQLError::DomainError`); the `EXEC_ERROR` extension is decoded leniently (engines have
+//!   sent `stdout`/`stderr` or `combinedOutput`).
 //!
 //! Nothing here logs or returns the document or the request body: documents carry secret
 //! plaintext (`setSecret`).
@@ -21,6 +23,65 @@ use async_trait::async_trait;
 use dagger_sdk::core::gql_client::{GraphQLErrorMessage, GraphQlExtension};
 use dagger_sdk::core::graphql_client::{GraphQLClient, GraphQLError};
 use serde_json::{Value, json};
+
+/// Why one request to the engine did not produce `data`. Transport failures keep reqwest's
+/// error as their source ("connection refused", "connection closed before message completed").
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot build the engine HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("cannot connect to the engine")]
+    Connect(#[source] reqwest::Error),
+    #[error("the engine did not answer in time")]
+    Timeout(#[source] reqwest::Error),
+    #[error("the connection to the engine failed")]
+    Connection(#[source] reqwest::Error),
+    #[error("the engine rejected the session token (HTTP {0})")]
+    Rejected(u16),
+    #[error("the engine answered HTTP {0}")]
+    Server(u16),
+    #[error("the engine answered HTTP {status} with a body that is not GraphQL JSON")]
+    Decode {
+        status: u16,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the engine answered HTTP {0} without GraphQL errors")]
+    Status(u16),
+    #[error("the engine answered without data (`{{\"data\": null}}` and no errors)")]
+    NoData,
+    /// The engine answered with GraphQL errors; `message` is the first one's.
+    #[error("{message}")]
+    Graphql {
+        message: String,
+        fields: Vec<GraphQLErrorMessage>,
+    },
+}
+
+impl EngineError {
+    fn transport(e: reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::Connect(e)
+        } else if e.is_timeout() {
+            Self::Timeout(e)
+        } else {
+            Self::Connection(e)
+        }
+    }
+}
+
+/// The SDK's error for an answer: GraphQL errors stay domain errors, anything else is an HTTP
+/// error carrying the whole cause chain (the SDK only keeps a string).
+impl From<EngineError> for GraphQLError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Graphql { message, fields } => {
+                GraphQLError::DomainError { message, fields }
+            }
+            other => GraphQLError::HttpError(tms_core::error::report(&other)),
+        }
+    }
+}
 
 /// How long establishing a TCP connection to the engine may take. Requests themselves have no
 /// deadline: an exec lasts as long as the step, and the runner's timeout drops the future.
@@ -33,7 +94,7 @@ pub struct EngineClient {
 }
 
 impl EngineClient {
-    pub fn new(port: u16, token: &str) -> Result<Self, String> {
+    pub fn new(port: u16, token: &str) -> Result<Self, EngineError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // A dead engine host must not leave a request waiting forever on a silent socket.
@@ -41,7 +102,7 @@ impl EngineClient {
             // The session endpoint is loopback; a proxy from the environment must not intercept it.
             .no_proxy()
             .build()
-            .map_err(|e| format!("cannot build the engine HTTP client: {e}"))?;
+            .map_err(EngineError::Client)?;
         Ok(Self {
             http,
             url: format!("http://127.0.0.1:{port}/query"),
@@ -50,7 +111,7 @@ impl EngineClient {
     }
 
     /// Sends one document and returns its `data`, or the error sorted as described above.
-    pub async fn post(&self, document: &str) -> Result<Value, GraphQLError> {
+    pub async fn post(&self, document: &str) -> Result<Value, EngineError> {
         let resp = self
             .http
             .post(&self.url)
@@ -58,50 +119,35 @@ impl EngineClient {
             .json(&json!({"query": document, "variables": null}))
             .send()
             .await
-            .map_err(|e| GraphQLError::HttpError(describe(&e)))?;
+            .map_err(EngineError::transport)?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| GraphQLError::HttpError(describe(&e)))?;
+        let body = resp.bytes().await.map_err(EngineError::transport)?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(GraphQLError::HttpError(format!(
-                "the engine rejected the session token (HTTP {})",
-                status.as_u16()
-            )));
+            return Err(EngineError::Rejected(status.as_u16()));
         }
         if status.is_server_error() {
-            return Err(GraphQLError::HttpError(format!(
-                "the engine answered HTTP {}",
-                status.as_u16()
-            )));
+            return Err(EngineError::Server(status.as_u16()));
         }
-        let Ok(json) = serde_json::from_slice::<Value>(&body) else {
-            return Err(GraphQLError::HttpError(format!(
-                "the engine answered HTTP {} with a body that is not GraphQL JSON",
-                status.as_u16()
-            )));
-        };
+        let json =
+            serde_json::from_slice::<Value>(&body).map_err(|source| EngineError::Decode {
+                status: status.as_u16(),
+                source,
+            })?;
         if let Some(errors) = json.get("errors").and_then(Value::as_array)
             && !errors.is_empty()
         {
             let fields: Vec<GraphQLErrorMessage> = errors.iter().map(error_message).collect();
-            return Err(GraphQLError::DomainError {
+            return Err(EngineError::Graphql {
                 message: fields[0].message.clone(),
                 fields,
             });
         }
         if !status.is_success() {
-            return Err(GraphQLError::HttpError(format!(
-                "the engine answered HTTP {} without GraphQL errors",
-                status.as_u16()
-            )));
+            return Err(EngineError::Status(status.as_u16()));
         }
         match json.get("data") {
             Some(data) if !data.is_null() => Ok(data.clone()),
-            _ => Err(GraphQLError::HttpError(
-                "the engine answered without data (`{\"data\": null}` and no errors)".into(),
-            )),
+            _ => Err(EngineError::NoData),
         }
     }
 }
@@ -110,30 +156,7 @@ impl EngineClient {
 impl GraphQLClient for EngineClient {
     async fn query(&self, query: &str) -> Result<Option<Value>, GraphQLError> {
         // Never `Ok(None)`: the SDK unwraps it.
-        self.post(query).await.map(Some)
-    }
-}
-
-/// A transport error with its causes ("connection refused", "connection closed before message
-/// completed"), which reqwest's own `Display` leaves out.
-fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "cannot connect to the engine"
-    } else if e.is_timeout() {
-        "the engine did not answer in time"
-    } else {
-        "the connection to the engine failed"
-    };
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    if causes.is_empty() {
-        format!("{what}: {e}")
-    } else {
-        format!("{what}: {}", causes.join(": "))
+        self.post(query).await.map(Some).map_err(GraphQLError::from)
     }
 }
 

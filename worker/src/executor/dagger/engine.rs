@@ -21,7 +21,56 @@ use dagger_sdk::core::cli_session::{CliSession, DaggerSessionProc};
 use dagger_sdk::core::logger::Logger;
 use dagger_sdk::{Query, Selection};
 
-use super::client::EngineClient;
+use super::client::{EngineClient, EngineError};
+
+/// The environment names an engine in a way that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("DAGGER_SESSION_PORT must be a TCP port number, not `{0}`")]
+    BadPort(String),
+    #[error("{set} is set but {missing} is not: set both (as `dagger run` does) or neither")]
+    HalfSet {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("_EXPERIMENTAL_DAGGER_CLI_BIN points to {}, which is not an executable file", .0.display())]
+    NotExecutable(PathBuf),
+}
+
+/// Why a session could not be opened (or used), with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// `dagger session` did not start; the SDK reports with `eyre`, kept here as text.
+    #[error("`{} session` failed: {detail}", path.display())]
+    Cli { path: PathBuf, detail: String },
+    #[error("`dagger session` reported port {0}")]
+    BadPort(u64),
+    #[error(transparent)]
+    Client(#[from] EngineError),
+    #[error("the engine did not answer its version query")]
+    Version(#[source] dagger_sdk::errors::DaggerError),
+    #[error("no answer within {0}s")]
+    Timeout(u64),
+    /// Wraps any of the above with where the engine was looked for.
+    #[error("{via} is not reachable")]
+    Unreachable {
+        via: String,
+        #[source]
+        cause: Box<SessionError>,
+    },
+    /// Reconnection is spaced out after a failure; `last` is that failure.
+    #[error("next attempt to reach the engine in {wait_secs:.1}s")]
+    Backoff {
+        wait_secs: f64,
+        #[source]
+        last: Arc<SessionError>,
+    },
+    #[error("opening the session failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// One failure handed to several callers.
+    #[error(transparent)]
+    Shared(Arc<SessionError>),
+}
 
 /// Where the engine is.
 #[derive(Clone)]
@@ -41,11 +90,11 @@ impl std::fmt::Debug for EngineSource {
 
 impl EngineSource {
     /// Reads the process environment; `Err` for a half-set or malformed configuration.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
         Self::detect(|k| std::env::var_os(k))
     }
 
-    pub fn detect(get: impl Fn(&str) -> Option<OsString>) -> Result<Option<Self>, String> {
+    pub fn detect(get: impl Fn(&str) -> Option<OsString>) -> Result<Option<Self>, ConfigError> {
         let text = |k: &str| get(k).map(|v| v.to_string_lossy().trim().to_string());
         match (text("DAGGER_SESSION_PORT"), text("DAGGER_SESSION_TOKEN")) {
             (Some(port), Some(token)) if !token.is_empty() => {
@@ -53,30 +102,27 @@ impl EngineSource {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| {
-                        format!("DAGGER_SESSION_PORT must be a TCP port number, not `{port}`")
-                    })?;
+                    .ok_or(ConfigError::BadPort(port))?;
                 return Ok(Some(Self::Session { port, token }));
             }
             (Some(_), _) => {
-                return Err(
-                    "DAGGER_SESSION_PORT is set but DAGGER_SESSION_TOKEN is not: set both (as `dagger run` does) or neither".into(),
-                );
+                return Err(ConfigError::HalfSet {
+                    set: "DAGGER_SESSION_PORT",
+                    missing: "DAGGER_SESSION_TOKEN",
+                });
             }
             (None, Some(_)) => {
-                return Err(
-                    "DAGGER_SESSION_TOKEN is set but DAGGER_SESSION_PORT is not: set both (as `dagger run` does) or neither".into(),
-                );
+                return Err(ConfigError::HalfSet {
+                    set: "DAGGER_SESSION_TOKEN",
+                    missing: "DAGGER_SESSION_PORT",
+                });
             }
             (None, None) => {}
         }
         if let Some(bin) = get("_EXPERIMENTAL_DAGGER_CLI_BIN").filter(|b| !b.is_empty()) {
             let path = PathBuf::from(bin);
             if !is_executable(&path) {
-                return Err(format!(
-                    "_EXPERIMENTAL_DAGGER_CLI_BIN points to {}, which is not an executable file",
-                    path.display()
-                ));
+                return Err(ConfigError::NotExecutable(path));
             }
             return Ok(Some(Self::Cli {
                 path,
@@ -139,19 +185,26 @@ pub struct Session {
 
 impl Session {
     /// Opens a session and checks that the engine answers (`query{version}`).
-    pub async fn open(source: &EngineSource, generation: u64) -> Result<(Self, String), String> {
+    pub async fn open(
+        source: &EngineSource,
+        generation: u64,
+    ) -> Result<(Self, String), SessionError> {
         let (client, proc): (EngineClient, Option<Arc<DaggerSessionProc>>) = match source {
             EngineSource::Session { port, token } => (EngineClient::new(*port, token)?, None),
             EngineSource::Cli { path, .. } => {
                 let cfg = dagger_sdk::Config::builder()
                     .logger(Arc::new(TracingLogger))
                     .build();
-                let (params, proc) = CliSession::new()
-                    .connect(&cfg, path)
-                    .await
-                    .map_err(|e| format!("`{} session` failed: {e:#}", path.display()))?;
-                let port = u16::try_from(params.port)
-                    .map_err(|_| format!("`dagger session` reported port {}", params.port))?;
+                let (params, proc) =
+                    CliSession::new()
+                        .connect(&cfg, path)
+                        .await
+                        .map_err(|e| SessionError::Cli {
+                            path: path.clone(),
+                            detail: format!("{e:#}"),
+                        })?;
+                let port =
+                    u16::try_from(params.port).map_err(|_| SessionError::BadPort(params.port))?;
                 (
                     EngineClient::new(port, &params.session_token)?,
                     Some(Arc::new(proc)),
@@ -164,7 +217,7 @@ impl Session {
             selection: Selection::default(),
             graphql_client: client.clone(),
         };
-        let version = query.version().await.map_err(|e| format!("{e:#}"))?;
+        let version = query.version().await.map_err(SessionError::Version)?;
         Ok((
             Self {
                 generation,
@@ -186,6 +239,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         EngineSource::detect(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]

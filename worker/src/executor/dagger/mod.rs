@@ -52,12 +52,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use engine::EngineSource;
 use engine::Session;
+pub use engine::{EngineSource, SessionError};
 use pipeline::Failure;
 
 use crate::executor::local::{TAIL_BYTES, TAIL_LINES};
-use crate::executor::{ExecError, Executor, StepOutcome, StepRequest, Tail};
+use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};
 
 /// How long opening a session may take. Starting `dagger session` may have to start the engine
 /// container (and pull its image the first time), hence minutes rather than seconds.
@@ -84,7 +84,8 @@ struct Slot {
     generation: u64,
     retry_at: Option<Instant>,
     backoff: Duration,
-    last_error: String,
+    /// Why the last attempt failed; shared by every caller refused until the next one.
+    last_error: Option<Arc<SessionError>>,
 }
 
 struct RunOutputs {
@@ -105,7 +106,7 @@ impl DaggerExecutor {
                     generation: 0,
                     retry_at: None,
                     backoff: RECONNECT_FIRST,
-                    last_error: String::new(),
+                    last_error: None,
                 }),
                 outputs: Default::default(),
             }),
@@ -117,22 +118,22 @@ impl DaggerExecutor {
     }
 
     /// Opens the session now, whatever the reconnect schedule says; returns the engine version.
-    pub async fn connect(&self) -> Result<String, String> {
+    pub async fn connect(&self) -> Result<String, SessionError> {
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.session(true).await })
             .await
-            .map_err(|e| format!("opening the session failed: {e}"))?
+            .map_err(SessionError::Task)?
             .map(|(_, version)| version)
     }
 
     /// The current session, opened if needed. Opening runs on its own task: a caller that gives
     /// up (a readiness probe's deadline, a cancelled step) must not abort a `dagger session`
     /// start half-way.
-    async fn session(&self) -> Result<Arc<Session>, String> {
+    async fn session(&self) -> Result<Arc<Session>, SessionError> {
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.session(false).await })
             .await
-            .map_err(|e| format!("opening the session failed: {e}"))?
+            .map_err(SessionError::Task)?
             .map(|(s, _)| s)
     }
 
@@ -216,10 +217,10 @@ impl DaggerExecutor {
     ) -> Result<StepOutcome, ExecError> {
         let secrets = self.run_secrets(&req);
         let masks = Masks::new(&secrets);
-        let session = self
-            .session()
-            .await
-            .map_err(|e| ExecError::Transient(masks.apply(&format!("no Dagger engine: {e}"))))?;
+        let session = self.session().await.map_err(|e| {
+            let why = tms_core::error::report(&e);
+            ExecError::Transient(masks.apply(&format!("no Dagger engine: {why}")))
+        })?;
         let deps = self.dependency_outputs(&req)?;
         tracing::info!(
             run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
@@ -268,18 +269,20 @@ impl DaggerExecutor {
 }
 
 impl Inner {
-    async fn session(&self, force: bool) -> Result<(Arc<Session>, String), String> {
+    async fn session(&self, force: bool) -> Result<(Arc<Session>, String), SessionError> {
         let mut slot = self.slot.lock().await;
         if let Some(s) = &slot.current {
             return Ok((s.clone(), String::new()));
         }
         let now = Instant::now();
-        if !force && let Some(at) = slot.retry_at.filter(|at| *at > now) {
-            return Err(format!(
-                "{} (next attempt to reach it in {:.1}s)",
-                slot.last_error,
-                (at - now).as_secs_f64()
-            ));
+        if !force
+            && let Some(at) = slot.retry_at.filter(|at| *at > now)
+            && let Some(last) = &slot.last_error
+        {
+            return Err(SessionError::Backoff {
+                wait_secs: (at - now).as_secs_f64(),
+                last: last.clone(),
+            });
         }
         slot.generation += 1;
         let generation = slot.generation;
@@ -287,7 +290,7 @@ impl Inner {
             match tokio::time::timeout(OPEN_TIMEOUT, Session::open(&self.source, generation)).await
             {
                 Ok(r) => r,
-                Err(_) => Err(format!("no answer within {}s", OPEN_TIMEOUT.as_secs())),
+                Err(_) => Err(SessionError::Timeout(OPEN_TIMEOUT.as_secs())),
             };
         match opened {
             Ok((session, version)) => {
@@ -302,12 +305,16 @@ impl Inner {
                 Ok((session, version))
             }
             Err(e) => {
-                let e = format!("{} is not reachable: {e}", self.source.describe());
-                tracing::warn!(error = %e, "cannot open a Dagger engine session");
+                let e = Arc::new(SessionError::Unreachable {
+                    via: self.source.describe(),
+                    cause: Box::new(e),
+                });
+                let error = tms_core::error::report(&e);
+                tracing::warn!(%error, "cannot open a Dagger engine session");
                 slot.retry_at = Some(Instant::now() + slot.backoff);
                 slot.backoff = (slot.backoff * 2).min(RECONNECT_MAX);
-                slot.last_error = e.clone();
-                Err(e)
+                slot.last_error = Some(e.clone());
+                Err(SessionError::Shared(e))
             }
         }
     }
@@ -345,24 +352,19 @@ impl Executor for DaggerExecutor {
 
     /// Ready when the engine answers `query{version}` on the current (or a freshly opened)
     /// session.
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), ReadyError> {
         let session = self.session().await?;
-        match AssertUnwindSafe(session.query.version())
+        let err = match AssertUnwindSafe(session.query.version())
             .catch_unwind()
             .await
         {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                let m = format!("{e:#}");
-                self.lost(session.generation, &m).await;
-                Err(m)
-            }
-            Err(_) => {
-                let m = "the Dagger SDK panicked on the engine's answer".to_string();
-                self.lost(session.generation, &m).await;
-                Err(m)
-            }
-        }
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => ReadyError::Engine(e),
+            Err(_) => ReadyError::SdkPanicked,
+        };
+        self.lost(session.generation, &tms_core::error::report(&err))
+            .await;
+        Err(err)
     }
 
     async fn run(

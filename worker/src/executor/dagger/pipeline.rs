@@ -146,7 +146,7 @@ async fn set_secret(s: &Session, name: &str, plaintext: &str) -> Result<Id, Fail
         .await
         .map_err(|e| Failure::Step(format!("secret `{name}`: {}", chain(&e))))?;
     let data = s.client.post(&doc).await.map_err(|e| {
-        refused(format!("the engine refused secret `{name}`"))(DaggerError::Query(e))
+        refused(format!("the engine refused secret `{name}`"))(DaggerError::Query(e.into()))
     })?;
     data.get("setSecret")
         .and_then(|v| v.get("id"))

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tms_core::error::report;
 use tms_core::runs::progress::ProgressLine;
 use tms_core::workflows::StepSpec;
 use tms_tests::dagger_engine::{ExecErrorStyle, ExecOutput, FakeEngine, Fault, canonicalize};
@@ -384,7 +385,7 @@ async fn a_wrong_session_token_is_refused_and_reported() {
         port: engine.port,
         token: "not-the-token".into(),
     });
-    let err = exec.connect().await.unwrap_err();
+    let err = report(&exec.connect().await.unwrap_err());
     assert!(err.contains("rejected the session token"), "{err}");
     assert!(!err.contains("not-the-token"), "{err}");
     assert_eq!(engine.rejected(), 1);
@@ -402,7 +403,7 @@ async fn an_engine_that_goes_away_makes_the_executor_unready_until_it_is_back() 
     exec.ready().await.unwrap();
 
     drop(engine);
-    let err = exec.ready().await.unwrap_err();
+    let err = report(&exec.ready().await.unwrap_err());
     assert!(err.contains("cannot connect"), "{err}");
     let (res, _) = run(&exec, request(shell_step("s", "true"), 1, &[], &[]), vec![]).await;
     match res {
