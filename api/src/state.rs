@@ -5,6 +5,7 @@ use tms_core::auth::service::AuthService;
 use tms_core::bus::{EventBus, EventHub};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
+use tms_core::runs::eta::Estimator;
 use tms_core::runs::service::RunService;
 use tms_core::runs::stream::ProgressService;
 use tms_core::workflows::service::WorkflowService;
@@ -19,11 +20,13 @@ pub struct Services {
 
 impl Services {
     pub fn new(db: &Db, keys: JwtKeys, bus: EventBus, relay: Relay, hub: EventHub) -> Self {
+        // One per process: it caches learnt step durations for every estimate made here.
+        let est = Estimator::new();
         Services {
             auth: AuthService::new(db.clone(), keys),
             workflows: WorkflowService::new(db.clone()),
-            runs: RunService::new(db.clone(), bus, relay),
-            progress: ProgressService::new(db.clone(), hub),
+            runs: RunService::new(db.clone(), bus, relay, est.clone()),
+            progress: ProgressService::new(db.clone(), hub, est),
         }
     }
 }

@@ -438,7 +438,7 @@ impl TestEnv {
                 "|",
                 "-c",
                 &format!(
-                    "SELECT seq, kind, coalesce(status,''), coalesce(step,'') FROM run_events WHERE run_id = '{run_id}' ORDER BY seq"
+                    "SELECT seq, kind, coalesce(status::text,''), coalesce(step,'') FROM run_events WHERE run_id = '{run_id}' ORDER BY seq"
                 ),
             ],
         )?;

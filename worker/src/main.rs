@@ -192,6 +192,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let runner = Arc::new(Runner {
         db,
         bus: bus.clone(),
+        estimator: tms_core::runs::eta::Estimator::new(),
         executor: executor.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
         work_root: work_root.clone(),

@@ -11,6 +11,7 @@ use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::runs::TaskStatus;
 use tms_core::runs::dag::Dag;
+use tms_core::runs::eta::Estimator;
 use tms_core::runs::execution::{Execution, Resumed};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result};
@@ -26,6 +27,8 @@ use crate::step::{self, StepEnd, StepEnv, StepJob};
 pub struct Runner {
     pub db: Db,
     pub bus: EventBus,
+    /// Percent and ETA of every event this worker records (caches learnt durations).
+    pub estimator: Arc<Estimator>,
     pub executor: SharedExecutor,
     /// Worker-wide step slots (`TMS_WORKER_CONCURRENCY`).
     pub slots: Arc<Semaphore>,
@@ -54,6 +57,7 @@ impl Runner {
         let claimed = Execution::claim(
             self.db.clone(),
             self.bus.clone(),
+            self.estimator.clone(),
             run_id,
             self.worker_name.clone(),
             self.lease,

@@ -147,8 +147,12 @@ impl Relay {
             .run(|conn| {
                 use diesel::Connection;
                 conn.transaction::<usize, Error, _>(|conn| {
-                    let ids =
-                        repo::runs::orphaned(conn, RESEND_AFTER_SECONDS, LOST_AFTER_SECONDS, 100)?;
+                    let ids = repo::leases::orphaned(
+                        conn,
+                        RESEND_AFTER_SECONDS,
+                        LOST_AFTER_SECONDS,
+                        100,
+                    )?;
                     for id in &ids {
                         crate::queue::enqueue(conn, *id)?;
                     }

@@ -1,6 +1,8 @@
 //! Repositories: plain data access over a diesel connection. No authorization happens here.
 
 pub mod events;
+pub mod history;
+pub mod leases;
 pub mod outbox;
 pub mod runs;
 pub mod runs_batch;

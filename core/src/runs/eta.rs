@@ -3,12 +3,11 @@
 //! own `::progress` reports, combined along the critical path of what is left.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
+use diesel::PgConnection;
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -136,160 +135,158 @@ pub fn compute(tasks: &[TaskState], now: DateTime<Utc>) -> Estimate {
     }
 }
 
-#[derive(QueryableByName)]
-struct Expected {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Double)]
-    seconds: f64,
-}
-
 /// How long learnt durations are reused before being read again. They move slowly (a median
 /// over many runs), and every event of every run needs them.
 pub const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Only this many of a workflow's latest runs are looked at, so the cost stays flat as history
 /// grows.
 pub const HISTORY_RUNS: i64 = 200;
+/// At most this many workflows' durations are kept; past it the cache starts over.
+const CACHE_WORKFLOWS: usize = 10_000;
 
 type Durations = Arc<HashMap<String, f64>>;
 
-fn cache() -> &'static Mutex<HashMap<Uuid, (Instant, Durations)>> {
-    static CACHE: OnceLock<Mutex<HashMap<Uuid, (Instant, Durations)>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
+/// What [`Estimator::estimate`] gives for a run that has ended.
+const FINISHED: Estimate = Estimate {
+    percent: 100.0,
+    eta_seconds: Some(0.0),
+};
+
+/// Estimates runs from the database, keeping each workflow's learnt durations for
+/// [`HISTORY_TTL`]. One per process, shared by whoever records events or reads estimates.
+#[derive(Default)]
+pub struct Estimator {
+    learnt: Mutex<HashMap<Uuid, (Instant, Durations)>>,
 }
 
-/// Drops the cached durations of `workflow_id` when they know nothing of `step` yet. Further
-/// successes only refine a median, which the TTL takes care of; re-reading on every success
-/// would cost a history query per event when many runs of one workflow are in flight.
-fn forget_unless_known(workflow_id: Uuid, step: &str) {
-    if let Ok(mut c) = cache().lock()
-        && c.get(&workflow_id)
-            .is_some_and(|(_, d)| !d.contains_key(step))
-    {
-        c.remove(&workflow_id);
+impl Estimator {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
-}
 
-/// Expected seconds per step name of `workflow_id`: the median of each step's latest
-/// [`HISTORY_WINDOW`] successful executions within the workflow's latest [`HISTORY_RUNS`] runs.
-pub fn expected_durations(conn: &mut PgConnection, workflow_id: Uuid) -> Result<Durations> {
-    if let Ok(c) = cache().lock()
-        && let Some((at, d)) = c.get(&workflow_id)
-        && at.elapsed() < HISTORY_TTL
-    {
-        return Ok(d.clone());
-    }
-    let learnt: HashMap<String, f64> = diesel::sql_query(
-        "WITH recent AS (SELECT id FROM runs WHERE workflow_id = $1 ORDER BY id DESC LIMIT $3) \
-         SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
-           SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
-                  row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
-           FROM tasks t JOIN recent r ON r.id = t.run_id \
-           WHERE t.status = $4 AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
-         WHERE rn <= $2 GROUP BY name",
-    )
-    .bind::<SqlUuid, _>(workflow_id)
-    .bind::<diesel::sql_types::BigInt, _>(HISTORY_WINDOW)
-    .bind::<diesel::sql_types::BigInt, _>(HISTORY_RUNS)
-    .bind::<crate::db::schema::sql_types::PgTaskStatus, _>(TaskStatus::Succeeded)
-    .load::<Expected>(conn)?
-    .into_iter()
-    .map(|e| (e.name, e.seconds))
-    .collect();
-    let learnt = Arc::new(learnt);
-    if let Ok(mut c) = cache().lock() {
-        if c.len() > 10_000 {
-            c.clear();
+    /// Drops the cached durations of `workflow_id` when they know nothing of `step` yet.
+    /// Further successes only refine a median, which the TTL takes care of; re-reading on every
+    /// success would cost a history query per event when many runs of one workflow are in flight.
+    fn forget_unless_known(&self, workflow_id: Uuid, step: &str) {
+        if let Ok(mut c) = self.learnt.lock()
+            && c.get(&workflow_id)
+                .is_some_and(|(_, d)| !d.contains_key(step))
+        {
+            c.remove(&workflow_id);
         }
-        c.insert(workflow_id, (Instant::now(), learnt.clone()));
     }
-    Ok(learnt)
-}
 
-/// Estimates `run_id` from the database (call inside the transaction that changed it).
-pub fn estimate(conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
-    estimate_with(conn, run_id, None)
-}
+    /// Expected seconds per step name of `workflow_id`: the median of each step's latest
+    /// [`HISTORY_WINDOW`] successful executions within the workflow's latest [`HISTORY_RUNS`] runs.
+    pub fn expected_durations(
+        &self,
+        conn: &mut PgConnection,
+        workflow_id: Uuid,
+    ) -> Result<Durations> {
+        if let Ok(c) = self.learnt.lock()
+            && let Some((at, d)) = c.get(&workflow_id)
+            && at.elapsed() < HISTORY_TTL
+        {
+            return Ok(d.clone());
+        }
+        let learnt = Arc::new(repo::history::learnt_durations(
+            conn,
+            workflow_id,
+            HISTORY_WINDOW,
+            HISTORY_RUNS,
+        )?);
+        if let Ok(mut c) = self.learnt.lock() {
+            if c.len() > CACHE_WORKFLOWS {
+                c.clear();
+            }
+            c.insert(workflow_id, (Instant::now(), learnt.clone()));
+        }
+        Ok(learnt)
+    }
 
-/// As [`estimate`], where `succeeded` names a step that just succeeded: if its duration was
-/// never learnt, the learnt durations are re-read at once instead of after the TTL.
-pub fn estimate_with(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    succeeded: Option<&str>,
-) -> Result<Estimate> {
-    let Some(run) = repo::runs::find(conn, run_id)? else {
-        return Ok(Estimate {
-            percent: 0.0,
-            eta_seconds: None,
-        });
-    };
-    if run.status().is_terminal() {
-        return Ok(Estimate {
-            percent: 100.0,
-            eta_seconds: Some(0.0),
-        });
+    /// Estimates `run_id` from the database (inside the transaction that changed it, if any).
+    pub fn estimate(&self, conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
+        self.estimate_with(conn, run_id, None)
     }
-    if let Some(step) = succeeded {
-        forget_unless_known(run.workflow_id, step);
+
+    /// As [`Self::estimate`], where `succeeded` names a step that just succeeded: if its
+    /// duration was never learnt, the learnt durations are re-read at once, not after the TTL.
+    pub fn estimate_with(
+        &self,
+        conn: &mut PgConnection,
+        run_id: Uuid,
+        succeeded: Option<&str>,
+    ) -> Result<Estimate> {
+        let Some(run) = repo::runs::find(conn, run_id)? else {
+            return Ok(Estimate {
+                percent: 0.0,
+                eta_seconds: None,
+            });
+        };
+        if run.status.is_terminal() {
+            return Ok(FINISHED);
+        }
+        if let Some(step) = succeeded {
+            self.forget_unless_known(run.workflow_id, step);
+        }
+        let expected = self.expected_durations(conn, run.workflow_id)?;
+        let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
+            .into_iter()
+            .map(|t| task_state(t, &expected))
+            .collect();
+        Ok(compute(&tasks, Utc::now()))
     }
-    let expected = expected_durations(conn, run.workflow_id)?;
-    let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
-        .into_iter()
-        .map(|t| task_state(t, &expected))
-        .collect();
-    Ok(compute(&tasks, Utc::now()))
+
+    /// Estimates of many runs as of one instant, for list pages: the runs and all their tasks
+    /// are read in one statement each, and learnt durations once per distinct workflow (and
+    /// then only when none are cached). Runs that do not exist are left out.
+    pub fn estimate_many(
+        &self,
+        conn: &mut PgConnection,
+        run_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Estimate>> {
+        let runs = repo::runs_batch::find_many(conn, run_ids)?;
+        let (ended, open): (Vec<_>, Vec<_>) =
+            runs.into_iter().partition(|r| r.status.is_terminal());
+        let mut out: HashMap<Uuid, Estimate> =
+            ended.into_iter().map(|r| (r.id, FINISHED)).collect();
+        let open_ids: Vec<Uuid> = open.iter().map(|r| r.id).collect();
+        let mut tasks_by_run: HashMap<Uuid, Vec<TaskRow>> = HashMap::new();
+        for t in repo::runs_batch::tasks_of_runs(conn, &open_ids)? {
+            tasks_by_run.entry(t.run_id).or_default().push(t);
+        }
+        let mut learnt: HashMap<Uuid, Durations> = HashMap::new();
+        let now = Utc::now();
+        for run in open {
+            let expected = match learnt.get(&run.workflow_id) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = self.expected_durations(conn, run.workflow_id)?;
+                    learnt.insert(run.workflow_id, d.clone());
+                    d
+                }
+            };
+            let tasks: Vec<TaskState> = tasks_by_run
+                .remove(&run.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| task_state(t, &expected))
+                .collect();
+            out.insert(run.id, compute(&tasks, now));
+        }
+        Ok(out)
+    }
 }
 
 fn task_state(t: TaskRow, expected: &HashMap<String, f64>) -> TaskState {
     TaskState {
         expected: expected.get(&t.name).copied(),
         progress: t.progress_percent.zip(t.progress_at),
-        status: t.status(),
+        status: t.status,
         name: t.name,
         depends_on: t.depends_on,
         started_at: t.started_at,
     }
-}
-
-/// What [`estimate`] gives for a run that has ended.
-const FINISHED: Estimate = Estimate {
-    percent: 100.0,
-    eta_seconds: Some(0.0),
-};
-
-/// Estimates of many runs as of one instant, for list pages: the runs and all their tasks are
-/// read in one statement each, and learnt durations once per distinct workflow (and then only
-/// when [`expected_durations`] has none cached). Runs that do not exist are left out.
-pub fn estimate_many(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<HashMap<Uuid, Estimate>> {
-    let runs = repo::runs_batch::find_many(conn, run_ids)?;
-    let (ended, open): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.status().is_terminal());
-    let mut out: HashMap<Uuid, Estimate> = ended.into_iter().map(|r| (r.id, FINISHED)).collect();
-    let open_ids: Vec<Uuid> = open.iter().map(|r| r.id).collect();
-    let mut tasks_by_run: HashMap<Uuid, Vec<TaskRow>> = HashMap::new();
-    for t in repo::runs_batch::tasks_of_runs(conn, &open_ids)? {
-        tasks_by_run.entry(t.run_id).or_default().push(t);
-    }
-    let mut learnt: HashMap<Uuid, Durations> = HashMap::new();
-    let now = Utc::now();
-    for run in open {
-        let expected = match learnt.get(&run.workflow_id) {
-            Some(d) => d.clone(),
-            None => {
-                let d = expected_durations(conn, run.workflow_id)?;
-                learnt.insert(run.workflow_id, d.clone());
-                d
-            }
-        };
-        let tasks: Vec<TaskState> = tasks_by_run
-            .remove(&run.id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| task_state(t, &expected))
-            .collect();
-        out.insert(run.id, compute(&tasks, now));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::repo;
 use crate::repo::events::NewEvent;
 use crate::repo::runs::TaskChange;
-use crate::runs::eta::estimate_with;
+use crate::runs::eta::Estimator;
 use crate::runs::{EventKind, EventStatus, RunEvent, RunStatus, TaskStatus};
 
 /// A run status change.
@@ -41,43 +41,54 @@ pub fn progress_reported(step: &str, percent: f64, message: String) -> NewEvent 
 /// Appends `ev` stamped with the run's percent and ETA as of this event: the estimate already
 /// accounts for the change the event describes (applied earlier in the transaction) or for the
 /// progress it reports. Call inside the transaction that made the change.
-pub fn record(conn: &mut PgConnection, run_id: Uuid, mut ev: NewEvent) -> Result<RunEvent> {
+pub fn record(
+    conn: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    mut ev: NewEvent,
+) -> Result<RunEvent> {
     let succeeded = ev
         .step
         .as_deref()
         .filter(|_| ev.kind == EventKind::Task && ev.status == Some(EventStatus::Succeeded));
-    let est = estimate_with(conn, run_id, succeeded)?;
-    ev.percent = est.percent;
-    ev.eta_seconds = est.eta_seconds;
+    let e = est.estimate_with(conn, run_id, succeeded)?;
+    ev.percent = e.percent;
+    ev.eta_seconds = e.eta_seconds;
     Ok(repo::events::append(conn, run_id, ev)?.into())
 }
 
 /// Applies `change` to task `step` and records `ev` about it.
 pub fn change_task(
     conn: &mut PgConnection,
+    est: &Estimator,
     run_id: Uuid,
     step: &str,
     change: &TaskChange,
     ev: NewEvent,
 ) -> Result<RunEvent> {
     repo::runs::update_task(conn, run_id, step, change)?;
-    record(conn, run_id, ev)
+    record(conn, est, run_id, ev)
 }
 
 /// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
 /// Returns the events to publish. Call inside a transaction (holding the lease, if any).
-pub fn cancel_remaining(conn: &mut PgConnection, run_id: Uuid, why: &str) -> Result<Vec<RunEvent>> {
+pub fn cancel_remaining(
+    conn: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    why: &str,
+) -> Result<Vec<RunEvent>> {
     let mut events = Vec::new();
     for t in repo::runs::tasks_of(conn, run_id)? {
         if !t.status.is_terminal() {
             let change = TaskChange::finished(TaskStatus::Cancelled, Some(why.to_string()));
             let ev = task_changed(&t.name, TaskStatus::Cancelled, Some(why.to_string()));
-            events.push(change_task(conn, run_id, &t.name, &change, ev)?);
+            events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
         }
     }
     if repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(why))? {
         let ev = run_changed(RunStatus::Cancelled, Some(why.to_string()));
-        events.push(record(conn, run_id, ev)?);
+        events.push(record(conn, est, run_id, ev)?);
     }
     Ok(events)
 }

@@ -3,6 +3,7 @@
 //! change, records its event, and publishes the event after commit. That is what makes each
 //! result recorded once however often a run is delivered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::{Connection, PgConnection};
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::repo;
 use crate::repo::runs::TaskChange;
 use crate::runs::dag::Node;
+use crate::runs::eta::Estimator;
 use crate::runs::events::{
     cancel_remaining, change_task, progress_reported, record, run_changed, task_changed,
 };
@@ -28,6 +30,7 @@ const WRITE_RETRIES: u32 = 10;
 pub struct Execution {
     db: Db,
     bus: EventBus,
+    est: Arc<Estimator>,
     run_id: Uuid,
     owner: String,
 }
@@ -70,13 +73,14 @@ impl Execution {
     pub async fn claim(
         db: Db,
         bus: EventBus,
+        est: Arc<Estimator>,
         run_id: Uuid,
         owner: String,
         lease: Duration,
     ) -> Result<Option<(Self, Claim)>> {
         let (o, secs) = (owner.clone(), lease.as_secs() as i64);
         let claimed = db
-            .run(move |c| repo::runs::claim(c, run_id, &o, secs))
+            .run(move |c| repo::leases::claim(c, run_id, &o, secs))
             .await?;
         Ok(claimed.map(|run| {
             let claim = Claim {
@@ -87,6 +91,7 @@ impl Execution {
             let exec = Self {
                 db,
                 bus,
+                est,
                 run_id,
                 owner,
             };
@@ -102,7 +107,7 @@ impl Execution {
     pub async fn renew(&self, lease: Duration) -> Result<Option<bool>> {
         let (id, o, secs) = (self.run_id, self.owner.clone(), lease.as_secs() as i64);
         self.db
-            .run(move |c| repo::runs::renew_lease(c, id, &o, secs))
+            .run(move |c| repo::leases::renew_lease(c, id, &o, secs))
             .await
     }
 
@@ -110,14 +115,14 @@ impl Execution {
     pub async fn release(&self) -> Result<()> {
         let (id, o) = (self.run_id, self.owner.clone());
         self.db
-            .run(move |c| repo::runs::release_lease(c, id, &o))
+            .run(move |c| repo::leases::release_lease(c, id, &o))
             .await
     }
 
     /// Starts or resumes the run: `queued` becomes `running`, and tasks a lost worker left
     /// `running` go back to `pending` (each visible as an event).
     pub async fn resume(&self) -> Result<Resumed> {
-        let run_id = self.run_id;
+        let (run_id, est) = (self.run_id, self.est.clone());
         self.write(move |conn| {
             let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
             let spec = repo::workflows::version(conn, run.workflow_id, run.version)?
@@ -125,7 +130,12 @@ impl Execution {
                 .spec()?;
             let mut events = Vec::new();
             if repo::runs::mark_running(conn, run_id)? {
-                events.push(record(conn, run_id, run_changed(RunStatus::Running, None))?);
+                events.push(record(
+                    conn,
+                    &est,
+                    run_id,
+                    run_changed(RunStatus::Running, None),
+                )?);
             }
             let mut tasks = Vec::new();
             for mut t in repo::runs::tasks_of(conn, run_id)? {
@@ -136,7 +146,7 @@ impl Execution {
                     );
                     let ev = task_changed(&t.name, TaskStatus::Pending, Some(why));
                     let change = TaskChange::to(TaskStatus::Pending);
-                    events.push(change_task(conn, run_id, &t.name, &change, ev)?);
+                    events.push(change_task(conn, &est, run_id, &t.name, &change, ev)?);
                     t.status = TaskStatus::Pending;
                 }
                 tasks.push(ResumedTask {
@@ -167,9 +177,12 @@ impl Execution {
 
     /// A note about a running step that changes nothing else (e.g. the executor is unreachable).
     pub async fn note(&self, step: &str, message: String) -> Result<()> {
-        let change = TaskChange::default();
-        self.change(step, change, TaskStatus::Running, Some(message))
-            .await
+        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
+        self.write(move |conn| {
+            let ev = task_changed(&step, TaskStatus::Running, Some(message.clone()));
+            Ok(((), vec![record(conn, &est, run_id, ev)?]))
+        })
+        .await
     }
 
     /// An attempt failed and another will follow: keep its log, say when the next one starts.
@@ -209,23 +222,26 @@ impl Execution {
 
     /// A running step reported its progress (`message` is already masked and bounded).
     pub async fn progress(&self, step: &str, percent: f64, message: String) -> Result<()> {
-        let (run_id, step) = (self.run_id, step.to_string());
+        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
         self.write(move |conn| {
             let ev = progress_reported(&step, percent, message.clone());
             let change = TaskChange::progress(percent);
-            Ok(((), vec![change_task(conn, run_id, &step, &change, ev)?]))
+            Ok((
+                (),
+                vec![change_task(conn, &est, run_id, &step, &change, ev)?],
+            ))
         })
         .await
     }
 
     /// The run ended with `status`; a no-op if it had already ended.
     pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
-        let run_id = self.run_id;
+        let (run_id, est) = (self.run_id, self.est.clone());
         self.write(move |conn| {
             if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
                 return Ok(((), vec![]));
             }
-            let ev = record(conn, run_id, run_changed(status, error.clone()))?;
+            let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
             Ok(((), vec![ev]))
         })
         .await
@@ -233,8 +249,8 @@ impl Execution {
 
     /// Records a user's cancellation: every task not yet finished, then the run.
     pub async fn cancel(&self, why: &str) -> Result<()> {
-        let (run_id, why) = (self.run_id, why.to_string());
-        self.write(move |conn| Ok(((), cancel_remaining(conn, run_id, &why)?)))
+        let (run_id, why, est) = (self.run_id, why.to_string(), self.est.clone());
+        self.write(move |conn| Ok(((), cancel_remaining(conn, &est, run_id, &why)?)))
             .await
     }
 
@@ -245,10 +261,13 @@ impl Execution {
         status: TaskStatus,
         message: Option<String>,
     ) -> Result<()> {
-        let (run_id, step) = (self.run_id, step.to_string());
+        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
         self.write(move |conn| {
             let ev = task_changed(&step, status, message.clone());
-            Ok(((), vec![change_task(conn, run_id, &step, &change, ev)?]))
+            Ok((
+                (),
+                vec![change_task(conn, &est, run_id, &step, &change, ev)?],
+            ))
         })
         .await
     }
@@ -268,7 +287,7 @@ impl Execution {
                 .db
                 .run(move |conn| {
                     conn.transaction::<_, Error, _>(|conn| {
-                        if !repo::runs::holds_lease(conn, run_id, &owner)? {
+                        if !repo::leases::holds_lease(conn, run_id, &owner)? {
                             return Err(Error::Conflict("run lease lost".into()));
                         }
                         f(conn)

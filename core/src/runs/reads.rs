@@ -9,7 +9,7 @@ use crate::auth::{Permission, Principal, rbac};
 use crate::error::Result;
 use crate::repo;
 use crate::runs::Task;
-use crate::runs::eta::{Estimate, estimate_many};
+use crate::runs::eta::Estimate;
 use crate::runs::service::RunService;
 
 impl RunService {
@@ -40,6 +40,7 @@ impl RunService {
     ) -> Result<HashMap<Uuid, Estimate>> {
         rbac::require(who, Permission::ReadRuns)?;
         let ids = run_ids.to_vec();
-        self.db.run(move |c| estimate_many(c, &ids)).await
+        let est = self.est.clone();
+        self.db.run(move |c| est.estimate_many(c, &ids)).await
     }
 }

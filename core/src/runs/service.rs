@@ -1,5 +1,7 @@
 //! Triggering and reading runs.
 
+use std::sync::Arc;
+
 use diesel::Connection;
 use uuid::Uuid;
 
@@ -11,7 +13,7 @@ use crate::queue::relay::Relay;
 use crate::repo;
 use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
-use crate::runs::eta::{Estimate, estimate};
+use crate::runs::eta::{Estimate, Estimator};
 use crate::runs::events::{cancel_remaining, record, run_changed};
 use crate::runs::{Run, RunEvent, RunStatus, Task, TaskStatus};
 
@@ -23,6 +25,7 @@ pub struct RunService {
     pub(super) db: Db,
     bus: EventBus,
     relay: Relay,
+    pub(super) est: Arc<Estimator>,
 }
 
 pub struct TriggerRequest {
@@ -33,8 +36,13 @@ pub struct TriggerRequest {
 }
 
 impl RunService {
-    pub fn new(db: Db, bus: EventBus, relay: Relay) -> Self {
-        Self { db, bus, relay }
+    pub fn new(db: Db, bus: EventBus, relay: Relay, est: Arc<Estimator>) -> Self {
+        Self {
+            db,
+            bus,
+            relay,
+            est,
+        }
     }
 
     /// Creates the run, its tasks, its first event and its outbox row in one transaction. The same
@@ -68,11 +76,12 @@ impl RunService {
         let wf_id = req.workflow_id;
         let no_cache = req.no_cache;
         let inputs2 = inputs.clone();
+        let est = self.est.clone();
         let outcome = self
             .db
             .run(move |conn| {
                 let attempt = conn.transaction::<_, Error, _>(|conn| {
-                    inner_trigger(conn, &who, wf_id, &inputs2, key.as_deref(), no_cache)
+                    inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache)
                 });
                 match attempt {
                     Ok(v) => Ok(v),
@@ -107,6 +116,7 @@ impl RunService {
     /// caller normally sees `cancelled`. Cancelling a finished run changes nothing.
     pub async fn cancel(&self, who: Option<&Principal>, id: Uuid) -> Result<Run> {
         let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let est = self.est.clone();
         let (run, events, notify) = self
             .db
             .run(move |conn| {
@@ -117,12 +127,12 @@ impl RunService {
                         return Ok((run, Vec::new(), false));
                     }
                     repo::runs::request_cancel(conn, id)?;
-                    if repo::runs::lease_live(conn, id)? {
+                    if repo::leases::lease_live(conn, id)? {
                         return Ok((run, Vec::new(), true));
                     }
                     let why = format!("cancelled by {}", who.email);
                     // Nobody is executing it: cancel every unfinished task, then the run.
-                    let events = cancel_remaining(conn, id, &why)?;
+                    let events = cancel_remaining(conn, &est, id, &why)?;
                     let run = repo::runs::find(conn, id)?.ok_or(Error::NotFound("run"))?;
                     Ok((run, events, false))
                 })
@@ -158,6 +168,7 @@ impl RunService {
         from_failed_step: bool,
     ) -> Result<Run> {
         let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let est = self.est.clone();
         let (run, ev) = self
             .db
             .run(move |conn| {
@@ -176,6 +187,7 @@ impl RunService {
                         let message = Some(format!("retry of run {id}"));
                         return create_run(
                             conn,
+                            &est,
                             &who,
                             &wf,
                             run.version,
@@ -200,7 +212,7 @@ impl RunService {
                     }
                     repo::runs::requeue(conn, id)?;
                     let message = Some(format!("retry from failed steps by {}", who.email));
-                    enqueue(conn, id, message)
+                    enqueue(conn, &est, id, message)
                 })
             })
             .await?;
@@ -234,7 +246,8 @@ impl RunService {
     /// Percent done and ETA of a run as of now.
     pub async fn estimate(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Estimate> {
         rbac::require(who, Permission::ReadRuns)?;
-        self.db.run(move |c| estimate(c, run_id)).await
+        let est = self.est.clone();
+        self.db.run(move |c| est.estimate(c, run_id)).await
     }
 
     pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<Task>> {
@@ -259,6 +272,7 @@ fn same_inputs(existing: &RunRow, inputs: &serde_json::Value) -> Result<()> {
 
 fn inner_trigger(
     conn: &mut diesel::PgConnection,
+    est: &Estimator,
     who: &Principal,
     workflow_id: Uuid,
     inputs: &serde_json::Value,
@@ -275,6 +289,7 @@ fn inner_trigger(
     wf.ensure_active()?;
     let (run, ev) = create_run(
         conn,
+        est,
         who,
         &wf,
         wf.current_version,
@@ -290,6 +305,7 @@ fn inner_trigger(
 #[allow(clippy::too_many_arguments)]
 fn create_run(
     conn: &mut diesel::PgConnection,
+    est: &Estimator,
     who: &Principal,
     wf: &WorkflowRow,
     version: i32,
@@ -320,16 +336,17 @@ fn create_run(
         .map(|s| (s.name.clone(), s.depends_on.clone()))
         .collect();
     repo::runs::insert_tasks(conn, run_id, &steps)?;
-    enqueue(conn, run_id, message)
+    enqueue(conn, est, run_id, message)
 }
 
 /// Records the run's `queued` event and its outbox row; returns the run as it now stands.
 fn enqueue(
     conn: &mut diesel::PgConnection,
+    est: &Estimator,
     run_id: Uuid,
     message: Option<String>,
 ) -> Result<(RunRow, RunEvent)> {
-    let ev = record(conn, run_id, run_changed(RunStatus::Queued, message))?;
+    let ev = record(conn, est, run_id, run_changed(RunStatus::Queued, message))?;
     crate::queue::enqueue(conn, run_id)?;
     let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
     Ok((run, ev))

@@ -13,7 +13,7 @@ use crate::bus::EventHub;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
-use crate::runs::eta::estimate;
+use crate::runs::eta::Estimator;
 use crate::runs::{EventKind, RunEvent};
 
 /// With no live event for this long, a subscriber checks Postgres for events whose publish was
@@ -25,11 +25,12 @@ const PAGE: i64 = 500;
 pub struct ProgressService {
     db: Db,
     hub: EventHub,
+    est: Arc<Estimator>,
 }
 
 impl ProgressService {
-    pub fn new(db: Db, hub: EventHub) -> Self {
-        Self { db, hub }
+    pub fn new(db: Db, hub: EventHub, est: Arc<Estimator>) -> Self {
+        Self { db, hub, est }
     }
 
     pub fn hub(&self) -> &EventHub {
@@ -68,7 +69,8 @@ impl ProgressService {
         let snapshot = match after_seq {
             Some(_) => None,
             None => {
-                let est = self.db.run(move |c| estimate(c, run_id)).await?;
+                let e = self.est.clone();
+                let est = self.db.run(move |c| e.estimate(c, run_id)).await?;
                 // The run's state now, when the subscriber gives no `afterSeq`.
                 Some(RunEvent {
                     run_id,
