@@ -172,10 +172,12 @@ impl View {
             }
         }
         if self.plain {
+            // Enum values (`PROGRESS`, `RUNNING`) read better in lower case on a terminal.
             println!(
                 "#{seq} {kind} {step}{status} {pct}% {eta}{msg}",
                 seq = e["seq"],
-                kind = e["kind"].as_str().unwrap_or_default(),
+                kind = e["kind"].as_str().unwrap_or_default().to_lowercase(),
+                status = status.to_lowercase(),
                 step = e["step"]
                     .as_str()
                     .map(|s| format!("{s} "))
@@ -275,11 +277,12 @@ async fn watch(api: &Api, run_id: &str, plain: bool) -> Result<bool> {
             }
         }
     };
-    view.run.finish_with_message(status.clone());
+    let shown = status.to_lowercase();
+    view.run.finish_with_message(shown.clone());
     for bar in view.steps.values() {
         bar.finish();
     }
-    eprintln!("run {run_id}: {status}");
+    eprintln!("run {run_id}: {shown}");
     Ok(status == "SUCCEEDED")
 }
 

@@ -495,3 +495,22 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A 4-step diamond a -> (b, c) -> d that passes a file along, as the benchmarks run it.
+pub fn diamond() -> Value {
+    json!([
+        {"name": "a", "image": "alpine", "run": "echo a > $TMS_OUT/a"},
+        {"name": "b", "image": "alpine", "dependsOn": ["a"], "run": "cat $TMS_IN/a/a"},
+        {"name": "c", "image": "alpine", "dependsOn": ["a"], "run": "cat $TMS_IN/a/a"},
+        {"name": "d", "image": "alpine", "dependsOn": ["b", "c"], "run": "true"}
+    ])
+}
+
+/// The benchmarks' system: the api and one worker with 8 step slots.
+pub async fn bench_env() -> Result<TestEnv> {
+    TestEnv::start_with(EnvOptions::worker_env(vec![(
+        "TMS_WORKER_CONCURRENCY".into(),
+        "8".into(),
+    )]))
+    .await
+}

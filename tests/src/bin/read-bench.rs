@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use tms_tests::{EnvOptions, TestEnv};
 
 const QUERY: &str = "{ runs(first: 20) { edges { node { id status createdAt finishedAt \
     percent etaSeconds workflow { name } tasks { name status attempt exitCode } } } } }";
@@ -21,21 +20,9 @@ async fn main() -> anyhow::Result<()> {
     let runs: usize = tms_tests::env_or("READ_RUNS", 200);
     let connections: usize = tms_tests::env_or("WRK_CONNECTIONS", 16);
     let seconds: u64 = tms_tests::env_or("WRK_SECONDS", 15);
-    let env = TestEnv::start_with(EnvOptions::worker_env(vec![(
-        "TMS_WORKER_CONCURRENCY".into(),
-        "8".into(),
-    )]))
-    .await?;
+    let env = tms_tests::bench_env().await?;
     let wf = env
-        .create_workflow(
-            "bench-read",
-            json!([
-                {"name": "a", "image": "alpine", "run": "true"},
-                {"name": "b", "image": "alpine", "dependsOn": ["a"], "run": "true"},
-                {"name": "c", "image": "alpine", "dependsOn": ["a"], "run": "true"},
-                {"name": "d", "image": "alpine", "dependsOn": ["b", "c"], "run": "true"}
-            ]),
-        )
+        .create_workflow("bench-read", tms_tests::diamond())
         .await?;
     let mut ids = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -5,9 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use tms_tests::{EnvOptions, TestEnv};
-
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -29,21 +26,9 @@ fn summary(name: &str, mut d: Vec<Duration>) {
 async fn main() -> anyhow::Result<()> {
     let sequential: usize = tms_tests::env_or("BENCH_SEQUENTIAL", 30);
     let burst: usize = tms_tests::env_or("BENCH_BURST", 100);
-    let env = TestEnv::start_with(EnvOptions::worker_env(vec![(
-        "TMS_WORKER_CONCURRENCY".into(),
-        "8".into(),
-    )]))
-    .await?;
+    let env = tms_tests::bench_env().await?;
     let wf = env
-        .create_workflow(
-            "bench-diamond",
-            json!([
-                {"name": "a", "image": "alpine", "run": "echo a > $TMS_OUT/a"},
-                {"name": "b", "image": "alpine", "dependsOn": ["a"], "run": "cat $TMS_IN/a/a"},
-                {"name": "c", "image": "alpine", "dependsOn": ["a"], "run": "cat $TMS_IN/a/a"},
-                {"name": "d", "image": "alpine", "dependsOn": ["b", "c"], "run": "true"}
-            ]),
-        )
+        .create_workflow("bench-diamond", tms_tests::diamond())
         .await?;
 
     // Warm-up run (connections, page cache).
