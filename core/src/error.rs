@@ -159,7 +159,8 @@ impl From<diesel::result::Error> for Error {
                 tracing::warn!(detail = %info.message(), "serialization failure");
                 Error::Conflict("a concurrent update interfered; retry".into())
             }
-            other => Error::Internal(format!("database: {other}")),
+            // The whole chain: e.g. a field that failed to deserialize says which value it met.
+            other => Error::Internal(format!("database: {}", report(&other))),
         }
     }
 }

@@ -1,0 +1,302 @@
+//! The execution handle against the real Postgres and Redis `scripts/test` provides: every
+//! transition writes under the lease with exactly one event, a lost lease writes nothing, a
+//! resumed run re-queues interrupted attempts, and a stored state the code does not know is an
+//! error rather than a guess.
+
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use tms_core::Error;
+use tms_core::auth::jwt::JwtKeys;
+use tms_core::auth::service::{AuthService, bootstrap_admin};
+use tms_core::bus::{EventBus, lazy_connection};
+use tms_core::db::Db;
+use tms_core::queue::relay::Relay;
+use tms_core::repo;
+use tms_core::runs::eta::Estimator;
+use tms_core::runs::execution::{Execution, TaskEnd};
+use tms_core::runs::service::{RunService, TriggerRequest};
+use tms_core::runs::{EventKind, EventStatus, RunStatus, TaskStatus};
+use tms_core::workflows::service::WorkflowService;
+use tms_core::workflows::{StepSpec, WorkflowInput};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
+    })
+}
+
+struct Setup {
+    db: Db,
+    bus: EventBus,
+    url: String,
+    run_id: Uuid,
+}
+
+/// A fresh migrated database with one queued run of a two-step chain a -> b.
+async fn setup() -> Setup {
+    let admin = env("TMS_TEST_DATABASE_URL");
+    let name = format!("tms_exec_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create database");
+    let url = format!("{}/{name}", admin.rsplit_once('/').expect("database url").0);
+    let db = Db::new(&url, 4).expect("pool");
+    db.migrate().await.expect("migrate");
+    let redis = lazy_connection(&env("TMS_TEST_REDIS_URL")).expect("redis");
+    let bus = EventBus::new(redis.clone());
+    let queue = format!("q-{}", Uuid::new_v4().simple());
+    let relay = Relay::new(db.clone(), redis, &queue);
+    let auth = AuthService::new(
+        db.clone(),
+        JwtKeys::new(b"execution-test-secret-execution-test", 600).expect("keys"),
+    );
+    assert!(
+        bootstrap_admin(&db, "a@exec.test", "password-for-tests")
+            .await
+            .expect("admin")
+    );
+    let token = auth
+        .login("a@exec.test", "password-for-tests")
+        .await
+        .expect("login")
+        .access_token;
+    let who = auth.authenticate(&token).await.expect("principal");
+    let step = |name: &str, deps: &[&str]| StepSpec {
+        name: name.into(),
+        image: "alpine:3.20".into(),
+        run: Some("true".into()),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    };
+    let wf = WorkflowService::new(db.clone())
+        .create(
+            Some(&who),
+            WorkflowInput {
+                name: "chain".into(),
+                description: None,
+                steps: vec![step("a", &[]), step("b", &["a"])],
+            },
+        )
+        .await
+        .expect("workflow");
+    let runs = RunService::new(db.clone(), bus.clone(), relay, Estimator::new());
+    let req = TriggerRequest {
+        workflow_id: wf.id,
+        inputs: None,
+        idempotency_key: None,
+        no_cache: false,
+    };
+    let run = runs.trigger(Some(&who), req).await.expect("trigger");
+    Setup {
+        db,
+        bus,
+        url,
+        run_id: run.id,
+    }
+}
+
+impl Setup {
+    async fn claim(&self, owner: &str) -> Option<Execution> {
+        Execution::claim(
+            self.db.clone(),
+            self.bus.clone(),
+            Estimator::new(),
+            self.run_id,
+            owner.into(),
+            LEASE,
+        )
+        .await
+        .expect("claim")
+        .map(|(exec, _)| exec)
+    }
+
+    /// `(kind, status, step)` of every event so far, in sequence order, checking that the
+    /// sequence numbers run 1, 2, 3… without a gap.
+    async fn events(&self) -> Vec<(EventKind, Option<EventStatus>, Option<String>)> {
+        let id = self.run_id;
+        let rows = self
+            .db
+            .run(move |c| repo::events::after(c, id, 0, 1000))
+            .await
+            .expect("events");
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>());
+        rows.into_iter()
+            .map(|r| (r.kind, r.status, r.step))
+            .collect()
+    }
+
+    async fn task(&self, name: &'static str) -> repo::runs::TaskRow {
+        let id = self.run_id;
+        let tasks = self
+            .db
+            .run(move |c| repo::runs::tasks_of(c, id))
+            .await
+            .expect("tasks");
+        tasks.into_iter().find(|t| t.name == name).expect("task")
+    }
+
+    fn sql(&self, statement: &str) {
+        let mut conn = PgConnection::establish(&self.url).expect("connect");
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+fn task_event(status: EventStatus, step: &str) -> (EventKind, Option<EventStatus>, Option<String>) {
+    (EventKind::Task, Some(status), Some(step.into()))
+}
+
+#[tokio::test]
+async fn each_transition_writes_under_the_lease_with_exactly_one_event() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("first claim");
+    assert!(s.claim("w2").await.is_none(), "a live lease is exclusive");
+
+    let resumed = exec.resume().await.expect("resume");
+    assert_eq!(resumed.spec.steps.len(), 2);
+    let names: Vec<_> = resumed.tasks.iter().map(|t| t.node.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(
+        resumed
+            .tasks
+            .iter()
+            .all(|t| t.node.status == TaskStatus::Pending)
+    );
+
+    exec.start_attempt("a", 1).await.expect("start a");
+    exec.progress("a", 50.0, "50% half".into())
+        .await
+        .expect("progress");
+    assert_eq!(s.task("a").await.progress_percent, Some(50.0));
+    let ok = TaskEnd {
+        status: TaskStatus::Succeeded,
+        exit_code: Some(0),
+        log_tail: "done\n".into(),
+        error: None,
+    };
+    exec.finish_task("a", ok).await.expect("finish a");
+    exec.start_attempt("b", 1).await.expect("start b");
+    exec.note("b", "executor unavailable".into())
+        .await
+        .expect("note");
+    let failed = TaskEnd {
+        status: TaskStatus::Failed,
+        exit_code: Some(3),
+        log_tail: "boom\n".into(),
+        error: Some("exited with code 3".into()),
+    };
+    exec.finish_task("b", failed).await.expect("finish b");
+    exec.finish_run(RunStatus::Failed, Some("step `b` failed".into()))
+        .await
+        .expect("finish run");
+
+    let a = s.task("a").await;
+    assert_eq!(
+        (a.status, a.attempt, a.log_tail.as_str()),
+        (TaskStatus::Succeeded, 1, "done\n")
+    );
+    let b = s.task("b").await;
+    assert_eq!((b.status, b.exit_code), (TaskStatus::Failed, Some(3)));
+    assert_eq!(
+        s.events().await,
+        vec![
+            (EventKind::Run, Some(EventStatus::Queued), None),
+            (EventKind::Run, Some(EventStatus::Running), None),
+            task_event(EventStatus::Running, "a"),
+            (
+                EventKind::Progress,
+                Some(EventStatus::Running),
+                Some("a".into())
+            ),
+            task_event(EventStatus::Succeeded, "a"),
+            task_event(EventStatus::Running, "b"),
+            task_event(EventStatus::Running, "b"),
+            task_event(EventStatus::Failed, "b"),
+            (EventKind::Run, Some(EventStatus::Failed), None),
+        ]
+    );
+
+    // The run has ended and its lease with it: nothing more is written.
+    let late = exec.note("b", "too late".into()).await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    assert_eq!(s.events().await.len(), 9);
+}
+
+#[tokio::test]
+async fn a_lost_lease_refuses_the_write_and_writes_nothing() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    let before = s.events().await.len();
+    s.sql(&format!(
+        "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
+        s.run_id
+    ));
+    let res = exec.start_attempt("a", 1).await;
+    assert!(matches!(res, Err(Error::Conflict(_))), "{res:?}");
+    let a = s.task("a").await;
+    assert_eq!((a.status, a.attempt), (TaskStatus::Pending, 0));
+    assert_eq!(s.events().await.len(), before);
+    assert_eq!(
+        exec.renew(LEASE).await.expect("renew"),
+        None,
+        "lease is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_run_requeues_interrupted_attempts_and_keeps_their_count() {
+    let s = setup().await;
+    let first = s.claim("w1").await.expect("claim");
+    first.resume().await.expect("resume");
+    first.start_attempt("a", 1).await.expect("start a");
+    // w1 dies: its lease runs out.
+    s.sql(&format!(
+        "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id = '{}'",
+        s.run_id
+    ));
+    let second = s.claim("w2").await.expect("an expired lease can be taken");
+    let resumed = second.resume().await.expect("resume");
+    let a = resumed
+        .tasks
+        .iter()
+        .find(|t| t.node.name == "a")
+        .expect("a");
+    assert_eq!((a.node.status, a.attempt), (TaskStatus::Pending, 1));
+    let last = s.events().await.pop().expect("events");
+    assert_eq!(last, task_event(EventStatus::Pending, "a"));
+    // The worker that lost the run can no longer write to it.
+    let stale = first.start_attempt("a", 2).await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_stored_state_is_an_error_not_a_guess() {
+    let s = setup().await;
+    // A newer release added a state this code does not know.
+    s.sql("ALTER TYPE run_status ADD VALUE 'paused'");
+    s.sql(&format!(
+        "UPDATE runs SET status = 'paused' WHERE id = '{}'",
+        s.run_id
+    ));
+    let id = s.run_id;
+    let read = s.db.run(move |c| repo::runs::find(c, id)).await;
+    match read {
+        Err(Error::Internal(detail)) => assert!(detail.contains("paused"), "{detail}"),
+        other => panic!("expected an internal error naming the value, got {other:?}"),
+    }
+    // Nor can a value the database does not know be written.
+    let mut conn = PgConnection::establish(&s.url).expect("connect");
+    let bad = diesel::sql_query(format!(
+        "UPDATE tasks SET status = 'done' WHERE run_id = '{id}'"
+    ))
+    .execute(&mut conn);
+    assert!(bad.is_err(), "the database accepted an unknown task status");
+}
