@@ -4,7 +4,9 @@
 //! figures (requests/s, latency percentiles).
 //!
 //! Run with `scripts/bench read` (starts Postgres and Redis, builds in release mode).
-//! Settings: READ_RUNS (runs seeded, 200), WRK_CONNECTIONS (16), WRK_SECONDS (15).
+//! Settings: READ_RUNS (runs seeded, 200), WRK_CONNECTIONS (16), WRK_SECONDS (15),
+//! READ_SHAPE=flat for the shape `../shared/peer-bench/postgraphile` measures (the run's own
+//! columns and its progress, nothing nested).
 
 use std::process::Command;
 use std::time::Duration;
@@ -12,14 +14,17 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-const QUERY: &str = "{ runs(first: 20) { edges { node { id status createdAt finishedAt \
+const NESTED: &str = "{ runs(first: 20) { edges { node { id status createdAt finishedAt \
     percent etaSeconds workflow { name } tasks { name status attempt exitCode } } } } }";
+const FLAT: &str = "{ runs(first: 20) { edges { node { id status createdAt percent } } } }";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let runs: usize = tms_tests::env_or("READ_RUNS", 200);
     let connections: usize = tms_tests::env_or("WRK_CONNECTIONS", 16);
     let seconds: u64 = tms_tests::env_or("WRK_SECONDS", 15);
+    let shape: String = tms_tests::env_or("READ_SHAPE", "nested".to_string());
+    let query = if shape == "flat" { FLAT } else { NESTED };
     let env = tms_tests::bench_env().await?;
     let wf = env
         .create_workflow("bench-read", tms_tests::diamond())
@@ -32,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         env.wait_run(id, Duration::from_secs(120)).await?;
     }
     // One request by hand: the page must be complete and error-free before it is measured.
-    let page = env.gql(QUERY, json!({})).await?;
+    let page = env.gql(query, json!({})).await?;
     let edges = page["runs"]["edges"].as_array().map(Vec::len).unwrap_or(0);
     if edges != 20 {
         bail!("expected a full page of 20 runs, got {edges}: {page}");
@@ -42,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tms-read-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let script = dir.join("runs.lua");
-    let body = serde_json::to_string(&json!({ "query": QUERY }))?;
+    let body = serde_json::to_string(&json!({ "query": query }))?;
     std::fs::write(
         &script,
         format!(
@@ -52,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     )?;
     println!(
-        "== TMS read benchmark: runs(first: 20) with workflow, tasks, percent, ETA; {runs} runs stored =="
+        "== TMS read benchmark: runs(first: 20), {shape} ({query}); {runs} runs stored, {connections} connections =="
     );
     let out = Command::new("wrk")
         .args([
