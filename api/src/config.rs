@@ -63,4 +63,11 @@ pub struct ApiConfig {
     /// Password of that admin (≥ 12 characters).
     #[arg(long, env = "TMS_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_admin_password: Option<String>,
+
+    /// Browser origins (comma-separated, e.g. `https://console.example.com`) allowed to open a
+    /// WebSocket besides the api's own host. Upgrades without an `Origin` header (non-browser
+    /// clients) are always allowed.
+    #[arg(long, env = "TMS_ALLOWED_ORIGINS", value_delimiter = ',',
+          value_parser = crate::origin::Origin::parse)]
+    pub allowed_origins: Vec<crate::origin::Origin>,
 }

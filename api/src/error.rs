@@ -20,6 +20,13 @@ pub fn to_gql(e: Error) -> async_graphql::Error {
     let message = e.public_message();
     async_graphql::Error::new(message).extend_with(|_, ext| {
         ext.set("code", code);
+        if let Error::QueryLimit { limit, max, field } = &e {
+            ext.set("limit", *limit);
+            ext.set("max", *max as u64);
+            if let Some(field) = field {
+                ext.set("field", *field);
+            }
+        }
         if let Error::Validation(fields) = &e {
             if let Some(first) = fields.first() {
                 ext.set("field", first.field.as_str());

@@ -1,20 +1,19 @@
 //! HTTP routes: GraphQL (POST, GraphiQL on GET), health and readiness.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use async_graphql::BatchRequest;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
+use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::health;
 
-use crate::context::RequestAuth;
 use crate::error::ensure_codes;
 use crate::graphql::TmsSchema;
+use crate::graphql::deferred_auth::PendingAuth;
+use crate::graphql::limits::{MAX_BATCH, refusal};
 use crate::state::Services;
-
-/// Largest GraphQL document accepted, in bytes.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +22,8 @@ pub struct AppState {
     pub db: Db,
     pub bus: EventBus,
     pub production: bool,
+    /// `TMS_ALLOWED_ORIGINS`: browser origins, besides the api's own, that may open a WebSocket.
+    pub allowed_origins: std::sync::Arc<Vec<crate::origin::Origin>>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -41,24 +42,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn graphql(
     state: web::Data<AppState>,
     http: HttpRequest,
-    req: GraphQLRequest,
+    req: GraphQLBatchRequest,
 ) -> HttpResponse {
-    let mut req = req.into_inner();
-    if req.query.len() > MAX_DOCUMENT_BYTES {
-        let resp = async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
-            format!("document exceeds {MAX_DOCUMENT_BYTES} bytes"),
-            None,
-        )]);
-        return HttpResponse::PayloadTooLarge().json(ensure_codes(resp));
-    }
-    let header = http
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let auth = RequestAuth::from_header(&state.services.auth, header).await;
-    let loaders = crate::graphql::loaders::for_request(&state.services, &auth);
-    req = req.data(auth).data(loaders);
-    let resp = ensure_codes(state.schema.execute(req).await);
+    // The token is resolved by `DeferredAuth` after the limits have passed, so that a refused
+    // request costs no database statement.
+    let pending = PendingAuth(
+        http.headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    );
+    let resp = match req.into_inner() {
+        BatchRequest::Single(one) => {
+            let resp = state.schema.execute(one.data(pending)).await;
+            async_graphql::BatchResponse::Single(ensure_codes(resp))
+        }
+        BatchRequest::Batch(many) if many.len() > MAX_BATCH => {
+            let refused = async_graphql::Response::from_errors(vec![refusal("batch", MAX_BATCH)]);
+            async_graphql::BatchResponse::Single(ensure_codes(refused))
+        }
+        BatchRequest::Batch(many) => {
+            let mut out = Vec::with_capacity(many.len());
+            // One after the other: a batch must not take more of the pool than a request.
+            for one in many {
+                let resp = state.schema.execute(one.data(pending.clone())).await;
+                out.push(ensure_codes(resp));
+            }
+            async_graphql::BatchResponse::Batch(out)
+        }
+    };
     GraphQLResponse::from(resp).respond(&http)
 }
 

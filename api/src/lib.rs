@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod origin;
 pub mod state;
 pub mod ws;
 
@@ -88,6 +89,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         db,
         bus,
         production: cfg.common.production,
+        allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
     };
 
     let server = HttpServer::new(move || {

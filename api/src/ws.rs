@@ -37,6 +37,16 @@ pub async fn graphql_ws(
     req: HttpRequest,
     body: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
+    // An `Origin` that is not text cannot match anything: it is refused, not taken as absent.
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let host = req.headers().get("host").and_then(|v| v.to_str().ok());
+    if !crate::origin::upgrade_allowed(origin, host, &state.allowed_origins) {
+        tracing::warn!(?origin, "refused a WebSocket upgrade from a foreign origin");
+        return Ok(HttpResponse::Forbidden().body("origin not allowed"));
+    }
     let protocol = req
         .headers()
         .get("sec-websocket-protocol")

@@ -26,6 +26,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_OIDC_REDIRECT_URL",
     "TMS_OIDC_GROUP_ROLES",
     "TMS_PRODUCTION",
+    "TMS_ALLOWED_ORIGINS",
     "TMS_QUEUE",
     "TMS_DB_POOL_SIZE",
     "TMS_BUILD_PROFILE",

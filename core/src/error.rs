@@ -14,6 +14,9 @@ pub enum ErrorCode {
     Conflict,
     Unavailable,
     SlowConsumer,
+    /// A request exceeded one of the GraphQL limits (depth, complexity, page size, aliases,
+    /// document size, batch size) and was refused before any resolver ran.
+    QueryLimit,
     Internal,
 }
 
@@ -27,6 +30,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
+            ErrorCode::QueryLimit => "QUERY_LIMIT",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -75,6 +79,14 @@ pub enum Error {
         "subscriber too slow: dropped after falling behind; resubscribe with afterSeq to resume"
     )]
     SlowConsumer,
+    /// The request exceeded `limit` (a stable name such as `depth` or `pageSize`), whose maximum
+    /// is `max`; `field` names the argument at fault when there is one (`first`).
+    #[error("query exceeds the {limit} limit of {max}")]
+    QueryLimit {
+        limit: &'static str,
+        max: usize,
+        field: Option<&'static str>,
+    },
     /// A bug or unexpected state; the detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -120,6 +132,7 @@ impl Error {
             Error::Conflict(_) | Error::Duplicate(_) => ErrorCode::Conflict,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::SlowConsumer => ErrorCode::SlowConsumer,
+            Error::QueryLimit { .. } => ErrorCode::QueryLimit,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -137,6 +150,14 @@ impl Error {
 
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn query_limit(limit: &'static str, max: usize) -> Self {
+        Error::QueryLimit {
+            limit,
+            max,
+            field: None,
+        }
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {

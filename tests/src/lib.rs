@@ -106,6 +106,8 @@ pub struct EnvOptions {
     pub redis_url: Option<String>,
     pub start_worker: bool,
     pub worker_env: Vec<(String, String)>,
+    /// Settings for the api on top of the harness's (e.g. `TMS_PRODUCTION`).
+    pub api_env: Vec<(String, String)>,
 }
 
 impl Default for EnvOptions {
@@ -114,6 +116,7 @@ impl Default for EnvOptions {
             redis_url: None,
             start_worker: true,
             worker_env: Vec::new(),
+            api_env: Vec::new(),
         }
     }
 }
@@ -149,6 +152,7 @@ pub struct TestEnv {
     dir: tempdir::Dir,
     http: reqwest::Client,
     pub token: Option<String>,
+    api_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -175,6 +179,7 @@ impl TestEnv {
                 .timeout(Duration::from_secs(30))
                 .build()?,
             token: None,
+            api_env: opts.api_env.clone(),
         };
         env.start_api()?;
         env.wait_ready(&format!("http://127.0.0.1:{}/readyz", env.api_port), "api")
@@ -217,6 +222,7 @@ impl TestEnv {
             .env("TMS_JWT_SECRET", "test-secret-test-secret-test-secret-0123")
             .env("TMS_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("TMS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(self.api_env.iter().map(|(k, v)| (k, v)))
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()

@@ -26,13 +26,18 @@ pub fn decode_cursor(kind: &str, cursor: &str) -> Result<String, Error> {
 pub const DEFAULT_PAGE: i32 = 20;
 pub const MAX_PAGE: i32 = 100;
 
+/// A page over `MAX_PAGE` is a limit (`QUERY_LIMIT`), one under 1 a plain input mistake
+/// (`VALIDATION`). The limits extension refuses oversized pages before any resolver runs; this
+/// check is the backstop for a `first` it cannot see statically.
 pub fn page_size(first: Option<i32>) -> Result<i64, Error> {
     match first {
         None => Ok(DEFAULT_PAGE as i64),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n as i64),
-        Some(_) => Err(Error::field(
-            "first",
-            format!("must be between 1 and {MAX_PAGE}"),
-        )),
+        Some(n) if n > MAX_PAGE => Err(Error::QueryLimit {
+            limit: "pageSize",
+            max: MAX_PAGE as usize,
+            field: Some("first"),
+        }),
+        Some(n) if n >= 1 => Ok(n as i64),
+        Some(_) => Err(Error::field("first", "must be at least 1")),
     }
 }

@@ -1,7 +1,9 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
+pub mod deferred_auth;
 pub mod events;
 pub mod ids;
+pub mod limits;
 pub mod loaders;
 pub mod mutation;
 pub mod query;
@@ -15,10 +17,7 @@ use crate::state::Services;
 
 pub type TmsSchema = Schema<query::QueryRoot, mutation::MutationRoot, events::SubscriptionRoot>;
 
-pub const MAX_DEPTH: usize = 12;
-pub const MAX_COMPLEXITY: usize = 2_000;
-pub const MAX_RECURSIVE_DEPTH: usize = 32;
-pub const MAX_DIRECTIVES: usize = 10;
+pub use limits::{MAX_COMPLEXITY, MAX_DEPTH, MAX_DIRECTIVES, MAX_RECURSIVE_DEPTH};
 
 pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, events::SubscriptionRoot>
 {
@@ -29,16 +28,18 @@ pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, even
     )
 }
 
-/// The schema as served: services attached, limits on, introspection off in production.
+/// The schema as served: services attached, limits on (depth and complexity are checked by
+/// [`limits::Limits`] so their refusals carry `QUERY_LIMIT`), and in production neither
+/// introspection nor "did you mean" suggestions, which would map the schema for an attacker.
 pub fn build(services: Services, production: bool) -> TmsSchema {
     let mut b = builder()
         .data(services)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
+        .extension(limits::Limits)
+        .extension(deferred_auth::DeferredAuth)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
         .limit_directives(MAX_DIRECTIVES);
     if production {
-        b = b.disable_introspection();
+        b = b.disable_introspection().disable_suggestions();
     }
     b.finish()
 }

@@ -1,0 +1,180 @@
+//! The GraphQL limits, enforced in an async-graphql extension so that HTTP, batches and
+//! WebSocket subscriptions all pass through them before any resolver (and so any database
+//! statement) runs. Every refusal carries `extensions.code = QUERY_LIMIT`, `extensions.limit`
+//! naming the limit and `extensions.max` its value.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
+};
+use async_graphql::{Positioned, ServerError, ServerResult, ValidationResult, Value, Variables};
+use tms_core::Error;
+
+use crate::error::to_gql;
+use crate::graphql::ids::MAX_PAGE;
+
+/// Deepest selection nesting accepted; the deepest legitimate console query is about 6.
+pub const MAX_DEPTH: usize = 12;
+/// Complexity (one per field, connection fields weighted by their page) accepted.
+pub const MAX_COMPLEXITY: usize = 2_000;
+/// Aliases per document: aliases are how one request multiplies an expensive field.
+pub const MAX_ALIASES: usize = 30;
+/// Bytes of the query string, checked before parsing so a huge document costs no parse.
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024;
+/// Operations in one HTTP batch.
+pub const MAX_BATCH: usize = 10;
+/// Nesting the parser-level recursion guard accepts (fragments and lists included).
+pub const MAX_RECURSIVE_DEPTH: usize = 32;
+/// Directives on one field.
+pub const MAX_DIRECTIVES: usize = 10;
+
+/// The refusal for one limit, as a GraphQL error.
+pub fn refusal(limit: &'static str, max: usize) -> ServerError {
+    server_error(Error::query_limit(limit, max))
+}
+
+fn page_refusal() -> ServerError {
+    server_error(Error::QueryLimit {
+        limit: "pageSize",
+        max: MAX_PAGE as usize,
+        field: Some("first"),
+    })
+}
+
+/// A refusal concerns the whole document, so it points at no location (rather than 0:0).
+fn server_error(e: Error) -> ServerError {
+    let mut err = to_gql(e).into_server_error(Default::default());
+    err.locations.clear();
+    err
+}
+
+/// Installs [`LimitsExtension`] on a schema.
+pub struct Limits;
+
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension)
+    }
+}
+
+pub struct LimitsExtension;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for LimitsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if query.len() > MAX_DOCUMENT_BYTES {
+            return Err(refusal("documentBytes", MAX_DOCUMENT_BYTES));
+        }
+        let doc = next
+            .run(ctx, query, variables)
+            .await
+            .map_err(library_limit)?;
+        check_document(&doc, variables)?;
+        Ok(doc)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        // The library computes depth and complexity during validation; checking them here
+        // (rather than with `limit_depth`/`limit_complexity`, whose errors carry no code)
+        // gives the refusal its code while still running before execution.
+        let result = next.run(ctx).await?;
+        if result.depth > MAX_DEPTH {
+            return Err(vec![refusal("depth", MAX_DEPTH)]);
+        }
+        if result.complexity > MAX_COMPLEXITY {
+            return Err(vec![refusal("complexity", MAX_COMPLEXITY)]);
+        }
+        Ok(result)
+    }
+}
+
+/// The parser's own guards (recursion depth, directives per field) fail with code-less
+/// messages; give them the limit code too.
+fn library_limit(e: ServerError) -> ServerError {
+    if e.message.starts_with("The recursion depth") {
+        refusal("recursiveDepth", MAX_RECURSIVE_DEPTH)
+    } else if e.message.contains("directives") && e.message.contains("greater than") {
+        refusal("directives", MAX_DIRECTIVES)
+    } else {
+        e
+    }
+}
+
+/// Counts aliases and checks every `first` argument (literal or variable) in all operations
+/// and fragments of the document.
+fn check_document(doc: &ExecutableDocument, variables: &Variables) -> ServerResult<()> {
+    let mut walk = Walk {
+        variables,
+        aliases: 0,
+    };
+    match &doc.operations {
+        DocumentOperations::Single(op) => walk.selection_set(&op.node.selection_set)?,
+        DocumentOperations::Multiple(ops) => {
+            for op in ops.values() {
+                walk.selection_set(&op.node.selection_set)?;
+            }
+        }
+    }
+    for fragment in doc.fragments.values() {
+        walk.selection_set(&fragment.node.selection_set)?;
+    }
+    Ok(())
+}
+
+struct Walk<'a> {
+    variables: &'a Variables,
+    aliases: usize,
+}
+
+impl Walk<'_> {
+    // Recursion is bounded: the parser's recursion guard has already refused deeper documents.
+    fn selection_set(&mut self, set: &Positioned<SelectionSet>) -> ServerResult<()> {
+        for item in &set.node.items {
+            match &item.node {
+                Selection::Field(field) => self.field(&field.node)?,
+                Selection::InlineFragment(f) => self.selection_set(&f.node.selection_set)?,
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, field: &Field) -> ServerResult<()> {
+        if field.alias.is_some() {
+            self.aliases += 1;
+            if self.aliases > MAX_ALIASES {
+                return Err(refusal("aliases", MAX_ALIASES));
+            }
+        }
+        for (name, value) in &field.arguments {
+            if name.node.as_str() != "first" {
+                continue;
+            }
+            // A variable without a value (its default applies) resolves to an error here and
+            // is left to `ids::page_size`, which refuses it before the page is read.
+            let resolved = value
+                .node
+                .clone()
+                .into_const_with(|var| self.variables.get(&var).cloned().ok_or(()));
+            if matches!(resolved, Ok(Value::Number(n)) if n.as_i64().is_none_or(|n| n > MAX_PAGE as i64))
+            {
+                return Err(page_refusal());
+            }
+        }
+        self.selection_set(&field.selection_set)
+    }
+}
