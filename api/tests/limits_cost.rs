@@ -107,6 +107,12 @@ fn cases() -> Vec<Case> {
             max: 100,
         },
         Case {
+            name: "first variable default",
+            body: one("query($n: Int = 500) { runs(first: $n) { nodes { id } } }".into()),
+            limit: "pageSize",
+            max: 100,
+        },
+        Case {
             name: "aliases",
             body: one(aliases(MAX_ALIASES + 1)),
             limit: "aliases",

@@ -3,6 +3,7 @@
 //! statement) runs. Every refusal carries `extensions.code = QUERY_LIMIT`, `extensions.limit`
 //! naming the limit and `extensions.max` its value.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::extensions::{
@@ -11,7 +12,9 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, Field, Selection, SelectionSet,
 };
-use async_graphql::{Positioned, ServerError, ServerResult, ValidationResult, Value, Variables};
+use async_graphql::{
+    Name, Positioned, ServerError, ServerResult, ValidationResult, Value, Variables,
+};
 use tms_core::Error;
 
 use crate::error::to_gql;
@@ -117,8 +120,19 @@ fn library_limit(e: ServerError) -> ServerError {
 /// Counts aliases and checks every `first` argument (literal or variable) in all operations
 /// and fragments of the document.
 fn check_document(doc: &ExecutableDocument, variables: &Variables) -> ServerResult<()> {
+    // A variable the request leaves out takes its default, which is checked the same way.
+    let defaults = doc
+        .operations
+        .iter()
+        .flat_map(|(_, op)| op.node.variable_definitions.iter())
+        .filter_map(|def| {
+            let value = def.node.default_value.as_ref()?;
+            Some((def.node.name.node.clone(), value.node.clone()))
+        })
+        .collect();
     let mut walk = Walk {
         variables,
+        defaults,
         aliases: 0,
     };
     match &doc.operations {
@@ -137,6 +151,7 @@ fn check_document(doc: &ExecutableDocument, variables: &Variables) -> ServerResu
 
 struct Walk<'a> {
     variables: &'a Variables,
+    defaults: HashMap<Name, Value>,
     aliases: usize,
 }
 
@@ -164,12 +179,15 @@ impl Walk<'_> {
             if name.node.as_str() != "first" {
                 continue;
             }
-            // A variable without a value (its default applies) resolves to an error here and
-            // is left to `ids::page_size`, which refuses it before the page is read.
-            let resolved = value
-                .node
-                .clone()
-                .into_const_with(|var| self.variables.get(&var).cloned().ok_or(()));
+            // A variable with neither a value nor a default resolves to an error: `first` is
+            // then absent and the default page applies.
+            let resolved = value.node.clone().into_const_with(|var| {
+                self.variables
+                    .get(&var)
+                    .or_else(|| self.defaults.get(&var))
+                    .cloned()
+                    .ok_or(())
+            });
             if matches!(resolved, Ok(Value::Number(n)) if n.as_i64().is_none_or(|n| n > MAX_PAGE as i64))
             {
                 return Err(page_refusal());
