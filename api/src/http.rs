@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
 use serde_json::json;
+use tms_core::auth::RequestMeta;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::health;
@@ -55,11 +56,28 @@ async fn graphql(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let auth = RequestAuth::from_header(&state.services.auth, header).await;
+    let meta = request_meta(&http);
+    let mut auth = RequestAuth::from_header(&state.services.auth, header).await;
+    if let Some(p) = auth.principal.as_mut() {
+        p.meta = meta.clone();
+    }
     let loaders = crate::graphql::loaders::for_request(&state.services, &auth);
-    req = req.data(auth).data(loaders);
+    req = req.data(auth).data(loaders).data(meta);
     let resp = ensure_codes(state.schema.execute(req).await);
     GraphQLResponse::from(resp).respond(&http)
+}
+
+/// The peer address (never a forwarding header a client could forge) and user agent, for the
+/// audit log.
+fn request_meta(http: &HttpRequest) -> RequestMeta {
+    RequestMeta {
+        ip: http.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: http
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
 }
 
 async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
