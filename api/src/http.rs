@@ -5,6 +5,7 @@ use async_graphql::BatchRequest;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
+use tms_core::auth::RequestMeta;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::health;
@@ -46,12 +47,14 @@ async fn graphql(
 ) -> HttpResponse {
     // The token is resolved by `DeferredAuth` after the limits have passed, so that a refused
     // request costs no database statement.
-    let pending = PendingAuth(
-        http.headers()
+    let pending = PendingAuth {
+        header: http
+            .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-    );
+        meta: request_meta(&http),
+    };
     let resp = match req.into_inner() {
         BatchRequest::Single(one) => {
             let resp = state.schema.execute(one.data(pending)).await;
@@ -72,6 +75,19 @@ async fn graphql(
         }
     };
     GraphQLResponse::from(resp).respond(&http)
+}
+
+/// The peer address (never a forwarding header a client could forge) and user agent, for the
+/// audit log.
+fn request_meta(http: &HttpRequest) -> RequestMeta {
+    RequestMeta {
+        ip: http.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: http
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect()),
+    }
 }
 
 async fn graphiql(state: web::Data<AppState>) -> HttpResponse {

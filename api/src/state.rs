@@ -1,5 +1,6 @@
 //! The services the transport layer calls, built once per process.
 
+use tms_core::audit::AuditService;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::AuthService;
 use tms_core::bus::{EventBus, EventHub};
@@ -16,6 +17,7 @@ pub struct Services {
     pub workflows: WorkflowService,
     pub runs: RunService,
     pub progress: ProgressService,
+    pub audit: AuditService,
 }
 
 impl Services {
@@ -27,6 +29,7 @@ impl Services {
             workflows: WorkflowService::new(db.clone()),
             runs: RunService::new(db.clone(), bus, relay, est.clone()),
             progress: ProgressService::new(db.clone(), hub, est),
+            audit: AuditService::new(db.clone()),
         }
     }
 }

@@ -152,7 +152,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
     assert!(bootstrap_admin(&db, EMAIL, PASSWORD).await.expect("admin"));
     let token = services
         .auth
-        .login(EMAIL, PASSWORD)
+        .login(EMAIL, PASSWORD, &Default::default())
         .await
         .expect("login")
         .access_token;

@@ -75,7 +75,7 @@ async fn deployment(runs: usize) -> Deployment {
     assert!(bootstrap_admin(&db, EMAIL, PASSWORD).await.expect("admin"));
     let token = services
         .auth
-        .login(EMAIL, PASSWORD)
+        .login(EMAIL, PASSWORD, &Default::default())
         .await
         .expect("login")
         .access_token;

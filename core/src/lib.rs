@@ -1,6 +1,7 @@
 //! Shared library of TMS: domain types and services, persistence, queue payloads, event bus,
 //! configuration and auth primitives used by both the api and the worker.
 
+pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod config;

@@ -61,7 +61,7 @@ async fn setup() -> Setup {
             .expect("admin")
     );
     let token = auth
-        .login("a@exec.test", "password-for-tests")
+        .login("a@exec.test", "password-for-tests", &Default::default())
         .await
         .expect("login")
         .access_token;

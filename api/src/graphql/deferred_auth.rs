@@ -6,13 +6,20 @@ use std::sync::Arc;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::{Data, Response};
 
+use tms_core::auth::RequestMeta;
+
 use crate::context::RequestAuth;
 use crate::state::Services;
 
-/// The raw `Authorization` header of an HTTP request, put into the request data in place of a
-/// resolved [`RequestAuth`]; [`DeferredAuth`] resolves it just before execution.
+/// The raw `Authorization` header of an HTTP request and where the request came from, put into
+/// the request data in place of a resolved [`RequestAuth`]; [`DeferredAuth`] resolves it just
+/// before execution.
 #[derive(Clone, Debug, Default)]
-pub struct PendingAuth(pub Option<String>);
+pub struct PendingAuth {
+    pub header: Option<String>,
+    /// Peer address and user agent, for the audit log.
+    pub meta: RequestMeta,
+}
 
 /// Installs [`DeferredAuthExtension`] on a schema.
 pub struct DeferredAuth;
@@ -40,10 +47,14 @@ impl Extension for DeferredAuthExtension {
         else {
             return next.run(ctx, operation_name).await;
         };
-        let auth = RequestAuth::from_header(&services.auth, pending.0.as_deref()).await;
+        let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
+        if let Some(p) = auth.principal.as_mut() {
+            p.meta = pending.meta.clone();
+        }
         let mut data = Data::default();
         data.insert(crate::graphql::loaders::for_request(services, &auth));
         data.insert(auth);
+        data.insert(pending.meta.clone());
         next.run_with_data(ctx, operation_name, data).await
     }
 }

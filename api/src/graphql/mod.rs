@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
+pub mod audit;
 pub mod deferred_auth;
 pub mod events;
 pub mod ids;

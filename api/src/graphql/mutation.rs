@@ -1,6 +1,7 @@
 //! The root mutation type.
 
 use async_graphql::{Context, ID, Json, Object, Result};
+use tms_core::auth::RequestMeta;
 use tms_core::runs::service::TriggerRequest;
 
 use crate::context::caller;
@@ -22,7 +23,8 @@ impl MutationRoot {
         password: String,
     ) -> Result<AuthPayload> {
         let svc = ctx.data_unchecked::<Services>();
-        let pair = svc.auth.login(&email, &password).await.gql()?;
+        let meta = ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default();
+        let pair = svc.auth.login(&email, &password, &meta).await.gql()?;
         Ok(AuthPayload {
             access_token: pair.access_token,
             refresh_token: None,
@@ -35,7 +37,10 @@ impl MutationRoot {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
         // Authorization comes before looking at the input, so a viewer learns nothing from errors.
-        tms_core::auth::rbac::require(who, tms_core::auth::Permission::WriteWorkflows).gql()?;
+        svc.audit
+            .require(who, tms_core::auth::Permission::WriteWorkflows)
+            .await
+            .gql()?;
         let input = input.into_core().gql()?;
         Ok(Workflow(svc.workflows.create(who, input).await.gql()?))
     }
@@ -49,7 +54,10 @@ impl MutationRoot {
     ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
-        tms_core::auth::rbac::require(who, tms_core::auth::Permission::WriteWorkflows).gql()?;
+        svc.audit
+            .require(who, tms_core::auth::Permission::WriteWorkflows)
+            .await
+            .gql()?;
         let id = parse_id(&id, "id")?;
         let input = input.into_core().gql()?;
         Ok(Workflow(svc.workflows.update(who, id, input).await.gql()?))

@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, Object, Result};
 
 use crate::context::caller;
 use crate::error::GqlResult;
+use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
 use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
@@ -88,5 +89,22 @@ impl QueryRoot {
             .map(|w| parse_id(&w, "workflowId"))
             .transpose()?;
         list_runs(ctx, first, after, wf, status).await
+    }
+
+    /// Security events, newest first (auditors and admins).
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        action: Option<String>,
+        actor_id: Option<ID>,
+    ) -> Result<AuditEventConnection> {
+        audit::audit_log(ctx, first, after, action, actor_id).await
+    }
+
+    /// Recomputes the audit log's hash chain and reports the first broken link.
+    async fn verify_audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChainReport> {
+        audit::verify_chain(ctx).await
     }
 }

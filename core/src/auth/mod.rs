@@ -7,6 +7,6 @@ pub mod rbac;
 pub mod service;
 pub mod user;
 
-pub use principal::{Principal, Role};
+pub use principal::{Principal, RequestMeta, Role};
 pub use rbac::Permission;
 pub use user::User;

@@ -48,12 +48,21 @@ impl FromStr for Role {
     }
 }
 
+/// Where a request came from, as the transport saw it: recorded in the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
 /// The authenticated caller of one request, resolved from a verified access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: Uuid,
     pub email: String,
     pub roles: Vec<Role>,
+    /// Filled in by the transport; empty when it does not know.
+    pub meta: RequestMeta,
 }
 
 impl Principal {

@@ -74,6 +74,7 @@ mod tests {
             user_id: Uuid::nil(),
             email: "x@y".into(),
             roles: roles.to_vec(),
+            meta: Default::default(),
         }
     }
 

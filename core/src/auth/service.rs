@@ -3,7 +3,10 @@
 use uuid::Uuid;
 
 use crate::auth::jwt::JwtKeys;
-use crate::auth::{Permission, Principal, Role, User, password, rbac};
+use diesel::Connection;
+
+use crate::audit::{self, Action, AuditEntry, Outcome};
+use crate::auth::{Permission, Principal, RequestMeta, Role, User, password};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
@@ -24,10 +27,17 @@ impl AuthService {
         Self { db, keys }
     }
 
-    /// Verifies email and password; every failure looks the same to the caller.
-    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair> {
+    /// Verifies email and password; every failure looks the same to the caller. Both outcomes
+    /// are audited: a failure with the attempted email, never the password.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
         let email = email.trim().to_string();
         let pw = password.to_string();
+        let meta = meta.clone();
         let user = self
             .db
             .run(move |c| {
@@ -43,7 +53,19 @@ impl AuthService {
                         false
                     }
                 };
-                Ok(if ok { user } else { None })
+                let user = if ok { user } else { None };
+                let entry = match &user {
+                    Some(u) => AuditEntry {
+                        actor_id: Some(u.id),
+                        actor_email: Some(u.email.clone()),
+                        ..AuditEntry::anonymous(Action::AuthLogin, format!("user:{}", u.id), &meta)
+                    },
+                    None => AuditEntry::anonymous(Action::AuthLogin, "login", &meta)
+                        .outcome(Outcome::Failure)
+                        .detail(serde_json::json!({ "email": email })),
+                };
+                c.transaction::<_, Error, _>(|c| audit::append(c, entry))?;
+                Ok(user)
             })
             .await?;
         let user = user.ok_or(Error::Unauthenticated("invalid email or password"))?;
@@ -69,11 +91,14 @@ impl AuthService {
             user_id: user.id,
             email: user.email,
             roles,
+            meta: RequestMeta::default(),
         })
     }
 
     pub async fn me(&self, who: Option<&Principal>) -> Result<User> {
-        let id = rbac::require(who, Permission::ReadSelf)?.user_id;
+        let id = audit::require(&self.db, who, Permission::ReadSelf)
+            .await?
+            .user_id;
         self.db
             .run(move |c| repo::users::find(c, id))
             .await?
@@ -105,7 +130,6 @@ pub async fn bootstrap_admin(db: &Db, email: &str, pw: &str) -> Result<bool> {
     let email = email.trim().to_string();
     let hash = password::hash(pw)?;
     db.run(move |c| {
-        use diesel::Connection;
         c.transaction::<bool, Error, _>(|c| {
             use diesel::RunQueryDsl;
             // Serialise concurrent bootstraps (several api instances starting together).

@@ -17,6 +17,14 @@ pub mod sql_types {
     #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "event_status"))]
     pub struct PgEventStatus;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "audit_action"))]
+    pub struct PgAuditAction;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "audit_outcome"))]
+    pub struct PgAuditOutcome;
 }
 
 diesel::table! {
@@ -136,6 +144,27 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::{PgAuditAction, PgAuditOutcome};
+
+    audit_log (seq) {
+        seq -> Int8,
+        at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        api_token_id -> Nullable<Uuid>,
+        actor_email -> Nullable<Text>,
+        action -> PgAuditAction,
+        resource -> Text,
+        outcome -> PgAuditOutcome,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        detail -> Jsonb,
+        prev_hash -> Text,
+        hash -> Text,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::auth::{Permission, Principal, rbac};
+use crate::auth::{Permission, Principal};
 use crate::error::Result;
 use crate::repo;
 use crate::runs::Task;
@@ -19,7 +19,7 @@ impl RunService {
         who: Option<&Principal>,
         run_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<Task>>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
         let ids = run_ids.to_vec();
         let rows = self
             .db
@@ -38,7 +38,7 @@ impl RunService {
         who: Option<&Principal>,
         run_ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Estimate>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
         let ids = run_ids.to_vec();
         let est = self.est.clone();
         self.db.run(move |c| est.estimate_many(c, &ids)).await

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use diesel::Connection;
 use uuid::Uuid;
 
-use crate::auth::{Permission, Principal, rbac};
+use crate::audit::{self, Action, AuditEntry};
+use crate::auth::{Permission, Principal};
 use crate::bus::EventBus;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -48,7 +49,9 @@ impl RunService {
     /// Creates the run, its tasks, its first event and its outbox row in one transaction. The same
     /// idempotency key on the same workflow returns the existing run.
     pub async fn trigger(&self, who: Option<&Principal>, req: TriggerRequest) -> Result<Run> {
-        let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let who = audit::require(&self.db, who, Permission::OperateRuns)
+            .await?
+            .clone();
         let inputs = req.inputs.unwrap_or_else(|| serde_json::json!({}));
         if !inputs.is_object() {
             return Err(Error::field("inputs", "must be a JSON object"));
@@ -81,7 +84,13 @@ impl RunService {
             .db
             .run(move |conn| {
                 let attempt = conn.transaction::<_, Error, _>(|conn| {
-                    inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache)
+                    let (run, ev) =
+                        inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache)?;
+                    // An idempotent replay starts nothing, so it records nothing.
+                    if ev.is_some() {
+                        audit_run(conn, &who, Action::RunTrigger, &run, None)?;
+                    }
+                    Ok((run, ev))
                 });
                 match attempt {
                     Ok(v) => Ok(v),
@@ -115,7 +124,9 @@ impl RunService {
     /// does (which stops its running steps at once). Waits briefly for the run to end, so the
     /// caller normally sees `cancelled`. Cancelling a finished run changes nothing.
     pub async fn cancel(&self, who: Option<&Principal>, id: Uuid) -> Result<Run> {
-        let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let who = audit::require(&self.db, who, Permission::OperateRuns)
+            .await?
+            .clone();
         let est = self.est.clone();
         let (run, events, notify) = self
             .db
@@ -127,6 +138,7 @@ impl RunService {
                         return Ok((run, Vec::new(), false));
                     }
                     repo::runs::request_cancel(conn, id)?;
+                    audit_run(conn, &who, Action::RunCancel, &run, None)?;
                     if repo::leases::lease_live(conn, id)? {
                         return Ok((run, Vec::new(), true));
                     }
@@ -167,7 +179,9 @@ impl RunService {
         id: Uuid,
         from_failed_step: bool,
     ) -> Result<Run> {
-        let who = rbac::require(who, Permission::OperateRuns)?.clone();
+        let who = audit::require(&self.db, who, Permission::OperateRuns)
+            .await?
+            .clone();
         let est = self.est.clone();
         let (run, ev) = self
             .db
@@ -185,7 +199,7 @@ impl RunService {
                             .ok_or(Error::NotFound("workflow"))?;
                         wf.ensure_active()?;
                         let message = Some(format!("retry of run {id}"));
-                        return create_run(
+                        let (new_run, ev) = create_run(
                             conn,
                             &est,
                             &who,
@@ -195,7 +209,9 @@ impl RunService {
                             None,
                             run.no_cache,
                             message,
-                        );
+                        )?;
+                        audit_run(conn, &who, Action::RunRetry, &new_run, Some(id))?;
+                        return Ok((new_run, ev));
                     }
                     if run.status() == RunStatus::Succeeded {
                         return Err(Error::Conflict(
@@ -211,6 +227,7 @@ impl RunService {
                         }
                     }
                     repo::runs::requeue(conn, id)?;
+                    audit_run(conn, &who, Action::RunRetry, &run, Some(id))?;
                     let message = Some(format!("retry from failed steps by {}", who.email));
                     enqueue(conn, &est, id, message)
                 })
@@ -222,7 +239,7 @@ impl RunService {
     }
 
     pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<Run>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        audit::require(&self.db, who, Permission::ReadRuns).await?;
         let row = self.db.run(move |c| repo::runs::find(c, id)).await?;
         Ok(row.map(Run::from))
     }
@@ -235,7 +252,7 @@ impl RunService {
         workflow_id: Option<Uuid>,
         status: Option<RunStatus>,
     ) -> Result<Vec<Run>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        audit::require(&self.db, who, Permission::ReadRuns).await?;
         let rows = self
             .db
             .run(move |c| repo::runs::list(c, before, limit, workflow_id, status))
@@ -245,19 +262,37 @@ impl RunService {
 
     /// Percent done and ETA of a run as of now.
     pub async fn estimate(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Estimate> {
-        rbac::require(who, Permission::ReadRuns)?;
+        audit::require(&self.db, who, Permission::ReadRuns).await?;
         let est = self.est.clone();
         self.db.run(move |c| est.estimate(c, run_id)).await
     }
 
     pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<Task>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        audit::require(&self.db, who, Permission::ReadRuns).await?;
         let rows = self
             .db
             .run(move |c| repo::runs::tasks_of(c, run_id))
             .await?;
         Ok(rows.into_iter().map(Task::from).collect())
     }
+}
+
+/// Records `action` on `run` in the caller's transaction; `retry_of` names the run retried.
+fn audit_run(
+    conn: &mut diesel::PgConnection,
+    who: &Principal,
+    action: Action,
+    run: &RunRow,
+    retry_of: Option<Uuid>,
+) -> Result<i64> {
+    let mut detail = serde_json::json!({ "workflowId": run.workflow_id, "version": run.version });
+    if let Some(of) = retry_of {
+        detail["retryOf"] = serde_json::json!(of);
+    }
+    audit::append(
+        conn,
+        AuditEntry::by(who, action, format!("run:{}", run.id)).detail(detail),
+    )
 }
 
 fn same_inputs(existing: &RunRow, inputs: &serde_json::Value) -> Result<()> {

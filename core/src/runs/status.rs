@@ -56,6 +56,9 @@ macro_rules! state_enum {
     };
 }
 
+/// Shared with the audit log's action and outcome enums.
+pub(crate) use state_enum;
+
 state_enum!(RunStatus as PgRunStatus {
     Queued => "queued",
     Running => "running",

@@ -8,7 +8,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use crate::auth::{Permission, Principal, rbac};
+use crate::auth::{Permission, Principal};
 use crate::bus::EventHub;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ impl ProgressService {
         run_id: Uuid,
         after_seq: Option<i64>,
     ) -> Result<impl Stream<Item = Result<RunEvent>> + Send + use<>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
         if after_seq.is_some_and(|s| s < 0) {
             return Err(Error::field("afterSeq", "must not be negative"));
         }
@@ -165,7 +165,7 @@ impl ProgressService {
         who: Option<&Principal>,
         workflow_id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Result<RunEvent>> + Send + use<>> {
-        rbac::require(who, Permission::ReadRuns)?;
+        crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
         let mut live = self.hub.subscribe();
         Ok(async_stream::try_stream! {
             loop {

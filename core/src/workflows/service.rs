@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use diesel::Connection;
 use uuid::Uuid;
 
-use crate::auth::{Permission, Principal, rbac};
+use crate::audit::{self, Action, AuditEntry};
+use crate::auth::{Permission, Principal};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
@@ -24,20 +25,33 @@ fn name_taken(name: &str) -> Error {
     )])
 }
 
+/// How the audit log names a workflow.
+fn resource(id: Uuid) -> String {
+    format!("workflow:{id}")
+}
+
 impl WorkflowService {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
 
     pub async fn create(&self, who: Option<&Principal>, input: WorkflowInput) -> Result<Workflow> {
-        let who = rbac::require(who, Permission::WriteWorkflows)?.user_id;
+        let who = audit::require(&self.db, who, Permission::WriteWorkflows)
+            .await?
+            .clone();
         validate_workflow(&input).map_err(Error::Validation)?;
         self.db
             .run(move |conn| {
                 let spec = WorkflowSpec { steps: input.steps };
                 let desc = input.description.as_deref().unwrap_or("");
                 conn.transaction::<_, Error, _>(|conn| {
-                    repo::workflows::insert(conn, &input.name, desc, &spec, who)
+                    let wf = repo::workflows::insert(conn, &input.name, desc, &spec, who.user_id)?;
+                    let entry = AuditEntry::by(&who, Action::WorkflowCreate, resource(wf.id))
+                        .detail(
+                            serde_json::json!({ "name": wf.name, "version": wf.current_version }),
+                        );
+                    audit::append(conn, entry)?;
+                    Ok(wf)
                 })
                 .map_err(|e| match e {
                     Error::Duplicate(_) => name_taken(&input.name),
@@ -55,7 +69,9 @@ impl WorkflowService {
         id: Uuid,
         input: WorkflowInput,
     ) -> Result<Workflow> {
-        let who = rbac::require(who, Permission::WriteWorkflows)?.user_id;
+        let who = audit::require(&self.db, who, Permission::WriteWorkflows)
+            .await?
+            .clone();
         validate_workflow(&input).map_err(Error::Validation)?;
         self.db
             .run(move |conn| {
@@ -76,8 +92,11 @@ impl WorkflowService {
                         &WorkflowSpec {
                             steps: input.steps.clone(),
                         },
-                        who,
+                        who.user_id,
                     )?;
+                    let entry = AuditEntry::by(&who, Action::WorkflowUpdate, resource(id))
+                        .detail(serde_json::json!({ "name": input.name, "version": next }));
+                    audit::append(conn, entry)?;
                     repo::workflows::set_current(
                         conn,
                         id,
@@ -98,21 +117,30 @@ impl WorkflowService {
     }
 
     pub async fn archive(&self, who: Option<&Principal>, id: Uuid) -> Result<Workflow> {
-        rbac::require(who, Permission::WriteWorkflows)?;
+        let who = audit::require(&self.db, who, Permission::WriteWorkflows)
+            .await?
+            .clone();
         self.db
             .run(move |conn| {
-                let wf = repo::workflows::find(conn, id)?.ok_or(Error::NotFound("workflow"))?;
-                if wf.archived_at.is_some() {
-                    return Ok(wf);
-                }
-                repo::workflows::archive(conn, id)
+                conn.transaction::<_, Error, _>(|conn| {
+                    let wf = repo::workflows::find(conn, id)?.ok_or(Error::NotFound("workflow"))?;
+                    if wf.archived_at.is_some() {
+                        // Nothing changes, so nothing is recorded.
+                        return Ok(wf);
+                    }
+                    let wf = repo::workflows::archive(conn, id)?;
+                    let entry = AuditEntry::by(&who, Action::WorkflowArchive, resource(id))
+                        .detail(serde_json::json!({ "name": wf.name }));
+                    audit::append(conn, entry)?;
+                    Ok(wf)
+                })
             })
             .await
             .map(Workflow::from)
     }
 
     pub async fn get(&self, who: Option<&Principal>, id: Uuid) -> Result<Option<Workflow>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         let row = self.db.run(move |c| repo::workflows::find(c, id)).await?;
         Ok(row.map(Workflow::from))
     }
@@ -124,7 +152,7 @@ impl WorkflowService {
         limit: i64,
         include_archived: bool,
     ) -> Result<Vec<Workflow>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         let rows = self
             .db
             .run(move |c| repo::workflows::list(c, after.as_deref(), limit, include_archived))
@@ -138,7 +166,7 @@ impl WorkflowService {
         id: Uuid,
         version: i32,
     ) -> Result<Option<WorkflowVersion>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         self.db
             .run(move |c| repo::workflows::version(c, id, version))
             .await?
@@ -151,7 +179,7 @@ impl WorkflowService {
         who: Option<&Principal>,
         id: Uuid,
     ) -> Result<Vec<WorkflowVersion>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         let rows = self
             .db
             .run(move |c| repo::workflows::versions(c, id))
@@ -165,7 +193,7 @@ impl WorkflowService {
         who: Option<&Principal>,
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Workflow>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         let ids = ids.to_vec();
         let rows = self
             .db
@@ -183,7 +211,7 @@ impl WorkflowService {
         who: Option<&Principal>,
         keys: &[(Uuid, i32)],
     ) -> Result<HashMap<(Uuid, i32), WorkflowVersion>> {
-        rbac::require(who, Permission::ReadWorkflows)?;
+        audit::require(&self.db, who, Permission::ReadWorkflows).await?;
         let keys = keys.to_vec();
         let rows = self
             .db
