@@ -2,8 +2,9 @@
 //! through the real HTTP handler and schema, with a valid token, on the Postgres `scripts/test`
 //! provides, and the pool's statement counter must not move.
 
+mod common;
+
 use actix_web::{App, test, web};
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use tms_api::graphql::limits::{
     MAX_ALIASES, MAX_BATCH, MAX_COMPLEXITY, MAX_DEPTH, MAX_DOCUMENT_BYTES,
@@ -13,31 +14,11 @@ use tms_api::state::Services;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::bootstrap_admin;
 use tms_core::bus::{EventBus, EventHub, lazy_connection};
-use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
 use tokio_util::sync::CancellationToken;
 
 const EMAIL: &str = "admin@limits.test";
 const PASSWORD: &str = "admin-password-for-tests";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
-    })
-}
-
-async fn fresh_db() -> Db {
-    let admin = env("TMS_TEST_DATABASE_URL");
-    let name = format!("tms_lim_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .expect("create database");
-    let base = admin.rsplit_once('/').expect("database url").0;
-    let db = Db::new(&format!("{base}/{name}"), 2).expect("pool");
-    db.migrate().await.expect("migrate");
-    db
-}
 
 /// `runs → nodes → workflow → runs …` nested `levels` times: depth 3 per level.
 pub fn deep(levels: usize) -> String {
@@ -135,8 +116,8 @@ fn cases() -> Vec<Case> {
 
 #[actix_web::test]
 async fn limits_refuse_every_over_limit_request_before_any_database_statement() {
-    let db = fresh_db().await;
-    let redis_url = env("TMS_TEST_REDIS_URL");
+    let db = common::fresh_db("tms_lim", 2).await;
+    let redis_url = common::env("TMS_TEST_REDIS_URL");
     let redis = lazy_connection(&redis_url).expect("redis");
     let stop = CancellationToken::new();
     let hub = EventHub::start(&redis_url, 64, stop.clone()).expect("event hub");

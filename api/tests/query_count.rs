@@ -1,8 +1,9 @@
 //! A page of runs with its nested fields costs a fixed number of SQL statements, whatever its
 //! size: counted on the real schema, real services and the Postgres `scripts/test` provides.
 
+mod common;
+
 use async_graphql::{Request, Variables};
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use tms_api::context::RequestAuth;
 use tms_api::graphql::loaders;
@@ -28,26 +29,6 @@ const EXPECTED_STATEMENTS: u64 = 8;
 const PAGE: &str = "{ runs(first: 100) { edges { node { id status \
     workflow { name steps { name } } tasks { name status } percent etaSeconds } } } }";
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
-    })
-}
-
-/// A fresh, migrated database on the test cluster.
-async fn fresh_db() -> Db {
-    let admin = env("TMS_TEST_DATABASE_URL");
-    let name = format!("tms_qc_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .expect("create database");
-    let base = admin.rsplit_once('/').expect("database url").0;
-    let db = Db::new(&format!("{base}/{name}"), 4).expect("pool");
-    db.migrate().await.expect("migrate");
-    db
-}
-
 struct Deployment {
     db: Db,
     services: Services,
@@ -59,8 +40,8 @@ struct Deployment {
 /// The real services on a fresh database, with one workflow of three steps and `runs` queued
 /// runs of it (no worker: every run stays queued with pending tasks).
 async fn deployment(runs: usize) -> Deployment {
-    let db = fresh_db().await;
-    let redis_url = env("TMS_TEST_REDIS_URL");
+    let db = common::fresh_db("tms_qc", 4).await;
+    let redis_url = common::env("TMS_TEST_REDIS_URL");
     let redis = lazy_connection(&redis_url).expect("redis");
     let stop = CancellationToken::new();
     let hub = EventHub::start(&redis_url, 64, stop.clone()).expect("event hub");
