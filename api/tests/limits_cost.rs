@@ -10,12 +10,6 @@ use tms_api::graphql::limits::{
     MAX_ALIASES, MAX_BATCH, MAX_COMPLEXITY, MAX_DEPTH, MAX_DOCUMENT_BYTES,
 };
 use tms_api::http::{AppState, routes};
-use tms_api::state::Services;
-use tms_core::auth::jwt::JwtKeys;
-use tms_core::auth::service::bootstrap_admin;
-use tms_core::bus::{EventBus, EventHub, lazy_connection};
-use tms_core::queue::relay::Relay;
-use tokio_util::sync::CancellationToken;
 
 const EMAIL: &str = "admin@limits.test";
 const PASSWORD: &str = "admin-password-for-tests";
@@ -117,26 +111,12 @@ fn cases() -> Vec<Case> {
 #[actix_web::test]
 async fn limits_refuse_every_over_limit_request_before_any_database_statement() {
     let db = common::fresh_db("tms_lim", 2).await;
-    let redis_url = common::env("TMS_TEST_REDIS_URL");
-    let redis = lazy_connection(&redis_url).expect("redis");
-    let stop = CancellationToken::new();
-    let hub = EventHub::start(&redis_url, 64, stop.clone()).expect("event hub");
-    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
-    let bus = EventBus::new(redis.clone());
-    let services = Services::new(
-        &db,
-        JwtKeys::new(b"limits-cost-secret-limits-cost-secret", 600).expect("keys"),
-        bus.clone(),
-        Relay::new(db.clone(), redis, &queue),
-        hub,
-    );
-    assert!(bootstrap_admin(&db, EMAIL, PASSWORD).await.expect("admin"));
-    let token = services
-        .auth
-        .login(EMAIL, PASSWORD, &Default::default())
-        .await
-        .expect("login")
-        .access_token;
+    let common::Stack {
+        services,
+        bus,
+        token,
+        stop,
+    } = common::stack(&db, EMAIL, PASSWORD).await;
     let state = AppState {
         schema: tms_api::graphql::build(services.clone(), false),
         services,

@@ -8,11 +8,7 @@ use serde_json::{Value, json};
 use tms_api::context::RequestAuth;
 use tms_api::graphql::loaders;
 use tms_api::state::Services;
-use tms_core::auth::jwt::JwtKeys;
-use tms_core::auth::service::bootstrap_admin;
-use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
-use tms_core::queue::relay::Relay;
 use tms_core::runs::service::TriggerRequest;
 use tms_core::workflows::{StepSpec, WorkflowInput};
 use tokio_util::sync::CancellationToken;
@@ -41,25 +37,12 @@ struct Deployment {
 /// runs of it (no worker: every run stays queued with pending tasks).
 async fn deployment(runs: usize) -> Deployment {
     let db = common::fresh_db("tms_qc", 4).await;
-    let redis_url = common::env("TMS_TEST_REDIS_URL");
-    let redis = lazy_connection(&redis_url).expect("redis");
-    let stop = CancellationToken::new();
-    let hub = EventHub::start(&redis_url, 64, stop.clone()).expect("event hub");
-    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
-    let services = Services::new(
-        &db,
-        JwtKeys::new(b"query-count-secret-query-count-secret", 600).expect("keys"),
-        EventBus::new(redis.clone()),
-        Relay::new(db.clone(), redis, &queue),
-        hub,
-    );
-    assert!(bootstrap_admin(&db, EMAIL, PASSWORD).await.expect("admin"));
-    let token = services
-        .auth
-        .login(EMAIL, PASSWORD, &Default::default())
-        .await
-        .expect("login")
-        .access_token;
+    let common::Stack {
+        services,
+        token,
+        stop,
+        ..
+    } = common::stack(&db, EMAIL, PASSWORD).await;
     let who = services.auth.authenticate(&token).await.expect("principal");
     let step = |name: &str, deps: &[&str]| StepSpec {
         name: name.into(),

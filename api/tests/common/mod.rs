@@ -24,3 +24,50 @@ pub async fn fresh_db(prefix: &str, pool: u32) -> Db {
     db.migrate().await.expect("migrate");
     db
 }
+
+/// The real services on `db` with a bootstrap admin, as one api process builds them.
+// Each test binary compiles this module and reads a different subset of the fields.
+#[allow(dead_code)]
+pub struct Stack {
+    pub services: tms_api::state::Services,
+    pub bus: tms_core::bus::EventBus,
+    /// The admin's access token.
+    pub token: String,
+    /// Stops the event hub's Redis subscription.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+pub async fn stack(db: &Db, email: &str, password: &str) -> Stack {
+    use tms_core::bus::{EventBus, EventHub, lazy_connection};
+    let redis_url = env("TMS_TEST_REDIS_URL");
+    let redis = lazy_connection(&redis_url).expect("redis");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hub = EventHub::start(&redis_url, 64, stop.clone()).expect("event hub");
+    let queue = format!("q-{}", uuid::Uuid::new_v4().simple());
+    let bus = EventBus::new(redis.clone());
+    let services = tms_api::state::Services::new(
+        db,
+        tms_core::auth::jwt::JwtKeys::new(b"api-tests-secret-api-tests-secret-32", 600)
+            .expect("keys"),
+        bus.clone(),
+        tms_core::queue::relay::Relay::new(db.clone(), redis, &queue),
+        hub,
+    );
+    assert!(
+        tms_core::auth::service::bootstrap_admin(db, email, password)
+            .await
+            .expect("admin")
+    );
+    let token = services
+        .auth
+        .login(email, password, &Default::default())
+        .await
+        .expect("login")
+        .access_token;
+    Stack {
+        services,
+        bus,
+        token,
+        stop,
+    }
+}
