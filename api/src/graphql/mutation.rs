@@ -27,7 +27,7 @@ impl MutationRoot {
         let pair = svc.auth.login(&email, &password, &meta).await.gql()?;
         Ok(AuthPayload {
             access_token: pair.access_token,
-            refresh_token: None,
+            refresh_token: pair.refresh_token,
             expires_in: pair.expires_in,
             token_type: "Bearer".into(),
         })

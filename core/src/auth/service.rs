@@ -17,8 +17,11 @@ pub struct AuthService {
     keys: JwtKeys,
 }
 
+/// What a successful sign-in (password, SSO or refresh) hands the client.
 pub struct TokenPair {
     pub access_token: String,
+    /// `None` only where refresh tokens are not issued.
+    pub refresh_token: Option<String>,
     pub expires_in: i64,
 }
 
@@ -37,6 +40,7 @@ impl AuthService {
     ) -> Result<TokenPair> {
         let email = email.trim().to_string();
         let pw = password.to_string();
+        let request_meta = meta.clone();
         let meta = meta.clone();
         let user = self
             .db
@@ -70,8 +74,15 @@ impl AuthService {
             .await?;
         let user = user.ok_or(Error::Unauthenticated("invalid email or password"))?;
         tracing::info!(user_id = %user.id, "login succeeded");
+        self.issue_session(&User::from(user), &request_meta).await
+    }
+
+    /// Starts a session for a user who has just proven who they are (password or SSO): the
+    /// token pair every sign-in path returns.
+    pub async fn issue_session(&self, user: &User, _meta: &RequestMeta) -> Result<TokenPair> {
         Ok(TokenPair {
             access_token: self.keys.issue(user.id, &user.email)?,
+            refresh_token: None,
             expires_in: self.keys.ttl_seconds,
         })
     }
