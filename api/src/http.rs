@@ -12,13 +12,16 @@ use tms_core::health;
 
 use crate::error::ensure_codes;
 use crate::graphql::TmsSchema;
-use crate::graphql::deferred_auth::PendingAuth;
 use crate::graphql::limits::{MAX_BATCH, refusal};
+use crate::graphql::pipeline::{self, PendingAuth};
 use crate::state::Services;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The schema HTTP requests execute on (see `graphql::build`).
     pub schema: TmsSchema,
+    /// The schema WebSocket subscriptions execute on (see `graphql::build_ws`).
+    pub ws_schema: TmsSchema,
     pub services: Services,
     pub db: Db,
     pub bus: EventBus,
@@ -45,8 +48,8 @@ async fn graphql(
     http: HttpRequest,
     req: GraphQLBatchRequest,
 ) -> HttpResponse {
-    // The token is resolved by `DeferredAuth` after the limits have passed, so that a refused
-    // request costs no database statement.
+    // The token is resolved by `pipeline::execute` after the limits have passed, so that a
+    // refused request costs no database statement.
     let pending = PendingAuth {
         header: http
             .headers()
@@ -57,8 +60,8 @@ async fn graphql(
     };
     let resp = match req.into_inner() {
         BatchRequest::Single(one) => {
-            let resp = state.schema.execute(one.data(pending)).await;
-            async_graphql::BatchResponse::Single(ensure_codes(resp))
+            let resp = pipeline::execute(&state.schema, &state.services, one, &pending).await;
+            async_graphql::BatchResponse::Single(resp)
         }
         BatchRequest::Batch(many) if many.len() > MAX_BATCH => {
             let refused = async_graphql::Response::from_errors(vec![refusal("batch", MAX_BATCH)]);
@@ -68,8 +71,7 @@ async fn graphql(
             let mut out = Vec::with_capacity(many.len());
             // One after the other: a batch must not take more of the pool than a request.
             for one in many {
-                let resp = state.schema.execute(one.data(pending.clone())).await;
-                out.push(ensure_codes(resp));
+                out.push(pipeline::execute(&state.schema, &state.services, one, &pending).await);
             }
             async_graphql::BatchResponse::Batch(out)
         }

@@ -85,6 +85,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let services = Services::new(&db, keys, bus.clone(), relay, hub);
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),
+        ws_schema: graphql::build_ws(services.clone(), cfg.common.production),
         services,
         db,
         bus,

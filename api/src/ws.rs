@@ -98,7 +98,7 @@ pub async fn graphql_ws(
     let initialised = Arc::new(AtomicBool::new(false));
     let initialised_in_init = initialised.clone();
     let services = state.services.clone();
-    let protocol_machine = WebSocket::new(state.schema.clone(), from_client, protocol)
+    let protocol_machine = WebSocket::new(state.ws_schema.clone(), from_client, protocol)
         .on_connection_init(move |payload: serde_json::Value| async move {
             let header = payload
                 .get("Authorization")

@@ -119,6 +119,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
     } = common::stack(&db, EMAIL, PASSWORD).await;
     let state = AppState {
         schema: tms_api::graphql::build(services.clone(), false),
+        ws_schema: tms_api::graphql::build_ws(services.clone(), false),
         services,
         db: db.clone(),
         bus,

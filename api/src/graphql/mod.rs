@@ -1,12 +1,12 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
 pub mod audit;
-pub mod deferred_auth;
 pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod pipeline;
 pub mod query;
 pub mod runs;
 pub mod users;
@@ -29,14 +29,34 @@ pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, even
     )
 }
 
-/// The schema as served: services attached, limits on (depth and complexity are checked by
-/// [`limits::Limits`] so their refusals carry `QUERY_LIMIT`), and in production neither
-/// introspection nor "did you mean" suggestions, which would map the schema for an attacker.
+/// The schema HTTP requests execute on, after [`pipeline::execute`] has checked the limits: no
+/// extension (each would wrap every field resolution); the library's limits stay as a backstop;
+/// in production neither introspection nor "did you mean" suggestions, which would map the
+/// schema for an attacker.
 pub fn build(services: Services, production: bool) -> TmsSchema {
-    let mut b = builder()
-        .data(services)
-        .extension(limits::Limits)
-        .extension(deferred_auth::DeferredAuth)
+    finish(
+        builder()
+            .data(services)
+            .limit_depth(MAX_DEPTH)
+            .limit_complexity(MAX_COMPLEXITY),
+        production,
+    )
+}
+
+/// The schema WebSocket subscriptions execute on: the protocol machine runs each subscribe
+/// message itself, so the limits are checked by [`limits::Limits`].
+pub fn build_ws(services: Services, production: bool) -> TmsSchema {
+    finish(
+        builder().data(services).extension(limits::Limits),
+        production,
+    )
+}
+
+fn finish(
+    b: SchemaBuilder<query::QueryRoot, mutation::MutationRoot, events::SubscriptionRoot>,
+    production: bool,
+) -> TmsSchema {
+    let mut b = b
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
         .limit_directives(MAX_DIRECTIVES);
     if production {
