@@ -1,5 +1,6 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod deferred_auth;
 pub mod events;
@@ -7,6 +8,7 @@ pub mod ids;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod permissions;
 pub mod query;
 pub mod runs;
 pub mod users;

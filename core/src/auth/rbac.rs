@@ -74,6 +74,7 @@ mod tests {
             user_id: Uuid::nil(),
             email: "x@y".into(),
             roles: roles.to_vec(),
+            api_token_id: None,
             meta: Default::default(),
         }
     }
