@@ -11,6 +11,7 @@ pub mod mutation;
 pub mod permissions;
 pub mod query;
 pub mod runs;
+pub mod schema_walk;
 pub mod users;
 pub mod workflows;
 
