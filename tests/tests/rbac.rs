@@ -182,7 +182,7 @@ async fn rbac_every_role_against_every_operation() -> Result<()> {
         assert!(logged.iter().all(|e| e == ADMIN_EMAIL), "{logged:?}");
 
         // The same role held by a local account (signed in with a password): same answers.
-        let email = format!("{}@tms.test", role.as_str());
+        let email = format!("{}-user@tms.test", role.as_str());
         let (_, jwt) = local_user(&env, &email, &[&name]).await?;
         check_caller(&env, &f, &roots, &format!("user-{}", role.as_str()), Some(&jwt), Some(role))
             .await?;
