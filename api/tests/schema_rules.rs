@@ -22,7 +22,11 @@ fn failures(list: Vec<String>, what: &str) {
 #[test]
 fn every_reachable_field_has_a_rule() {
     let s = schema();
-    assert!(s.fields.len() > 100, "the walk found too little: {:?}", s.fields);
+    assert!(
+        s.fields.len() > 100,
+        "the walk found too little: {:?}",
+        s.fields
+    );
     let ruled: BTreeSet<&str> = RULES.iter().map(|(f, _)| *f).collect();
     failures(
         s.fields
@@ -107,9 +111,19 @@ fn sensitive_types_are_reached_only_from_their_roots() {
 fn permissions_nest_as_the_parent_rules_assume() {
     for role in Role::ALL {
         let has = |p: Permission| p.granted_to(role);
-        assert_eq!(has(Permission::ReadRuns), has(Permission::ReadWorkflows), "{role:?}");
-        assert!(!has(Permission::OperateRuns) || has(Permission::ReadRuns), "{role:?}");
-        assert!(!has(Permission::WriteWorkflows) || has(Permission::ReadWorkflows), "{role:?}");
+        assert_eq!(
+            has(Permission::ReadRuns),
+            has(Permission::ReadWorkflows),
+            "{role:?}"
+        );
+        assert!(
+            !has(Permission::OperateRuns) || has(Permission::ReadRuns),
+            "{role:?}"
+        );
+        assert!(
+            !has(Permission::WriteWorkflows) || has(Permission::ReadWorkflows),
+            "{role:?}"
+        );
     }
 }
 

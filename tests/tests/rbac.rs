@@ -33,7 +33,10 @@ fn operation(field: &str, f: &Fixture, caller: &str) -> Option<(String, Value)> 
         "Query.me" => ("{me{id email roles}}", json!({})),
         "Query.users" => ("{users(first:5){edges{node{id roles}}}}", json!({})),
         "Query.apiTokens" => ("{apiTokens{id name}}", json!({})),
-        "Query.workflow" => ("query($i:ID!){workflow(id:$i){id}}", json!({"i": f.workflow})),
+        "Query.workflow" => (
+            "query($i:ID!){workflow(id:$i){id}}",
+            json!({"i": f.workflow}),
+        ),
         "Query.workflows" => ("{workflows(first:5){edges{node{id}}}}", json!({})),
         "Query.run" => ("query($i:ID!){run(id:$i){id}}", json!({"i": f.run})),
         "Query.runs" => ("{runs(first:5){edges{node{id}}}}", json!({})),
@@ -59,8 +62,14 @@ fn operation(field: &str, f: &Fixture, caller: &str) -> Option<(String, Value)> 
             "mutation($w:ID!){triggerRun(workflowId:$w){id}}",
             json!({"w": f.workflow}),
         ),
-        "Mutation.cancelRun" => ("mutation($i:ID!){cancelRun(id:$i){id}}", json!({"i": f.run})),
-        "Mutation.retryRun" => ("mutation($i:ID!){retryRun(id:$i){id}}", json!({"i": unknown})),
+        "Mutation.cancelRun" => (
+            "mutation($i:ID!){cancelRun(id:$i){id}}",
+            json!({"i": f.run}),
+        ),
+        "Mutation.retryRun" => (
+            "mutation($i:ID!){retryRun(id:$i){id}}",
+            json!({"i": unknown}),
+        ),
         "Mutation.assignRole" => (
             "mutation($u:ID!){assignRole(userId:$u,role:VIEWER){id}}",
             json!({"u": f.user}),
@@ -128,7 +137,8 @@ async fn check_caller(
 async fn check_subscription(env: &TestEnv, f: &Fixture, token: &str, role: Role) -> Result<bool> {
     let allowed = root_allows("Subscription.runProgress", Some(role)).expect("rule");
     let mut ws = GqlWs::connect(env.api_port, token).await?;
-    ws.subscribe("p", PROGRESS_QUERY, json!({"r": f.run})).await?;
+    ws.subscribe("p", PROGRESS_QUERY, json!({"r": f.run}))
+        .await?;
     let first = ws.next(Duration::from_secs(30)).await?;
     ws.close().await;
     match (&first, allowed) {
@@ -155,7 +165,8 @@ async fn fixture(env: &TestEnv) -> Result<Fixture> {
 async fn rbac_every_role_against_every_operation() -> Result<()> {
     let env = TestEnv::start_with(EnvOptions::api_only()).await?;
     let f = fixture(&env).await?;
-    let walk = tms_api::graphql::schema_walk::walk(&tms_api::graphql::sdl()).map_err(|e| anyhow!(e))?;
+    let walk =
+        tms_api::graphql::schema_walk::walk(&tms_api::graphql::sdl()).map_err(|e| anyhow!(e))?;
     let roots = walk.roots.clone();
     assert!(roots.contains("Subscription.runProgress"), "{roots:?}");
 
@@ -165,8 +176,10 @@ async fn rbac_every_role_against_every_operation() -> Result<()> {
 
     for role in Role::ALL {
         let name = role_name(role);
-        let (token_id, secret) = api_token(&env, &format!("matrix-{}", role.as_str()), &name).await?;
-        let mut denied = check_caller(&env, &f, &roots, role.as_str(), Some(&secret), Some(role)).await?;
+        let (token_id, secret) =
+            api_token(&env, &format!("matrix-{}", role.as_str()), &name).await?;
+        let mut denied =
+            check_caller(&env, &f, &roots, role.as_str(), Some(&secret), Some(role)).await?;
         if check_subscription(&env, &f, &secret, role).await? {
             denied += 1;
         }
@@ -184,8 +197,15 @@ async fn rbac_every_role_against_every_operation() -> Result<()> {
         // The same role held by a local account (signed in with a password): same answers.
         let email = format!("{}-user@tms.test", role.as_str());
         let (_, jwt) = local_user(&env, &email, &[&name]).await?;
-        check_caller(&env, &f, &roots, &format!("user-{}", role.as_str()), Some(&jwt), Some(role))
-            .await?;
+        check_caller(
+            &env,
+            &f,
+            &roots,
+            &format!("user-{}", role.as_str()),
+            Some(&jwt),
+            Some(role),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -199,13 +219,25 @@ async fn rbac_spot_checks_by_hand() -> Result<()> {
         ("ADMIN", "{users(first:1){edges{cursor}}}", "ok"),
         ("ADMIN", "{verifyAuditChain{ok}}", "ok"),
         ("MAINTAINER", "{workflows(first:1){edges{cursor}}}", "ok"),
-        ("MAINTAINER", "{auditLog(first:1){edges{cursor}}}", "FORBIDDEN"),
+        (
+            "MAINTAINER",
+            "{auditLog(first:1){edges{cursor}}}",
+            "FORBIDDEN",
+        ),
         ("OPERATOR", "{runs(first:1){edges{cursor}}}", "ok"),
         ("OPERATOR", "{apiTokens{id}}", "FORBIDDEN"),
         ("VIEWER", "{runs(first:1){edges{cursor}}}", "ok"),
-        ("VIEWER", "mutation{createApiToken(name:\"x\",role:ADMIN){token}}", "FORBIDDEN"),
+        (
+            "VIEWER",
+            "mutation{createApiToken(name:\"x\",role:ADMIN){token}}",
+            "FORBIDDEN",
+        ),
         ("AUDITOR", "{auditLog(first:1){edges{cursor}}}", "ok"),
-        ("AUDITOR", "{workflows(first:1){edges{cursor}}}", "FORBIDDEN"),
+        (
+            "AUDITOR",
+            "{workflows(first:1){edges{cursor}}}",
+            "FORBIDDEN",
+        ),
         ("MONITOR", "{me{id}}", "ok"),
         ("MONITOR", "{runs(first:1){edges{cursor}}}", "FORBIDDEN"),
     ];
@@ -218,7 +250,11 @@ async fn rbac_spot_checks_by_hand() -> Result<()> {
     // A viewer token cannot cancel, but a maintainer's cannot either: only operators (and admins).
     let (_, maint) = api_token(&env, "spot-maint-cancel", "MAINTAINER").await?;
     let resp = env
-        .gql_raw(Some(&maint), "mutation($i:ID!){cancelRun(id:$i){id}}", json!({"i": f.run}))
+        .gql_raw(
+            Some(&maint),
+            "mutation($i:ID!){cancelRun(id:$i){id}}",
+            json!({"i": f.run}),
+        )
         .await?;
     assert_eq!(code(&resp).as_deref(), Some("FORBIDDEN"), "{resp}");
     Ok(())

@@ -6,8 +6,8 @@ use tms_core::runs::service::TriggerRequest;
 
 use crate::context::caller;
 use crate::error::GqlResult;
-use crate::graphql::runs::Run;
 use crate::graphql::api_tokens::{self, ApiTokenPayload};
+use crate::graphql::runs::Run;
 use crate::graphql::users::{self, AuthPayload, Role, User};
 use crate::graphql::workflows::{Workflow, WorkflowInput, parse_id};
 use crate::state::Services;

@@ -295,10 +295,7 @@ pub const CONFINED: &[(&str, &[&str])] = &[
     ("UserConnection", &["Query.users"]),
     ("ApiToken", &["Query.apiTokens", "Mutation.createApiToken"]),
     ("ApiTokenPayload", &["Mutation.createApiToken"]),
-    (
-        "AuthPayload",
-        &["Mutation.login", "Mutation.refreshToken"],
-    ),
+    ("AuthPayload", &["Mutation.login", "Mutation.refreshToken"]),
     ("AuditEvent", &["Query.auditLog"]),
     ("AuditChainReport", &["Query.verifyAuditChain"]),
     ("SystemHealth", &["Query.systemHealth"]),

@@ -5,11 +5,11 @@ use async_graphql::{Context, ID, Object, Result};
 
 use crate::context::caller;
 use crate::error::GqlResult;
+use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
 use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
-use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::users::{self, User, UserConnection};
 use crate::graphql::workflows::{Workflow, parse_id};
 use crate::state::Services;

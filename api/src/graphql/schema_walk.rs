@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use async_graphql::parser::types::{BaseType, FieldDefinition, Type, TypeKind, TypeSystemDefinition};
+use async_graphql::parser::types::{
+    BaseType, FieldDefinition, Type, TypeKind, TypeSystemDefinition,
+};
 
 /// What a walk found.
 #[derive(Debug, Default)]
