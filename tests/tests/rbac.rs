@@ -1,5 +1,5 @@
 //! The role × operation matrix against the real api: every root Query and Mutation field (and
-//! the `runProgress` subscription over a real WebSocket), called as each of the six roles (as an
+//! the `runProgress` and `runEvents` subscriptions over a real WebSocket), called as each of the six roles (as an
 //! API token and as a local account) and without a token, must be allowed or refused exactly as
 //! the permission rules table (`tms_api::graphql::permissions`) and `Permission::roles()` say.
 //! Every refusal leaves an `access.denied` row.
@@ -148,6 +148,47 @@ async fn check_subscription(env: &TestEnv, f: &Fixture, token: &str, role: Role)
     }
 }
 
+/// `runEvents` over a WebSocket. An allowed subscription sends nothing until a run changes, so
+/// a probe follows it on the same socket (a `runProgress` of an unknown run): once the probe
+/// has completed, a refusal of `runEvents` would have been sent. Returns the refusals seen
+/// (the probe is refused too when `runEvents` is).
+async fn check_run_events(env: &TestEnv, token: &str, role: Role) -> Result<usize> {
+    let allowed = root_allows("Subscription.runEvents", Some(role)).expect("rule");
+    let mut ws = GqlWs::connect(env.api_port, token).await?;
+    ws.subscribe("e", "subscription{runEvents{seq runId}}", json!({}))
+        .await?;
+    let probe = json!({"r": uuid::Uuid::new_v4().to_string()});
+    ws.subscribe("b", PROGRESS_QUERY, probe).await?;
+    let (mut events_code, mut probe_code, mut probe_done) = (None, None, false);
+    for _ in 0..6 {
+        let v = ws
+            .recv_raw(Duration::from_secs(30))
+            .await?
+            .map_err(|c| anyhow!("socket closed: {c:?}"))?;
+        let first_code = v["payload"]["errors"][0]["extensions"]["code"]
+            .as_str()
+            .or(v["payload"][0]["extensions"]["code"].as_str())
+            .map(str::to_string);
+        match (v["id"].as_str(), v["type"].as_str()) {
+            (Some("e"), Some("next" | "error")) => events_code = first_code.or(Some("data".into())),
+            (Some("b"), Some("next" | "error")) => probe_code = first_code,
+            (Some("b"), Some("complete")) => probe_done = true,
+            _ => {}
+        }
+        if probe_done && (allowed || events_code.is_some()) {
+            break;
+        }
+    }
+    ws.close().await;
+    let want_events = (!allowed).then(|| "FORBIDDEN".to_string());
+    let want_probe = if allowed { "NOT_FOUND" } else { "FORBIDDEN" };
+    anyhow::ensure!(
+        probe_done && events_code == want_events && probe_code.as_deref() == Some(want_probe),
+        "runEvents as {role:?}: allowed={allowed}, runEvents {events_code:?}, probe {probe_code:?}"
+    );
+    Ok(if allowed { 0 } else { 2 })
+}
+
 async fn fixture(env: &TestEnv) -> Result<Fixture> {
     let steps: Value = serde_json::from_str(STEPS)?;
     let workflow = env.create_workflow("rbac-base", steps).await?;
@@ -168,7 +209,15 @@ async fn rbac_every_role_against_every_operation() -> Result<()> {
     let walk =
         tms_api::graphql::schema_walk::walk(&tms_api::graphql::sdl()).map_err(|e| anyhow!(e))?;
     let roots = walk.roots.clone();
-    assert!(roots.contains("Subscription.runProgress"), "{roots:?}");
+    let subscriptions: Vec<&String> = roots
+        .iter()
+        .filter(|r| r.starts_with("Subscription."))
+        .collect();
+    assert_eq!(
+        subscriptions,
+        ["Subscription.runEvents", "Subscription.runProgress"],
+        "a new subscription needs a check here"
+    );
 
     // Without a token: only the public fields answer; the socket is refused at init.
     check_caller(&env, &f, &roots, "anonymous", None, None).await?;
@@ -183,6 +232,7 @@ async fn rbac_every_role_against_every_operation() -> Result<()> {
         if check_subscription(&env, &f, &secret, role).await? {
             denied += 1;
         }
+        denied += check_run_events(&env, &secret, role).await?;
         // One access.denied row per refusal, carrying the token and its creating admin.
         let logged = rows(
             &env,
