@@ -1,7 +1,7 @@
 //! The role × operation matrix against the real api: every root Query and Mutation field (and
-//! the `runProgress` and `runEvents` subscriptions over a real WebSocket), called as each of the six roles (as an
-//! API token and as a local account) and without a token, must be allowed or refused exactly as
-//! the permission rules table (`tms_api::graphql::permissions`) and `Permission::roles()` say.
+//! the `runProgress` and `runEvents` subscriptions over a real WebSocket), called as each of the
+//! six roles (as an API token and as a local account) and without a token, must be allowed or
+//! refused exactly as the permission rules table (`tms_api::graphql::permissions`) and `Permission::roles()` say.
 //! Every refusal leaves an `access.denied` row.
 
 use std::collections::BTreeSet;
