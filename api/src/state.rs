@@ -1,8 +1,10 @@
 //! The services the transport layer calls, built once per process.
 
 use tms_core::audit::AuditService;
+use tms_core::auth::api_tokens::ApiTokenService;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::AuthService;
+use tms_core::auth::users::UserService;
 use tms_core::bus::{EventBus, EventHub};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
@@ -18,6 +20,8 @@ pub struct Services {
     pub runs: RunService,
     pub progress: ProgressService,
     pub audit: AuditService,
+    pub users: UserService,
+    pub api_tokens: ApiTokenService,
 }
 
 impl Services {
@@ -30,6 +34,8 @@ impl Services {
             runs: RunService::new(db.clone(), bus, relay, est.clone()),
             progress: ProgressService::new(db.clone(), hub, est),
             audit: AuditService::new(db.clone()),
+            users: UserService::new(db.clone()),
+            api_tokens: ApiTokenService::new(db.clone()),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! The GraphQL schema: types, roots and the limits every request is held to.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod loaders;
 pub mod mutation;
+pub mod permissions;
 pub mod pipeline;
 pub mod query;
 pub mod runs;
+pub mod schema_walk;
 pub mod users;
 pub mod workflows;
 

@@ -6,8 +6,9 @@ use tms_core::runs::service::TriggerRequest;
 
 use crate::context::caller;
 use crate::error::GqlResult;
+use crate::graphql::api_tokens::{self, ApiTokenPayload};
 use crate::graphql::runs::Run;
-use crate::graphql::users::AuthPayload;
+use crate::graphql::users::{self, AuthPayload, Role, User};
 use crate::graphql::workflows::{Workflow, WorkflowInput, parse_id};
 use crate::state::Services;
 
@@ -127,5 +128,35 @@ impl MutationRoot {
                 .await
                 .gql()?,
         ))
+    }
+
+    /// Grants `role` to a user (admins).
+    async fn assign_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User> {
+        users::change_role(ctx, user_id, role, true).await
+    }
+
+    /// Takes `role` from a user (admins). Taking `ADMIN` from the last enabled admin is refused
+    /// with `CONFLICT`.
+    async fn revoke_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User> {
+        users::change_role(ctx, user_id, role, false).await
+    }
+
+    /// Creates an API token for a service account holding exactly `role` (admins). The
+    /// secret is in `token`, shown only in this response. Without `expiresInDays` it never
+    /// expires.
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: Role,
+        expires_in_days: Option<i32>,
+    ) -> Result<ApiTokenPayload> {
+        api_tokens::create(ctx, name, role, expires_in_days).await
+    }
+
+    /// Revokes an API token (admins): refused from the next request on. `false` when it was
+    /// already revoked.
+    async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        api_tokens::revoke(ctx, id).await
     }
 }

@@ -5,11 +5,12 @@ use async_graphql::{Context, ID, Object, Result};
 
 use crate::context::caller;
 use crate::error::GqlResult;
+use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
 use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
-use crate::graphql::users::User;
+use crate::graphql::users::{self, User, UserConnection};
 use crate::graphql::workflows::{Workflow, parse_id};
 use crate::state::Services;
 
@@ -23,6 +24,21 @@ impl QueryRoot {
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
         let svc = ctx.data_unchecked::<Services>();
         Ok(User(svc.auth.me(caller(ctx).gql()?).await.gql()?))
+    }
+
+    /// Every account in creation order (admins).
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<UserConnection> {
+        users::list(ctx, first, after).await
+    }
+
+    /// Live (not revoked) API tokens, newest first (admins).
+    async fn api_tokens(&self, ctx: &Context<'_>) -> Result<Vec<ApiToken>> {
+        api_tokens::list(ctx).await
     }
 
     async fn workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workflow>> {

@@ -73,7 +73,7 @@ impl AuditEntry {
     pub fn by(who: &Principal, action: Action, resource: impl Into<String>) -> Self {
         AuditEntry {
             actor_id: Some(who.user_id),
-            api_token_id: None,
+            api_token_id: who.api_token_id,
             actor_email: Some(who.email.clone()),
             meta: who.meta.clone(),
             ..Self::anonymous(action, resource, &RequestMeta::default())

@@ -1,11 +1,13 @@
 //! Authentication and authorization primitives: roles, principals, passwords, access tokens.
 
+pub mod api_tokens;
 pub mod jwt;
 pub mod password;
 pub mod principal;
 pub mod rbac;
 pub mod service;
 pub mod user;
+pub mod users;
 
 pub use principal::{Principal, RequestMeta, Role};
 pub use rbac::Permission;

@@ -61,6 +61,9 @@ pub struct Principal {
     pub user_id: Uuid,
     pub email: String,
     pub roles: Vec<Role>,
+    /// Set when the caller authenticated with an API token: then `user_id`/`email` are the
+    /// admin who created the token and `roles` is exactly the token's one role.
+    pub api_token_id: Option<Uuid>,
     /// Filled in by the transport; empty when it does not know.
     pub meta: RequestMeta,
 }

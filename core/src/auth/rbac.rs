@@ -44,13 +44,27 @@ impl Permission {
             Permission::ReadMonitoring => &[Monitor],
         }
     }
+
+    /// Every permission, for tables and tests that must cover them all.
+    pub const ALL: [Permission; 8] = [
+        Permission::ReadSelf,
+        Permission::ReadWorkflows,
+        Permission::WriteWorkflows,
+        Permission::ReadRuns,
+        Permission::OperateRuns,
+        Permission::ManageUsers,
+        Permission::ReadAudit,
+        Permission::ReadMonitoring,
+    ];
+
+    /// Whether `role` holds this permission: the one place the role table is read.
+    pub fn granted_to(self, role: Role) -> bool {
+        role == Role::Admin || self.roles().contains(&role)
+    }
 }
 
 pub fn allows(principal: &Principal, permission: Permission) -> bool {
-    principal
-        .roles
-        .iter()
-        .any(|r| *r == Role::Admin || permission.roles().contains(r))
+    principal.roles.iter().any(|r| permission.granted_to(*r))
 }
 
 /// Checks `permission` for an optional caller: no caller is `UNAUTHENTICATED`, a caller without
@@ -74,6 +88,7 @@ mod tests {
             user_id: Uuid::nil(),
             email: "x@y".into(),
             roles: roles.to_vec(),
+            api_token_id: None,
             meta: Default::default(),
         }
     }

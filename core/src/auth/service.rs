@@ -88,7 +88,12 @@ impl AuthService {
     }
 
     /// Resolves a bearer token into a principal with the user's current roles.
+    /// API tokens (recognised by their prefix) are looked up in the database; anything else
+    /// must be one of our JWTs.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        if crate::auth::api_tokens::is_api_token(bearer) {
+            return crate::auth::api_tokens::authenticate(&self.db, bearer).await;
+        }
         let claims = self.keys.verify(bearer)?;
         let id = claims.sub;
         let (user, roles) = self
@@ -102,6 +107,7 @@ impl AuthService {
             user_id: user.id,
             email: user.email,
             roles,
+            api_token_id: None,
             meta: RequestMeta::default(),
         })
     }

@@ -168,6 +168,25 @@ diesel::table! {
     }
 }
 
+// --- api tokens (migration 2026-12-02-000002_api_tokens) ---
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        name -> Text,
+        role -> Text,
+        token_hash -> Text,
+        created_by -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+diesel::joinable!(api_tokens -> users (created_by));
+diesel::allow_tables_to_appear_in_same_query!(api_tokens, users);
+diesel::allow_tables_to_appear_in_same_query!(api_tokens, user_roles);
+// --- end api tokens ---
+
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(runs -> workflows (workflow_id));

@@ -1,5 +1,6 @@
 //! Repositories: plain data access over a diesel connection. No authorization happens here.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod events;
 pub mod history;

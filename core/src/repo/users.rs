@@ -89,3 +89,44 @@ pub fn count_with_role(conn: &mut PgConnection, role: Role) -> Result<i64> {
         .count()
         .get_result(conn)?)
 }
+
+/// A page of users in id order (ids are time-ordered v7 uuids), after `after`.
+pub fn list_page(conn: &mut PgConnection, after: Option<Uuid>, limit: i64) -> Result<Vec<UserRow>> {
+    let mut q = users::table
+        .select(UserRow::as_select())
+        .order(users::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(users::id.gt(a));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Removes `role` from the user; whether it was held.
+pub fn remove_role(conn: &mut PgConnection, user_id: Uuid, role: Role) -> Result<bool> {
+    let n = diesel::delete(
+        user_roles::table
+            .filter(user_roles::user_id.eq(user_id))
+            .filter(user_roles::role.eq(role.as_str())),
+    )
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Users holding `role` who are not disabled.
+pub fn count_enabled_with_role(conn: &mut PgConnection, role: Role) -> Result<i64> {
+    Ok(user_roles::table
+        .inner_join(users::table)
+        .filter(user_roles::role.eq(role.as_str()))
+        .filter(users::disabled.eq(false))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Takes the transaction-scoped lock that serialises changes to who is an admin (the bootstrap
+/// takes it too), so two concurrent revocations cannot both pass the "last admin" check.
+pub fn lock_admin_set(conn: &mut PgConnection) -> Result<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(7346502)").execute(conn)?;
+    Ok(())
+}
