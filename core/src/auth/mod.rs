@@ -1,10 +1,15 @@
 //! Authentication and authorization primitives: roles, principals, passwords, access tokens.
 
 pub mod jwt;
+pub mod keys;
 pub mod password;
 pub mod principal;
 pub mod rbac;
+pub mod revocations;
 pub mod service;
+pub mod session_service;
+pub mod sessions;
+pub mod throttle;
 pub mod user;
 
 pub use principal::{Principal, RequestMeta, Role};

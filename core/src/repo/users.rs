@@ -89,3 +89,12 @@ pub fn count_with_role(conn: &mut PgConnection, role: Role) -> Result<i64> {
         .count()
         .get_result(conn)?)
 }
+
+/// Sets the `disabled` flag; `None` when no such user exists.
+pub fn set_disabled(conn: &mut PgConnection, id: Uuid, disabled: bool) -> Result<Option<UserRow>> {
+    Ok(diesel::update(users::table.find(id))
+        .set(users::disabled.eq(disabled))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .optional()?)
+}
