@@ -9,6 +9,7 @@ pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod runs;
+pub mod sessions;
 pub mod users;
 pub mod workflows;
 

@@ -30,6 +30,10 @@ impl User {
     async fn display_name(&self) -> &str {
         &self.0.display_name
     }
+    /// A disabled account cannot sign in and its tokens are refused.
+    async fn disabled(&self) -> bool {
+        self.0.disabled
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -44,7 +48,8 @@ impl User {
     }
 }
 
-/// Tokens issued by `login`. `refreshToken` is null until refresh tokens are enabled.
+/// Tokens issued by `login`, `refreshToken` and SSO. `refreshToken` is null only where no
+/// session backs the access token.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
     pub access_token: String,

@@ -48,6 +48,12 @@ impl RevocationHub {
         Ok(hub)
     }
 
+    /// A hub fed by nothing (in-process tests without sockets to close).
+    pub fn detached() -> Self {
+        let (tx, _) = broadcast::channel(1);
+        Self { tx }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<SessionRevoked>> {
         self.tx.subscribe()
     }

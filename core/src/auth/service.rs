@@ -174,22 +174,17 @@ impl AuthService {
         let claims = self.keys.verify(bearer)?;
         let id = claims.sub;
         let sid = claims.sid;
-        let (user, roles, revoked) = self
+        let (user, roles) = self
             .db
             .run(move |c| {
-                let revoked = match sid {
-                    Some(f) => repo::refresh_tokens::family_revoked(c, f)?,
-                    None => false,
-                };
                 Ok((
-                    repo::users::find(c, id)?,
+                    repo::refresh_tokens::find_user_in_session(c, id, sid)?,
                     repo::users::roles_of(c, id)?,
-                    revoked,
                 ))
             })
             .await?;
         let user = user
-            .filter(|u| !u.disabled && !revoked)
+            .filter(|u| !u.disabled)
             .ok_or(Error::Unauthenticated("invalid or expired access token"))?;
         Ok(Principal {
             user_id: user.id,

@@ -127,3 +127,27 @@ pub fn family_revoked(conn: &mut PgConnection, family_id: Uuid) -> Result<bool> 
         .optional()?;
     Ok(!matches!(revoked, Some(None)))
 }
+
+/// The user, provided session `family_id` (when given) is theirs and not revoked: one statement,
+/// so checking the session costs a request nothing extra.
+pub fn find_user_in_session(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    family_id: Option<Uuid>,
+) -> Result<Option<crate::repo::users::UserRow>> {
+    use crate::db::schema::users;
+    use crate::repo::users::UserRow;
+    let q = users::table.find(user_id).select(UserRow::as_select());
+    Ok(match family_id {
+        None => q.first(conn).optional()?,
+        Some(f) => q
+            .filter(diesel::dsl::exists(
+                refresh_families::table
+                    .filter(refresh_families::id.eq(f))
+                    .filter(refresh_families::user_id.eq(users::id))
+                    .filter(refresh_families::revoked_at.is_null()),
+            ))
+            .first(conn)
+            .optional()?,
+    })
+}
