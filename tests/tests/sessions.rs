@@ -298,9 +298,12 @@ async fn open_run(env: &TestEnv) -> Result<String> {
 
 async fn subscribed(env: &TestEnv, token: &str, run: &str) -> Result<GqlWs> {
     let mut ws = GqlWs::connect(env.api_port, token).await?;
-    ws.subscribe_registered("p", PROGRESS_QUERY, json!({"r": run}))
-        .await?;
-    Ok(ws)
+    ws.subscribe("p", PROGRESS_QUERY, json!({"r": run})).await?;
+    // The snapshot shows the subscription is live.
+    match ws.next(Duration::from_secs(20)).await? {
+        WsEvent::Next(d) if d["runProgress"]["kind"] == "SNAPSHOT" => Ok(ws),
+        other => bail!("expected the run's snapshot, got {other:?}"),
+    }
 }
 
 /// Waits for the server to close the socket; returns the close code.
