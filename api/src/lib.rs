@@ -14,9 +14,9 @@ use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::keys::{KeyRing, secrets_from};
 use tms_core::auth::revocations::RevocationHub;
+use tms_core::auth::service::bootstrap_admin;
 use tms_core::auth::sessions::SessionConfig;
 use tms_core::auth::throttle::ThrottleConfig;
-use tms_core::auth::service::bootstrap_admin;
 use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
@@ -96,8 +96,8 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let hub = EventHub::start(&cfg.common.redis_url, EVENT_BUFFER, stop.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let revocations =
-        RevocationHub::start(&cfg.common.redis_url, stop.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let revocations = RevocationHub::start(&cfg.common.redis_url, stop.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut services = Services::new(&db, keys, bus.clone(), relay, hub);
     services.auth = services
         .auth

@@ -112,7 +112,8 @@ pub fn pair(v: &Value) -> Option<(String, String)> {
 
 /// The whole `refreshToken` response.
 pub async fn refresh(env: &TestEnv, refresh_token: &str) -> Result<Value> {
-    env.gql_raw(None, REFRESH, json!({"r": refresh_token})).await
+    env.gql_raw(None, REFRESH, json!({"r": refresh_token}))
+        .await
 }
 
 /// `me` with `token`: `Ok(email)` or the error code.

@@ -88,10 +88,22 @@ async fn only_our_current_access_tokens_are_accepted() -> Result<()> {
                 key,
             ),
         ),
-        ("wrong aud", hs256(&header, &with("aud", json!("other")), key)),
-        ("wrong iss", hs256(&header, &with("iss", json!("other")), key)),
-        ("expired", hs256(&header, &with("exp", json!(now() - 60)), key)),
-        ("future nbf", hs256(&header, &with("nbf", json!(now() + 600)), key)),
+        (
+            "wrong aud",
+            hs256(&header, &with("aud", json!("other")), key),
+        ),
+        (
+            "wrong iss",
+            hs256(&header, &with("iss", json!("other")), key),
+        ),
+        (
+            "expired",
+            hs256(&header, &with("exp", json!(now() - 60)), key),
+        ),
+        (
+            "future nbf",
+            hs256(&header, &with("nbf", json!(now() + 600)), key),
+        ),
         ("no jti", hs256(&header, &without("jti"), key)),
         ("no iat", hs256(&header, &without("iat"), key)),
         ("no exp", hs256(&header, &without("exp"), key)),
@@ -179,7 +191,11 @@ async fn rotated_keys_verify_old_tokens_and_sign_with_the_new_one() -> Result<()
     );
     let (fresh, _) = login(&env, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let (h, _) = decode(&fresh)?;
-    assert_eq!(h["kid"], kid_of(new_secret), "new tokens carry the new kid: {h}");
+    assert_eq!(
+        h["kid"],
+        kid_of(new_secret),
+        "new tokens carry the new kid: {h}"
+    );
     assert_eq!(me(&env, &fresh).await?, Ok(ADMIN_EMAIL.to_string()));
 
     // The old key retired: its tokens stop, the new key's go on.
@@ -200,16 +216,26 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() -> Result<()> {
         &env.database_url,
         &["-c", "SELECT token_hash FROM refresh_tokens"],
     )?;
-    assert!(!stored.contains(&r1), "refresh tokens must be stored hashed");
+    assert!(
+        !stored.contains(&r1),
+        "refresh tokens must be stored hashed"
+    );
 
     let v = refresh(&env, &r1).await?;
     let (a2, r2) = pair(&v["data"]["refreshToken"]).ok_or_else(|| anyhow::anyhow!("{v}"))?;
     assert_ne!(r1, r2);
     assert_ne!(a1, a2);
     assert_eq!(me(&env, &a2).await?, Ok(ADMIN_EMAIL.to_string()));
-    assert_eq!(live_refresh_tokens(&env, &id)?, 1 + 1, "r2 and the harness's own session");
+    assert_eq!(
+        live_refresh_tokens(&env, &id)?,
+        1 + 1,
+        "r2 and the harness's own session"
+    );
     let ok_rows = audit_rows(&env, "auth.refresh")?;
-    assert!(ok_rows.iter().any(|r| r.starts_with("success|session:")), "{ok_rows:?}");
+    assert!(
+        ok_rows.iter().any(|r| r.starts_with("success|session:")),
+        "{ok_rows:?}"
+    );
 
     // r1 again: re-use. Refused, the family revoked (r2 and its access token too), audited.
     let v = refresh(&env, &r1).await?;
@@ -217,14 +243,26 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() -> Result<()> {
     let message = v["errors"][0]["message"].clone();
     let reuse = audit_rows(&env, "auth.token_reuse")?;
     assert_eq!(reuse.len(), 1, "{reuse:?}");
-    assert!(reuse[0].starts_with("failure|session:") && reuse[0].contains(&id), "{reuse:?}");
+    assert!(
+        reuse[0].starts_with("failure|session:") && reuse[0].contains(&id),
+        "{reuse:?}"
+    );
     let v = refresh(&env, &r2).await?;
-    assert_eq!(error_code(&v), "UNAUTHENTICATED", "the newest token must die too: {v}");
-    assert_eq!(v["errors"][0]["message"], message, "refusals must not say why");
+    assert_eq!(
+        error_code(&v),
+        "UNAUTHENTICATED",
+        "the newest token must die too: {v}"
+    );
+    assert_eq!(
+        v["errors"][0]["message"], message,
+        "refusals must not say why"
+    );
     assert_eq!(me(&env, &a2).await?, Err("UNAUTHENTICATED".to_string()));
     let failures = audit_rows(&env, "auth.refresh")?;
     assert!(
-        failures.iter().any(|r| r.starts_with("failure|") && r.contains("session_revoked")),
+        failures
+            .iter()
+            .any(|r| r.starts_with("failure|") && r.contains("session_revoked")),
         "{failures:?}"
     );
     // Unknown tokens look the same.
@@ -249,7 +287,11 @@ async fn concurrent_refreshes_with_one_token_yield_one_live_token() -> Result<()
             None => assert_eq!(error_code(&v), "UNAUTHENTICATED", "{v}"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one refresh may succeed: {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one refresh may succeed: {winners:?}"
+    );
     assert_eq!(live_refresh_tokens(&env, &id)?, 1);
     // The winner's token is the live one, and the losers did not revoke the family.
     let v = refresh(&env, &winners[0].1).await?;
@@ -274,7 +316,9 @@ async fn an_idle_refresh_token_expires() -> Result<()> {
             &env.database_url,
             &[
                 "-c",
-                &format!("SELECT idle_expires_at < now() FROM refresh_tokens WHERE token_hash = '{h}'"),
+                &format!(
+                    "SELECT idle_expires_at < now() FROM refresh_tokens WHERE token_hash = '{h}'"
+                ),
             ],
         )?;
         if past.trim() == "t" {
@@ -286,7 +330,11 @@ async fn an_idle_refresh_token_expires() -> Result<()> {
     let v = refresh(&env, &r).await?;
     assert_eq!(error_code(&v), "UNAUTHENTICATED", "{v}");
     let rows = audit_rows(&env, "auth.refresh")?;
-    assert!(rows.iter().any(|r| r.starts_with("failure|") && r.contains("expired")), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("failure|") && r.contains("expired")),
+        "{rows:?}"
+    );
     Ok(())
 }
 
@@ -333,7 +381,10 @@ async fn logout_ends_the_session_and_closes_its_subscription() -> Result<()> {
 
     let v = env.gql_raw(None, LOGOUT, json!({"r": r})).await?;
     assert_eq!(v["data"]["logout"], true, "{v}");
-    assert_eq!(closed(&mut ws, Duration::from_secs(20)).await?, Some(CLOSE_SESSION_ENDED));
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(20)).await?,
+        Some(CLOSE_SESSION_ENDED)
+    );
     assert_eq!(me(&env, &a).await?, Err("UNAUTHENTICATED".to_string()));
     let v = refresh(&env, &r).await?;
     assert_eq!(error_code(&v), "UNAUTHENTICATED", "{v}");
@@ -359,8 +410,15 @@ async fn a_subscription_ends_when_its_access_token_expires() -> Result<()> {
     let (_, body) = decode(&a)?;
     let exp = body["exp"].as_i64().unwrap_or_default();
     let mut ws = subscribed(&env, &a, &run).await?;
-    assert_eq!(closed(&mut ws, Duration::from_secs(30)).await?, Some(CLOSE_SESSION_ENDED));
-    assert!(now() >= exp - 1, "closed before the token expired ({} < {exp})", now());
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(30)).await?,
+        Some(CLOSE_SESSION_ENDED)
+    );
+    assert!(
+        now() >= exp - 1,
+        "closed before the token expired ({} < {exp})",
+        now()
+    );
     Ok(())
 }
 
@@ -373,30 +431,51 @@ async fn disabling_a_user_refuses_their_tokens_and_closes_their_subscriptions() 
     let (a, r) = login(&env, email, ADMIN_PASSWORD).await?;
     let mut ws = subscribed(&env, &a, &run).await?;
 
-    const DISABLE: &str = "mutation($u:ID!,$d:Boolean!){setUserDisabled(userId:$u,disabled:$d){id email disabled}}";
+    const DISABLE: &str =
+        "mutation($u:ID!,$d:Boolean!){setUserDisabled(userId:$u,disabled:$d){id email disabled}}";
     // Only admins may; the refusal is audited.
-    let v = env.gql_raw(Some(&a), DISABLE, json!({"u": id, "d": true})).await?;
+    let v = env
+        .gql_raw(Some(&a), DISABLE, json!({"u": id, "d": true}))
+        .await?;
     assert_eq!(error_code(&v), "FORBIDDEN", "{v}");
     assert!(!audit_rows(&env, "access.denied")?.is_empty());
     let admin = admin_id(&env).await?;
     let v = env
-        .gql_raw(env.token.as_deref(), DISABLE, json!({"u": admin, "d": true}))
+        .gql_raw(
+            env.token.as_deref(),
+            DISABLE,
+            json!({"u": admin, "d": true}),
+        )
         .await?;
-    assert_eq!(error_code(&v), "VALIDATION", "an admin must not lock themselves out: {v}");
+    assert_eq!(
+        error_code(&v),
+        "VALIDATION",
+        "an admin must not lock themselves out: {v}"
+    );
 
     let d = env.gql(DISABLE, json!({"u": id, "d": true})).await?;
     assert_eq!(d["setUserDisabled"]["disabled"], true, "{d}");
-    assert_eq!(closed(&mut ws, Duration::from_secs(20)).await?, Some(CLOSE_SESSION_ENDED));
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(20)).await?,
+        Some(CLOSE_SESSION_ENDED)
+    );
     assert_eq!(me(&env, &a).await?, Err("UNAUTHENTICATED".to_string()));
     assert_eq!(error_code(&refresh(&env, &r).await?), "UNAUTHENTICATED");
     assert_eq!(live_refresh_tokens(&env, &id)?, 0);
     let v = env
-        .gql_raw(None, tms_tests::sessions::LOGIN, json!({"e": email, "p": ADMIN_PASSWORD}))
+        .gql_raw(
+            None,
+            tms_tests::sessions::LOGIN,
+            json!({"e": email, "p": ADMIN_PASSWORD}),
+        )
         .await?;
     assert_eq!(error_code(&v), "UNAUTHENTICATED", "{v}");
     let rows = audit_rows(&env, "user.disable")?;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0].starts_with(&format!("success|user:{id}|{admin}|")), "{rows:?}");
+    assert!(
+        rows[0].starts_with(&format!("success|user:{id}|{admin}|")),
+        "{rows:?}"
+    );
 
     // Re-enabled, the account signs in again.
     env.gql(DISABLE, json!({"u": id, "d": false})).await?;
@@ -410,33 +489,51 @@ async fn repeated_login_failures_are_rate_limited_per_account_and_address() -> R
     let attempt = |email: &'static str, pw: &'static str| {
         let env = &env;
         async move {
-            env.gql_raw(None, tms_tests::sessions::LOGIN, json!({"e": email, "p": pw}))
-                .await
+            env.gql_raw(
+                None,
+                tms_tests::sessions::LOGIN,
+                json!({"e": email, "p": pw}),
+            )
+            .await
         }
     };
     // A success resets the account's count: 2 failures, success, 2 failures, success.
     for _ in 0..2 {
         for _ in 0..2 {
-            assert_eq!(error_code(&attempt(ADMIN_EMAIL, "wrong").await?), "UNAUTHENTICATED");
+            assert_eq!(
+                error_code(&attempt(ADMIN_EMAIL, "wrong").await?),
+                "UNAUTHENTICATED"
+            );
         }
         let v = attempt(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
         assert!(v["data"]["login"]["accessToken"].is_string(), "{v}");
     }
     // The third failure locks the account: even the right password is refused now.
     for _ in 0..3 {
-        assert_eq!(error_code(&attempt(ADMIN_EMAIL, "wrong").await?), "UNAUTHENTICATED");
+        assert_eq!(
+            error_code(&attempt(ADMIN_EMAIL, "wrong").await?),
+            "UNAUTHENTICATED"
+        );
     }
     let v = attempt(ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     assert_eq!(error_code(&v), "RATE_LIMITED", "{v}");
-    let retry = v["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap_or(0);
+    let retry = v["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .unwrap_or(0);
     assert!((1..=900).contains(&retry), "retryAfterSeconds {retry}: {v}");
     let rows = audit_rows(&env, "auth.login")?;
     let limited: Vec<&String> = rows.iter().filter(|r| r.contains("rate_limited")).collect();
     assert_eq!(limited.len(), 1, "{rows:?}");
-    assert!(limited[0].starts_with("failure|") && limited[0].contains(ADMIN_EMAIL), "{limited:?}");
+    assert!(
+        limited[0].starts_with("failure|") && limited[0].contains(ADMIN_EMAIL),
+        "{limited:?}"
+    );
 
     // Per account: another account from the same address is still judged on its password.
-    assert_eq!(error_code(&attempt("someone@tms.test", "wrong").await?), "UNAUTHENTICATED");
+    assert_eq!(
+        error_code(&attempt("someone@tms.test", "wrong").await?),
+        "UNAUTHENTICATED"
+    );
     // Per address: 4 × 3 failures from one address lock it for every account. 8 failures so
     // far (refusals do not count); 4 more on distinct accounts, none reaching its own limit.
     for e in ["a@x.test", "b@x.test", "c@x.test", "d@x.test"] {

@@ -197,16 +197,37 @@ mod tests {
         assert!(keys.verify(&hs256(&good, &body, &secret)).is_ok());
 
         let cases = [
-            ("typ JWT", serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
+            (
+                "typ JWT",
+                serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+            ),
             ("no typ", serde_json::json!({"alg": "HS256", "kid": kid})),
-            ("no kid", serde_json::json!({"alg": "HS256", "typ": "at+jwt"})),
-            ("unknown kid", serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": "00ff00ff00ff00ff"})),
-            ("alg none", serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
-            ("alg RS256", serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid})),
-            ("alg HS512", serde_json::json!({"alg": "HS512", "typ": "at+jwt", "kid": kid})),
+            (
+                "no kid",
+                serde_json::json!({"alg": "HS256", "typ": "at+jwt"}),
+            ),
+            (
+                "unknown kid",
+                serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": "00ff00ff00ff00ff"}),
+            ),
+            (
+                "alg none",
+                serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
+            ),
+            (
+                "alg RS256",
+                serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}),
+            ),
+            (
+                "alg HS512",
+                serde_json::json!({"alg": "HS512", "typ": "at+jwt", "kid": kid}),
+            ),
         ];
         for (what, header) in cases {
-            assert!(keys.verify(&hs256(&header, &body, &secret)).is_err(), "{what} accepted");
+            assert!(
+                keys.verify(&hs256(&header, &body, &secret)).is_err(),
+                "{what} accepted"
+            );
         }
         let unsigned = format!(
             "{}.{}.",
@@ -227,19 +248,34 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let mut c = claims(id);
         c.nbf = Some(now + 600);
-        assert!(keys.verify(&keys.sign(&c).unwrap()).is_err(), "future nbf accepted");
+        assert!(
+            keys.verify(&keys.sign(&c).unwrap()).is_err(),
+            "future nbf accepted"
+        );
         c.nbf = Some(now - 10);
-        assert!(keys.verify(&keys.sign(&c).unwrap()).is_ok(), "past nbf refused");
+        assert!(
+            keys.verify(&keys.sign(&c).unwrap()).is_ok(),
+            "past nbf refused"
+        );
         let mut c = claims(id);
         c.aud = "someone-else".into();
-        assert!(keys.verify(&keys.sign(&c).unwrap()).is_err(), "wrong aud accepted");
+        assert!(
+            keys.verify(&keys.sign(&c).unwrap()).is_err(),
+            "wrong aud accepted"
+        );
         let mut c = claims(id);
         c.iss = "evil".into();
-        assert!(keys.verify(&keys.sign(&c).unwrap()).is_err(), "wrong iss accepted");
+        assert!(
+            keys.verify(&keys.sign(&c).unwrap()).is_err(),
+            "wrong iss accepted"
+        );
         for missing in ["iss", "sub", "aud", "exp", "iat", "jti"] {
             let mut b = body.clone();
             b.as_object_mut().unwrap().remove(missing);
-            assert!(keys.verify(&hs256(&good, &b, &secret)).is_err(), "missing {missing} accepted");
+            assert!(
+                keys.verify(&hs256(&good, &b, &secret)).is_err(),
+                "missing {missing} accepted"
+            );
         }
     }
 
@@ -251,12 +287,21 @@ mod tests {
         let after = JwtKeys::from_ring(KeyRing::new(&[&new[..], &old[..]]).unwrap(), 900);
         let id = Uuid::new_v4();
         let t_old = before.issue(id, "a@b").unwrap();
-        assert!(after.verify(&t_old).is_ok(), "old key must verify after rotation");
+        assert!(
+            after.verify(&t_old).is_ok(),
+            "old key must verify after rotation"
+        );
         let t_new = after.issue(id, "a@b").unwrap();
         let kid = jsonwebtoken::decode_header(&t_new).unwrap().kid.unwrap();
         assert_eq!(kid, crate::auth::keys::kid_of(&new));
-        assert!(before.verify(&t_new).is_err(), "a ring without the new key must refuse");
+        assert!(
+            before.verify(&t_new).is_err(),
+            "a ring without the new key must refuse"
+        );
         let retired = JwtKeys::from_ring(KeyRing::new(&[&new[..]]).unwrap(), 900);
-        assert!(retired.verify(&t_old).is_err(), "a dropped key must stop verifying");
+        assert!(
+            retired.verify(&t_old).is_err(),
+            "a dropped key must stop verifying"
+        );
     }
 }

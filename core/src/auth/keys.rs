@@ -139,7 +139,14 @@ mod tests {
         let k1 = "1".repeat(32);
         let k2 = "2".repeat(32);
         let got = secrets_from(Some(&s), Some(&format!("{k1}, {k2}"))).unwrap();
-        assert_eq!(got, vec![s.clone().into_bytes(), k1.clone().into_bytes(), k2.clone().into_bytes()]);
+        assert_eq!(
+            got,
+            vec![
+                s.clone().into_bytes(),
+                k1.clone().into_bytes(),
+                k2.clone().into_bytes()
+            ]
+        );
         let dir = std::env::temp_dir().join(format!("tms-keys-{}", uuid::Uuid::new_v4()));
         std::fs::write(&dir, format!("# newest first\n{k2}\n\n{k1}\n")).unwrap();
         let got = secrets_from(None, Some(&format!("@{}", dir.display()))).unwrap();

@@ -83,7 +83,11 @@ fn new_token() -> String {
 
 /// Starts a family for `user_id` with its first token; returns (family id, token). Call inside
 /// the transaction that records the sign-in.
-pub fn start(conn: &mut PgConnection, cfg: &SessionConfig, user_id: Uuid) -> Result<(Uuid, String)> {
+pub fn start(
+    conn: &mut PgConnection,
+    cfg: &SessionConfig,
+    user_id: Uuid,
+) -> Result<(Uuid, String)> {
     let now = Utc::now();
     let family = repo::refresh_tokens::insert_family(
         conn,

@@ -3,8 +3,8 @@
 pub mod audit;
 pub mod events;
 pub mod history;
-pub mod login_throttle;
 pub mod leases;
+pub mod login_throttle;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod runs;
