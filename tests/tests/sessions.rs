@@ -391,6 +391,10 @@ async fn logout_ends_the_session_and_closes_its_subscription() -> Result<()> {
     let rows = audit_rows(&env, "auth.logout")?;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].starts_with("success|session:"), "{rows:?}");
+    // A second logout with the same token finds no live session.
+    let v = env.gql_raw(None, LOGOUT, json!({"r": r})).await?;
+    assert_eq!(error_code(&v), "UNAUTHENTICATED", "{v}");
+    assert_eq!(audit_rows(&env, "auth.logout")?.len(), 1);
 
     // Another session of the same user is untouched: its socket still answers.
     other.barrier().await?;

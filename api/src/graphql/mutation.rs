@@ -35,7 +35,7 @@ impl MutationRoot {
     }
 
     /// Ends the session of `refreshToken`: its refresh tokens, its access tokens and the
-    /// subscriptions opened with them. Always true (an unknown session is already ended).
+    /// subscriptions opened with them. A token of no live session is `UNAUTHENTICATED`.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
         crate::graphql::sessions::logout(ctx, refresh_token).await
     }

@@ -97,8 +97,8 @@ impl AuthService {
     }
 
     /// Ends the session `presented` belongs to: every refresh token of its family and, on the
-    /// next request or at once on open sockets, its access tokens. Unknown or already ended
-    /// sessions are not an error (RFC 7009 §2.2): the caller's goal is reached either way.
+    /// next request or at once on open sockets, its access tokens. A token of no live session
+    /// is `UNAUTHENTICATED` like any refused refresh token (nothing is revoked or audited).
     pub async fn logout(&self, presented: &str, meta: &RequestMeta) -> Result<bool> {
         let h = sessions::hash(presented.trim());
         let meta = meta.clone();
@@ -129,14 +129,13 @@ impl AuthService {
                 })
             })
             .await?;
-        if let Some((user_id, family_id)) = ended {
-            self.notify(SessionRevoked {
-                user_id,
-                family_id: Some(family_id),
-                reason: "logout".into(),
-            })
-            .await;
-        }
+        let (user_id, family_id) = ended.ok_or(Error::Unauthenticated(REFRESH_REFUSED))?;
+        self.notify(SessionRevoked {
+            user_id,
+            family_id: Some(family_id),
+            reason: "logout".into(),
+        })
+        .await;
         Ok(true)
     }
 
