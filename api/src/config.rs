@@ -46,15 +46,45 @@ pub struct ApiConfig {
     #[arg(long, env = "TMS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Secret (≥ 32 bytes) signing access tokens. Generated per process when absent outside
-    /// production (tokens then die with the process).
+    /// Secret (≥ 32 bytes) signing access tokens (HS256; its `kid` is a digest prefix of it).
+    /// Generated per process when neither this nor TMS_JWT_KEYS is set, outside production
+    /// (tokens then die with the process).
     #[arg(long, env = "TMS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// Access-token lifetime in seconds.
+    /// Key ring for rotation: comma-separated secrets (≥ 32 bytes each), newest first, or
+    /// `@<path>` of a file with one secret per line. The first key of TMS_JWT_SECRET followed
+    /// by these signs; all of them verify tokens naming their `kid`. Rotate by moving the old
+    /// secret here and setting a new TMS_JWT_SECRET; drop it after TMS_ACCESS_TOKEN_TTL_SECONDS.
+    #[arg(long, env = "TMS_JWT_KEYS", hide_env_values = true)]
+    pub jwt_keys: Option<String>,
+
+    /// Access-token lifetime in seconds (default 15 minutes; values under 60 are for tests).
     #[arg(long, env = "TMS_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900,
-          value_parser = clap::value_parser!(i64).range(30..=86_400))]
+          value_parser = clap::value_parser!(i64).range(2..=86_400))]
     pub access_token_ttl_seconds: i64,
+
+    /// A refresh token unused for this many seconds expires (default 14 days).
+    #[arg(long, env = "TMS_REFRESH_IDLE_TTL_SECONDS", default_value_t = 14 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(2..=366 * 24 * 3600))]
+    pub refresh_idle_ttl_seconds: i64,
+
+    /// No session outlives this many seconds, however often it is refreshed (default 30 days).
+    #[arg(long, env = "TMS_REFRESH_ABSOLUTE_TTL_SECONDS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(2..=366 * 24 * 3600))]
+    pub refresh_absolute_ttl_seconds: i64,
+
+    /// A rotated refresh token presented again within this many seconds is refused without
+    /// revoking its session (two tabs refreshing at once); later, it revokes the whole session.
+    #[arg(long, env = "TMS_REFRESH_REUSE_GRACE_SECONDS", default_value_t = 2,
+          value_parser = clap::value_parser!(i64).range(0..=60))]
+    pub refresh_reuse_grace_seconds: i64,
+
+    /// Failed sign-ins (within 15 minutes) after which an account is locked for 30 s, doubling
+    /// with each further failure up to 15 minutes; a client address gets 4× as many.
+    #[arg(long, env = "TMS_LOGIN_FAILURE_LIMIT", default_value_t = 5,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub login_failure_limit: i32,
 
     /// Email of the admin created at start-up when no admin exists.
     #[arg(long, env = "TMS_BOOTSTRAP_ADMIN_EMAIL")]

@@ -27,6 +27,12 @@ pub fn to_gql(e: Error) -> async_graphql::Error {
                 ext.set("field", *field);
             }
         }
+        if let Error::RateLimited {
+            retry_after_seconds,
+        } = &e
+        {
+            ext.set("retryAfterSeconds", *retry_after_seconds);
+        }
         if let Error::Validation(fields) = &e {
             if let Some(first) = fields.first() {
                 ext.set("field", first.field.as_str());

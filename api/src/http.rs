@@ -28,6 +28,8 @@ pub struct AppState {
     pub production: bool,
     /// `TMS_ALLOWED_ORIGINS`: browser origins, besides the api's own, that may open a WebSocket.
     pub allowed_origins: std::sync::Arc<Vec<crate::origin::Origin>>,
+    /// Session revocations from every api instance, for closing this one's sockets.
+    pub revocations: tms_core::auth::revocations::RevocationHub,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

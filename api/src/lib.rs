@@ -12,7 +12,11 @@ pub mod ws;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
+use tms_core::auth::keys::{KeyRing, secrets_from};
+use tms_core::auth::revocations::RevocationHub;
 use tms_core::auth::service::bootstrap_admin;
+use tms_core::auth::sessions::SessionConfig;
+use tms_core::auth::throttle::ThrottleConfig;
 use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
@@ -33,23 +37,33 @@ pub async fn migrate_with_retry(db: &Db) -> anyhow::Result<()> {
 }
 
 fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
-    let secret = match &cfg.jwt_secret {
-        Some(s) => s.clone().into_bytes(),
-        None if cfg.common.production => {
-            anyhow::bail!("TMS_JWT_SECRET is required when TMS_PRODUCTION is on")
+    let mut secrets = secrets_from(cfg.jwt_secret.as_deref(), cfg.jwt_keys.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if secrets.is_empty() {
+        if cfg.common.production {
+            anyhow::bail!("TMS_JWT_SECRET (or TMS_JWT_KEYS) is required when TMS_PRODUCTION is on");
         }
-        None => {
-            tracing::warn!(
-                "TMS_JWT_SECRET not set: using a random per-process key (tokens end with the process)"
-            );
-            let mut b = vec![0u8; 48];
-            for chunk in b.chunks_mut(16) {
-                chunk.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..chunk.len()]);
-            }
-            b
+        tracing::warn!(
+            "TMS_JWT_SECRET not set: using a random per-process key (tokens end with the process)"
+        );
+        let mut b = vec![0u8; 48];
+        for chunk in b.chunks_mut(16) {
+            chunk.copy_from_slice(&uuid::Uuid::new_v4().into_bytes()[..chunk.len()]);
         }
-    };
-    JwtKeys::new(&secret, cfg.access_token_ttl_seconds).map_err(|e| anyhow::anyhow!("{e}"))
+        secrets.push(b);
+    }
+    let ring = KeyRing::new(&secrets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(signing_kid = %ring.signing().kid, keys = ring.kids().len(), "access-token keys loaded");
+    Ok(JwtKeys::from_ring(ring, cfg.access_token_ttl_seconds))
+}
+
+fn session_config(cfg: &ApiConfig) -> SessionConfig {
+    SessionConfig {
+        refresh_idle_seconds: cfg.refresh_idle_ttl_seconds,
+        refresh_absolute_seconds: cfg.refresh_absolute_ttl_seconds,
+        reuse_grace_seconds: cfg.refresh_reuse_grace_seconds,
+        throttle: ThrottleConfig::with_account_limit(cfg.login_failure_limit),
+    }
 }
 
 /// Starts the API and serves until SIGINT/SIGTERM.
@@ -82,7 +96,14 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let hub = EventHub::start(&cfg.common.redis_url, EVENT_BUFFER, stop.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let services = Services::new(&db, keys, bus.clone(), relay, hub);
+    let revocations = RevocationHub::start(&cfg.common.redis_url, stop.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut services = Services::new(&db, keys, bus.clone(), relay, hub);
+    services.auth = services
+        .auth
+        .clone()
+        .with_sessions(session_config(&cfg))
+        .with_bus(bus.clone());
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),
         ws_schema: graphql::build_ws(services.clone(), cfg.common.production),
@@ -91,6 +112,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         bus,
         production: cfg.common.production,
         allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
+        revocations,
     };
 
     let server = HttpServer::new(move || {

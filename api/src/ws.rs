@@ -4,6 +4,10 @@
 //! protocol's auth refusal must close with 4403 (the library's default is 1002), and outgoing
 //! messages must apply backpressure: a client that stops reading is disconnected with 4008
 //! instead of buffering without bound.
+//!
+//! A connection lives no longer than the session that opened it: it is closed with 4401 when
+//! the access token of its `connection_init` expires, and when that session is logged out or
+//! its user disabled (a revocation notice from any api instance, via Redis).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,6 +19,8 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use async_graphql::Data;
 use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
 use futures::{SinkExt, StreamExt};
+
+use tms_core::auth::sessions::SessionRevoked;
 
 use crate::context::RequestAuth;
 use crate::http::AppState;
@@ -29,6 +35,8 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 
 pub const CLOSE_FORBIDDEN: u16 = 4403;
+/// The connection's session ended (token expired, logout, user disabled): sign in again.
+pub const CLOSE_SESSION_ENDED: u16 = 4401;
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
@@ -93,6 +101,12 @@ pub async fn graphql_ws(
         }
     });
 
+    // Subscribed before `connection_init` so that no revocation in between is missed.
+    let revocations = state.revocations.subscribe();
+    let (watch_tx, watch_rx) = tokio::sync::oneshot::channel::<Watch>();
+    let watch_tx = Arc::new(std::sync::Mutex::new(Some(watch_tx)));
+    let connection_done = tokio_util::sync::CancellationToken::new();
+
     let refused = Arc::new(AtomicBool::new(false));
     let refused_in_init = refused.clone();
     let initialised = Arc::new(AtomicBool::new(false));
@@ -114,6 +128,20 @@ pub async fn graphql_ws(
                 return Err(async_graphql::Error::new(why));
             }
             initialised_in_init.store(true, Ordering::SeqCst);
+            if let (Some(p), Some(token)) = (
+                auth.principal.as_ref(),
+                header.as_deref().and_then(|h| h.strip_prefix("Bearer ")),
+            ) {
+                let session = services.auth.token_session(token.trim());
+                let watch = Watch {
+                    user_id: p.user_id,
+                    sid: session.and_then(|s| s.sid),
+                    expires_at: session.map(|s| s.expires_at),
+                };
+                if let Some(tx) = watch_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(watch);
+                }
+            }
             let mut data = Data::default();
             data.insert(crate::graphql::loaders::for_connection(&services, &auth));
             data.insert(auth);
@@ -142,8 +170,17 @@ pub async fn graphql_ws(
         }
     });
 
+    actix_web::rt::spawn(watch_session(
+        session.clone(),
+        watch_rx,
+        revocations,
+        connection_done.clone(),
+    ));
+
     let mut session = session;
+    let done = connection_done;
     actix_web::rt::spawn(async move {
+        let _done = done.drop_guard();
         let mut protocol_machine = std::pin::pin!(protocol_machine);
         while let Some(out) = protocol_machine.next().await {
             match out {
@@ -182,4 +219,65 @@ pub async fn graphql_ws(
         let _ = session.close(None).await;
     });
     Ok(response)
+}
+
+/// What a connection keeps of the token it was opened with.
+struct Watch {
+    user_id: uuid::Uuid,
+    /// The session (refresh-token family) of the token, when it has one.
+    sid: Option<uuid::Uuid>,
+    /// `exp` of the token; `None` for tokens that are not our JWTs (API tokens).
+    expires_at: Option<i64>,
+}
+
+/// Closes the connection with [`CLOSE_SESSION_ENDED`] when its token expires or its session is
+/// revoked; ends with the connection.
+async fn watch_session(
+    session: actix_ws::Session,
+    watch: tokio::sync::oneshot::Receiver<Watch>,
+    mut revocations: tokio::sync::broadcast::Receiver<Arc<SessionRevoked>>,
+    done: tokio_util::sync::CancellationToken,
+) {
+    let watch = tokio::select! {
+        _ = done.cancelled() => return,
+        w = watch => match w {
+            Ok(w) => w,
+            Err(_) => return,
+        },
+    };
+    let until_expiry = watch.expires_at.map(|exp| {
+        let now = chrono::Utc::now().timestamp_millis();
+        Duration::from_millis((exp * 1000 - now).max(0) as u64)
+    });
+    let expiry = async {
+        match until_expiry {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let why = loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = &mut expiry => break "session ended: access token expired",
+            notice = revocations.recv() => match notice {
+                Ok(n) if n.ends(watch.user_id, watch.sid) => break "session ended: signed out or account disabled",
+                Ok(_) => {}
+                // Missed notices: the token's expiry still bounds the connection.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "revocation notices missed by a socket watcher");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    (&mut expiry).await;
+                    break "session ended: access token expired";
+                }
+            },
+        }
+    };
+    tracing::info!(user_id = %watch.user_id, reason = why, "closing a WebSocket whose session ended");
+    let reason = CloseReason {
+        code: CloseCode::Other(CLOSE_SESSION_ENDED),
+        description: Some(why.into()),
+    };
+    let _ = session.close(Some(reason)).await;
 }

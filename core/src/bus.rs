@@ -70,6 +70,13 @@ impl EventBus {
         }
     }
 
+    /// Publishes one message on `channel`; the caller decides what a failure means.
+    pub async fn publish_raw(&self, channel: &str, payload: String) -> Result<()> {
+        let mut conn = self.conn.clone();
+        conn.publish::<_, _, ()>(channel, payload).await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;

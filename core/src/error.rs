@@ -17,6 +17,9 @@ pub enum ErrorCode {
     /// A request exceeded one of the GraphQL limits (depth, complexity, page size, aliases,
     /// document size, batch size) and was refused before any resolver ran.
     QueryLimit,
+    /// Too many failed sign-ins for one account or address: retry after
+    /// `extensions.retryAfterSeconds`.
+    RateLimited,
     Internal,
 }
 
@@ -31,6 +34,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::QueryLimit => "QUERY_LIMIT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -87,6 +91,10 @@ pub enum Error {
         max: usize,
         field: Option<&'static str>,
     },
+    /// Sign-in refused without checking the password: too many recent failures for the
+    /// account or the client address.
+    #[error("too many failed sign-ins; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     /// A bug or unexpected state; the detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -133,6 +141,7 @@ impl Error {
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::SlowConsumer => ErrorCode::SlowConsumer,
             Error::QueryLimit { .. } => ErrorCode::QueryLimit,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }

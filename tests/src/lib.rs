@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 pub mod principals;
 pub mod services;
+pub mod sessions;
 pub mod ws;
 
 pub use services::{PrivateRedis, create_database, psql};
@@ -21,6 +22,8 @@ pub use services::{PrivateRedis, create_database, psql};
 pub const EVENTS_CHANNEL: &str = "tms:run-events";
 
 pub const ADMIN_EMAIL: &str = "admin@tms.test";
+/// The api's `TMS_JWT_SECRET` unless a test overrides it.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
 /// Directory holding the workspace's built binaries: `TMS_TEST_BIN_DIR`, else the profile
@@ -220,7 +223,7 @@ impl TestEnv {
         let child = self
             .base_command("tms-api")
             .env("TMS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TMS_JWT_SECRET", "test-secret-test-secret-test-secret-0123")
+            .env("TMS_JWT_SECRET", JWT_SECRET)
             .env("TMS_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("TMS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(self.api_env.iter().map(|(k, v)| (k, v)))
@@ -234,6 +237,11 @@ impl TestEnv {
             log,
             killed: false,
         })
+    }
+
+    /// Replaces the api's extra settings for the next (re)start, e.g. to rotate keys.
+    pub fn set_api_env(&mut self, vars: Vec<(String, String)>) {
+        self.api_env = vars;
     }
 
     pub fn start_api(&mut self) -> Result<()> {

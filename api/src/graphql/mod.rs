@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod query;
 pub mod runs;
 pub mod schema_walk;
+pub mod sessions;
 pub mod users;
 pub mod workflows;
 

@@ -16,7 +16,7 @@ pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
 impl MutationRoot {
-    /// Exchanges a local account's email and password for an access token.
+    /// Exchanges a local account's email and password for an access and a refresh token.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -26,12 +26,29 @@ impl MutationRoot {
         let svc = ctx.data_unchecked::<Services>();
         let meta = ctx.data_opt::<RequestMeta>().cloned().unwrap_or_default();
         let pair = svc.auth.login(&email, &password, &meta).await.gql()?;
-        Ok(AuthPayload {
-            access_token: pair.access_token,
-            refresh_token: pair.refresh_token,
-            expires_in: pair.expires_in,
-            token_type: "Bearer".into(),
-        })
+        Ok(pair.into())
+    }
+
+    /// Exchanges a refresh token for a new pair; the presented token is used up. Presenting a
+    /// used-up token again ends the whole session.
+    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+        crate::graphql::sessions::refresh_token(ctx, refresh_token).await
+    }
+
+    /// Ends the session of `refreshToken`: its refresh tokens, its access tokens and the
+    /// subscriptions opened with them. A token of no live session is `UNAUTHENTICATED`.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        crate::graphql::sessions::logout(ctx, refresh_token).await
+    }
+
+    /// Disables or re-enables an account (admin). Disabling ends all its sessions at once.
+    async fn set_user_disabled(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        disabled: bool,
+    ) -> Result<crate::graphql::users::User> {
+        crate::graphql::sessions::set_user_disabled(ctx, user_id, disabled).await
     }
 
     async fn create_workflow(&self, ctx: &Context<'_>, input: WorkflowInput) -> Result<Workflow> {

@@ -55,7 +55,8 @@ impl User {
     }
 }
 
-/// Tokens issued by `login`. `refreshToken` is null until refresh tokens are enabled.
+/// Tokens issued by `login`, `refreshToken` and SSO. `refreshToken` is null only where no
+/// session backs the access token.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
     pub access_token: String,

@@ -43,6 +43,7 @@ state_enum!(Action as PgAuditAction {
     ImportApply => "import.apply",
     ImportPhase => "import.phase",
     ImportRollback => "import.rollback",
+    UserDisable => "user.disable",
 });
 
 state_enum!(Outcome as PgAuditOutcome {

@@ -2,10 +2,15 @@
 
 pub mod api_tokens;
 pub mod jwt;
+pub mod keys;
 pub mod password;
 pub mod principal;
 pub mod rbac;
+pub mod revocations;
 pub mod service;
+pub mod session_service;
+pub mod sessions;
+pub mod throttle;
 pub mod user;
 pub mod users;
 

@@ -3,6 +3,9 @@
 use uuid::Uuid;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::sessions::{self, SessionConfig};
+use crate::auth::throttle::{self, Keys};
+use crate::bus::EventBus;
 use diesel::Connection;
 
 use crate::audit::{self, Action, AuditEntry, Outcome};
@@ -13,8 +16,11 @@ use crate::repo;
 
 #[derive(Clone)]
 pub struct AuthService {
-    db: Db,
-    keys: JwtKeys,
+    pub(crate) db: Db,
+    pub(crate) keys: JwtKeys,
+    pub(crate) sessions: SessionConfig,
+    /// Where revocation notices go; `None` in-process (tests) where no socket listens.
+    pub(crate) bus: Option<EventBus>,
 }
 
 /// What a successful sign-in (password, SSO or refresh) hands the client.
@@ -25,13 +31,46 @@ pub struct TokenPair {
     pub expires_in: i64,
 }
 
+/// What a verified access token says about its session, for connections that outlive a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSession {
+    pub user_id: Uuid,
+    /// The refresh-token family, when the token belongs to one.
+    pub sid: Option<Uuid>,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+}
+
+enum LoginOutcome {
+    Ok(User, Uuid, String),
+    Refused,
+    Throttled(u64),
+}
+
 impl AuthService {
     pub fn new(db: Db, keys: JwtKeys) -> Self {
-        Self { db, keys }
+        Self {
+            db,
+            keys,
+            sessions: SessionConfig::default(),
+            bus: None,
+        }
+    }
+
+    pub fn with_sessions(mut self, cfg: SessionConfig) -> Self {
+        self.sessions = cfg;
+        self
+    }
+
+    pub fn with_bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
     }
 
     /// Verifies email and password; every failure looks the same to the caller. Both outcomes
-    /// are audited: a failure with the attempted email, never the password.
+    /// are audited: a failure with the attempted email, never the password. Too many recent
+    /// failures for the account or the address refuse the attempt (`RATE_LIMITED`) before the
+    /// password is looked at.
     pub async fn login(
         &self,
         email: &str,
@@ -40,11 +79,24 @@ impl AuthService {
     ) -> Result<TokenPair> {
         let email = email.trim().to_string();
         let pw = password.to_string();
-        let request_meta = meta.clone();
         let meta = meta.clone();
-        let user = self
+        let cfg = self.sessions.clone();
+        let outcome = self
             .db
             .run(move |c| {
+                let keys = Keys::of(&email, &meta);
+                let failed = |reason: &str| {
+                    AuditEntry::anonymous(Action::AuthLogin, "login", &meta)
+                        .outcome(Outcome::Failure)
+                        .detail(serde_json::json!({ "email": email, "reason": reason }))
+                };
+                if let Some(retry) = throttle::retry_after(c, &keys)? {
+                    let entry = failed("rate_limited").detail(serde_json::json!({
+                        "email": email, "reason": "rate_limited", "retryAfterSeconds": retry,
+                    }));
+                    c.transaction::<_, Error, _>(|c| audit::append(c, entry))?;
+                    return Ok(LoginOutcome::Throttled(retry));
+                }
                 let user = repo::users::find_by_email(c, &email)?;
                 let ok = match &user {
                     Some(u) if !u.disabled => u
@@ -57,37 +109,67 @@ impl AuthService {
                         false
                     }
                 };
-                let user = if ok { user } else { None };
-                let entry = match &user {
-                    Some(u) => AuditEntry {
-                        actor_id: Some(u.id),
-                        actor_email: Some(u.email.clone()),
-                        ..AuditEntry::anonymous(Action::AuthLogin, format!("user:{}", u.id), &meta)
-                    },
-                    None => AuditEntry::anonymous(Action::AuthLogin, "login", &meta)
-                        .outcome(Outcome::Failure)
-                        .detail(serde_json::json!({ "email": email })),
-                };
-                c.transaction::<_, Error, _>(|c| audit::append(c, entry))?;
-                Ok(user)
+                c.transaction::<_, Error, _>(|c| match user.filter(|_| ok) {
+                    Some(u) => {
+                        throttle::record_success(c, &cfg.throttle, &keys)?;
+                        let (family, token) = sessions::start(c, &cfg, u.id)?;
+                        audit::append(
+                            c,
+                            AuditEntry {
+                                actor_id: Some(u.id),
+                                actor_email: Some(u.email.clone()),
+                                ..AuditEntry::anonymous(
+                                    Action::AuthLogin,
+                                    format!("user:{}", u.id),
+                                    &meta,
+                                )
+                            }
+                            .detail(serde_json::json!({ "session": family })),
+                        )?;
+                        Ok(LoginOutcome::Ok(User::from(u), family, token))
+                    }
+                    None => {
+                        throttle::record_failure(c, &cfg.throttle, &keys)?;
+                        audit::append(c, failed("bad_credentials"))?;
+                        Ok(LoginOutcome::Refused)
+                    }
+                })
             })
             .await?;
-        let user = user.ok_or(Error::Unauthenticated("invalid email or password"))?;
-        tracing::info!(user_id = %user.id, "login succeeded");
-        self.issue_session(&User::from(user), &request_meta).await
+        match outcome {
+            LoginOutcome::Ok(user, family, refresh) => {
+                tracing::info!(user_id = %user.id, "login succeeded");
+                self.pair(&user, family, refresh)
+            }
+            LoginOutcome::Refused => Err(Error::Unauthenticated("invalid email or password")),
+            LoginOutcome::Throttled(retry_after_seconds) => Err(Error::RateLimited {
+                retry_after_seconds,
+            }),
+        }
     }
 
     /// Starts a session for a user who has just proven who they are (password or SSO): the
-    /// token pair every sign-in path returns.
+    /// token pair every sign-in path returns, with a new refresh-token family.
     pub async fn issue_session(&self, user: &User, _meta: &RequestMeta) -> Result<TokenPair> {
+        let cfg = self.sessions.clone();
+        let id = user.id;
+        let (family, refresh) = self
+            .db
+            .run(move |c| c.transaction::<_, Error, _>(|c| sessions::start(c, &cfg, id)))
+            .await?;
+        self.pair(user, family, refresh)
+    }
+
+    pub(crate) fn pair(&self, user: &User, family: Uuid, refresh: String) -> Result<TokenPair> {
         Ok(TokenPair {
-            access_token: self.keys.issue(user.id, &user.email)?,
-            refresh_token: None,
+            access_token: self.keys.issue_for(user.id, &user.email, Some(family))?,
+            refresh_token: Some(refresh),
             expires_in: self.keys.ttl_seconds,
         })
     }
 
-    /// Resolves a bearer token into a principal with the user's current roles.
+    /// Resolves a bearer token into a principal with the user's current roles. A disabled
+    /// user's tokens, and tokens of a revoked session (logout), stop working at once.
     /// API tokens (recognised by their prefix) are looked up in the database; anything else
     /// must be one of our JWTs.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
@@ -96,9 +178,15 @@ impl AuthService {
         }
         let claims = self.keys.verify(bearer)?;
         let id = claims.sub;
+        let sid = claims.sid;
         let (user, roles) = self
             .db
-            .run(move |c| Ok((repo::users::find(c, id)?, repo::users::roles_of(c, id)?)))
+            .run(move |c| {
+                Ok((
+                    repo::refresh_tokens::find_user_in_session(c, id, sid)?,
+                    repo::users::roles_of(c, id)?,
+                ))
+            })
             .await?;
         let user = user
             .filter(|u| !u.disabled)
@@ -109,6 +197,17 @@ impl AuthService {
             roles,
             api_token_id: None,
             meta: RequestMeta::default(),
+        })
+    }
+
+    /// The session a valid access token belongs to (no database access: call it after
+    /// `authenticate`). `None` for anything that is not one of our access tokens.
+    pub fn token_session(&self, bearer: &str) -> Option<TokenSession> {
+        let claims = self.keys.verify(bearer).ok()?;
+        Some(TokenSession {
+            user_id: claims.sub,
+            sid: claims.sid,
+            expires_at: claims.exp,
         })
     }
 

@@ -186,6 +186,43 @@ diesel::joinable!(api_tokens -> users (created_by));
 diesel::allow_tables_to_appear_in_same_query!(api_tokens, users);
 diesel::allow_tables_to_appear_in_same_query!(api_tokens, user_roles);
 // --- end api tokens ---
+// --- sessions (refresh-token families, login throttling) ---
+
+diesel::table! {
+    refresh_families (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        family_id -> Uuid,
+        token_hash -> Text,
+        created_at -> Timestamptz,
+        idle_expires_at -> Timestamptz,
+        rotated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_throttle (key) {
+        key -> Text,
+        failures -> Int4,
+        window_started_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(refresh_families -> users (user_id));
+diesel::joinable!(refresh_tokens -> refresh_families (family_id));
+diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, refresh_families, users);
 
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(workflow_versions -> workflows (workflow_id));

@@ -130,3 +130,12 @@ pub fn lock_admin_set(conn: &mut PgConnection) -> Result<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(7346502)").execute(conn)?;
     Ok(())
 }
+
+/// Sets the `disabled` flag; `None` when no such user exists.
+pub fn set_disabled(conn: &mut PgConnection, id: Uuid, disabled: bool) -> Result<Option<UserRow>> {
+    Ok(diesel::update(users::table.find(id))
+        .set(users::disabled.eq(disabled))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .optional()?)
+}
