@@ -100,4 +100,87 @@ pub struct ApiConfig {
     #[arg(long, env = "TMS_ALLOWED_ORIGINS", value_delimiter = ',',
           value_parser = crate::origin::Origin::parse)]
     pub allowed_origins: Vec<crate::origin::Origin>,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Single sign-on (OpenID Connect). Off unless TMS_OIDC_ISSUER is set; then the client id and
+/// redirect URL are required too.
+#[derive(Debug, Clone, Args)]
+pub struct OidcArgs {
+    /// OIDC issuer (discovery at `<issuer>/.well-known/openid-configuration`); https, or http on
+    /// loopback only.
+    #[arg(long, env = "TMS_OIDC_ISSUER", value_parser = tms_core::auth::oidc::parse_issuer)]
+    pub oidc_issuer: Option<String>,
+
+    /// Client id registered at the provider.
+    #[arg(long, env = "TMS_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// Client secret (confidential client, sent with HTTP Basic); omit for a public client.
+    #[arg(long, env = "TMS_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    /// This api's `/auth/callback` as registered at the provider, e.g.
+    /// `https://tms.example.com/auth/callback`. https makes the login cookie `Secure` and
+    /// `__Host-` prefixed.
+    #[arg(long, env = "TMS_OIDC_REDIRECT_URL", value_parser = tms_core::auth::oidc::parse_url)]
+    pub oidc_redirect_url: Option<tms_core::auth::oidc::url::Url>,
+
+    /// IdP group → TMS role, applied at every SSO login, e.g. `ops=operator,devs=maintainer`.
+    #[arg(long, env = "TMS_OIDC_GROUP_ROLES", default_value = "",
+          value_parser = tms_core::auth::oidc::parse_group_roles)]
+    pub oidc_group_roles: GroupRoles,
+
+    /// Front-end page a browser login lands on, with `?code=<one-time code>` to exchange at
+    /// `POST /auth/exchange`. Without it `/auth/callback` always answers JSON.
+    #[arg(long, env = "TMS_OIDC_POST_LOGIN_URL", value_parser = tms_core::auth::oidc::parse_url)]
+    pub oidc_post_login_url: Option<tms_core::auth::oidc::url::Url>,
+}
+
+/// Parsed `TMS_OIDC_GROUP_ROLES`.
+pub type GroupRoles = Vec<(String, tms_core::auth::Role)>;
+
+impl OidcArgs {
+    /// The settings when SSO is configured, `None` when it is off, an error naming the missing
+    /// variable when it is half configured.
+    pub fn settings(&self) -> Result<Option<tms_core::auth::oidc::OidcSettings>, String> {
+        let Some(issuer) = self.oidc_issuer.clone() else {
+            let stray = [
+                ("TMS_OIDC_CLIENT_ID", self.oidc_client_id.is_some()),
+                ("TMS_OIDC_CLIENT_SECRET", self.oidc_client_secret.is_some()),
+                ("TMS_OIDC_REDIRECT_URL", self.oidc_redirect_url.is_some()),
+                (
+                    "TMS_OIDC_POST_LOGIN_URL",
+                    self.oidc_post_login_url.is_some(),
+                ),
+                ("TMS_OIDC_GROUP_ROLES", !self.oidc_group_roles.is_empty()),
+            ];
+            return match stray.iter().find(|(_, set)| *set) {
+                Some((name, _)) => Err(format!("{name} is set but TMS_OIDC_ISSUER is not")),
+                None => Ok(None),
+            };
+        };
+        let client_id = self
+            .oidc_client_id
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("TMS_OIDC_CLIENT_ID is required when TMS_OIDC_ISSUER is set")?;
+        let redirect_url = self
+            .oidc_redirect_url
+            .clone()
+            .ok_or("TMS_OIDC_REDIRECT_URL is required when TMS_OIDC_ISSUER is set")?;
+        if !redirect_url.path().ends_with("/auth/callback") {
+            return Err("TMS_OIDC_REDIRECT_URL must be this api's /auth/callback URL".into());
+        }
+        Ok(Some(tms_core::auth::oidc::OidcSettings {
+            issuer,
+            client_id,
+            client_secret: self.oidc_client_secret.clone().filter(|s| !s.is_empty()),
+            redirect_url,
+            group_roles: self.oidc_group_roles.clone(),
+            post_login_url: self.oidc_post_login_url.clone(),
+        }))
+    }
 }

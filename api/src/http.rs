@@ -30,6 +30,8 @@ pub struct AppState {
     pub allowed_origins: std::sync::Arc<Vec<crate::origin::Origin>>,
     /// Session revocations from every api instance, for closing this one's sockets.
     pub revocations: tms_core::auth::revocations::RevocationHub,
+    /// Single sign-on, when `TMS_OIDC_ISSUER` is set.
+    pub sso: Option<tms_core::auth::sso::SsoService>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,7 +44,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/graphql", web::get().to(graphiql))
         .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .configure(crate::sso::routes);
 }
 
 async fn graphql(
@@ -83,7 +86,7 @@ async fn graphql(
 
 /// The peer address (never a forwarding header a client could forge) and user agent, for the
 /// audit log.
-fn request_meta(http: &HttpRequest) -> RequestMeta {
+pub fn request_meta(http: &HttpRequest) -> RequestMeta {
     RequestMeta {
         ip: http.peer_addr().map(|a| a.ip().to_string()),
         user_agent: http

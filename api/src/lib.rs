@@ -6,6 +6,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod origin;
+pub mod sso;
 pub mod state;
 pub mod ws;
 
@@ -69,6 +70,7 @@ fn session_config(cfg: &ApiConfig) -> SessionConfig {
 /// Starts the API and serves until SIGINT/SIGTERM.
 pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let keys = jwt_keys(&cfg)?;
+    let oidc = cfg.oidc.settings().map_err(|e| anyhow::anyhow!(e))?;
     let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     migrate_with_retry(&db).await?;
@@ -104,6 +106,22 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         .clone()
         .with_sessions(session_config(&cfg))
         .with_bus(bus.clone());
+    let sso = match oidc {
+        Some(settings) => {
+            let sso =
+                tms_core::auth::sso::SsoService::new(db.clone(), settings, services.auth.clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Discovery is retried on first use; a provider that is down at start-up only warns.
+            match sso.discover().await {
+                Ok(()) => tracing::info!("single sign-on enabled"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "single sign-on enabled; provider not reachable yet")
+                }
+            }
+            Some(sso)
+        }
+        None => None,
+    };
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),
         ws_schema: graphql::build_ws(services.clone(), cfg.common.production),
@@ -113,6 +131,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         production: cfg.common.production,
         allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
         revocations,
+        sso,
     };
 
     let server = HttpServer::new(move || {

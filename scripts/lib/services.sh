@@ -115,10 +115,8 @@ tms_missing_packages() {
         ! { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; }; then
         echo libssl-dev
     fi
-    if ! command -v node >/dev/null 2>&1; then
-        echo nodejs
-        echo npm
-    fi
+    command -v node >/dev/null 2>&1 || echo nodejs
+    command -v npm >/dev/null 2>&1 || echo npm
     command -v curl >/dev/null 2>&1 || echo curl
     return 0
 }
@@ -161,8 +159,23 @@ tms_ensure_packages() {
     if [[ $EUID -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
         tms_die "running as root but there is no 'postgres' system user to run the private cluster (Debian's postgresql package creates it)"
     fi
-    if ! command -v npm >/dev/null 2>&1; then
-        tms_say "warning: node is installed but npm is not; tests that need npm packages will fail"
+}
+
+# tms_ensure_idp_packages REPO_ROOT: install the test identity provider's npm packages
+# (tests/idp, pinned by its package-lock.json) when they are missing or older than the lock.
+tms_ensure_idp_packages() {
+    local dir=$1/tests/idp
+    local log=${TMS_SETUP_LOG:-${TMPDIR:-/tmp}/tms-setup.log}
+    [[ -f $dir/package-lock.json ]] || tms_die "missing $dir/package-lock.json"
+    if [[ -f $dir/node_modules/.package-lock.json &&
+        ! $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        tms_say "test IdP packages: present"
+        return 0
+    fi
+    tms_say "npm ci in tests/idp (log: $log)"
+    if ! (cd -- "$dir" && npm ci --no-audit --no-fund) >>"$log" 2>&1; then
+        _tms_tail_log "$log"
+        tms_die "npm ci in $dir failed (full log: $log)"
     fi
 }
 

@@ -2,6 +2,7 @@
 //! Postgres and Redis that `scripts/test` provides, each test with its own database and queue.
 
 pub mod dagger_engine;
+pub mod idp;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 pub mod principals;
 pub mod services;
 pub mod sessions;
+pub mod sso;
 pub mod ws;
 
 pub use services::{PrivateRedis, create_database, psql};
@@ -112,6 +114,9 @@ pub struct EnvOptions {
     pub worker_env: Vec<(String, String)>,
     /// Settings for the api on top of the harness's (e.g. `TMS_PRODUCTION`).
     pub api_env: Vec<(String, String)>,
+    /// The api's port, when a setting must name it before start (the SSO redirect URL);
+    /// default: a free one.
+    pub api_port: Option<u16>,
 }
 
 impl Default for EnvOptions {
@@ -121,6 +126,7 @@ impl Default for EnvOptions {
             start_worker: true,
             worker_env: Vec::new(),
             api_env: Vec::new(),
+            api_port: None,
         }
     }
 }
@@ -173,7 +179,7 @@ impl TestEnv {
             database_url,
             redis_url,
             queue: format!("q-{}", uuid::Uuid::new_v4().simple()),
-            api_port: free_port(),
+            api_port: opts.api_port.unwrap_or_else(free_port),
             api: None,
             extra_apis: Vec::new(),
             workers: Vec::new(),

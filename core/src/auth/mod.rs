@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod jwt;
 pub mod keys;
+pub mod oidc;
 pub mod password;
 pub mod principal;
 pub mod rbac;
@@ -11,6 +12,7 @@ pub mod service;
 pub mod session_service;
 pub mod sessions;
 pub mod throttle;
+pub mod sso;
 pub mod user;
 pub mod users;
 

@@ -35,6 +35,8 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         disabled -> Bool,
         created_at -> Timestamptz,
+        oidc_issuer -> Nullable<Text>,
+        oidc_subject -> Nullable<Text>,
     }
 }
 
@@ -223,6 +225,38 @@ diesel::table! {
 diesel::joinable!(refresh_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, refresh_families, users);
+
+// --- single sign-on (2026-12-02-000003_sso) ---
+diesel::table! {
+    sso_logins (state_hash) {
+        state_hash -> Text,
+        binding_hash -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        consumed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sso_handoffs (code_hash) {
+        code_hash -> Text,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        consumed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sso_role_grants (user_id, role) {
+        user_id -> Uuid,
+        role -> Text,
+        group_name -> Text,
+        granted_at -> Timestamptz,
+    }
+}
+
+// --- end single sign-on ---
 
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(workflow_versions -> workflows (workflow_id));

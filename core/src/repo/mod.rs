@@ -10,5 +10,6 @@ pub mod outbox;
 pub mod refresh_tokens;
 pub mod runs;
 pub mod runs_batch;
+pub mod sso;
 pub mod users;
 pub mod workflows;
