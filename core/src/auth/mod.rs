@@ -11,8 +11,8 @@ pub mod revocations;
 pub mod service;
 pub mod session_service;
 pub mod sessions;
-pub mod throttle;
 pub mod sso;
+pub mod throttle;
 pub mod user;
 pub mod users;
 
