@@ -4,6 +4,7 @@ pub mod audit;
 pub mod events;
 pub mod history;
 pub mod leases;
+pub mod monitoring;
 pub mod outbox;
 pub mod runs;
 pub mod runs_batch;
