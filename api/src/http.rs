@@ -1,4 +1,4 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET), health and readiness.
+//! HTTP routes: GraphQL (POST, GraphiQL on GET), metrics, health and readiness.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::BatchRequest;
@@ -36,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .to(crate::ws::graphql_ws),
         )
         .route("/graphql", web::get().to(graphiql))
+        .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }

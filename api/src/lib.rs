@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod origin;
 pub mod state;
 pub mod ws;
@@ -55,6 +56,7 @@ fn jwt_keys(cfg: &ApiConfig) -> anyhow::Result<JwtKeys> {
 /// Starts the API and serves until SIGINT/SIGTERM.
 pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let keys = jwt_keys(&cfg)?;
+    tms_core::metrics::init();
     let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     migrate_with_retry(&db).await?;
@@ -94,6 +96,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(metrics::track))
             .app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(256 * 1024))
             .configure(http::routes)

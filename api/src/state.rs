@@ -5,6 +5,7 @@ use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::AuthService;
 use tms_core::bus::{EventBus, EventHub};
 use tms_core::db::Db;
+use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
 use tms_core::runs::eta::Estimator;
 use tms_core::runs::service::RunService;
@@ -18,6 +19,7 @@ pub struct Services {
     pub runs: RunService,
     pub progress: ProgressService,
     pub audit: AuditService,
+    pub monitoring: MonitoringService,
 }
 
 impl Services {
@@ -27,6 +29,7 @@ impl Services {
         Services {
             auth: AuthService::new(db.clone(), keys),
             workflows: WorkflowService::new(db.clone()),
+            monitoring: MonitoringService::new(db.clone(), bus.clone(), &relay),
             runs: RunService::new(db.clone(), bus, relay, est.clone()),
             progress: ProgressService::new(db.clone(), hub, est),
             audit: AuditService::new(db.clone()),

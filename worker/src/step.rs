@@ -76,12 +76,14 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
     };
     let mut attempt = job.prev_attempt;
     let mut try_no = 0u32;
+    let mut first_started: Option<std::time::Instant> = None;
     loop {
         let Some(permit) = acquire(&env).await? else {
             return stopped(&env, &name).await;
         };
         attempt += 1;
         env.exec.start_attempt(&name, attempt).await?;
+        let started = *first_started.get_or_insert_with(std::time::Instant::now);
         let end = match &missing {
             Some(s) => AttemptEnd {
                 exit_code: None,
@@ -133,6 +135,9 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
             error: end.error,
         };
         env.exec.finish_task(&name, task_end).await?;
+        tms_core::metrics::runs::STEP_DURATION
+            .with_label_values(&[status.as_str()])
+            .observe(started.elapsed().as_secs_f64());
         return Ok(StepEnd {
             status,
             timed_out: end.timed_out,

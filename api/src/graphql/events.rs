@@ -104,7 +104,7 @@ impl SubscriptionRoot {
             .run_progress(caller(ctx).gql()?, run_id, after_seq)
             .await
             .gql()?;
-        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+        Ok(counted(stream))
     }
 
     /// Run status changes as they happen, of every run or of one workflow's runs.
@@ -122,6 +122,21 @@ impl SubscriptionRoot {
             .run_events(caller(ctx).gql()?, wf)
             .await
             .gql()?;
-        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+        Ok(counted(stream))
     }
+}
+
+/// Counts the subscription as open while its stream lives and times each event's delivery.
+fn counted<S>(stream: S) -> impl Stream<Item = Result<RunEvent>> + use<S>
+where
+    S: Stream<Item = tms_core::Result<tms_core::runs::RunEvent>> + Send + 'static,
+{
+    let open = tms_core::metrics::events::OpenSubscription::open();
+    stream.map(move |r| {
+        let _counted = &open;
+        if let Ok(ev) = &r {
+            tms_core::metrics::events::delivered(ev.at);
+        }
+        r.map(RunEvent).map_err(to_gql)
+    })
 }

@@ -6,7 +6,9 @@ pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod loaders;
+pub mod monitoring;
 pub mod mutation;
+pub mod op_metrics;
 pub mod query;
 pub mod runs;
 pub mod users;
@@ -37,6 +39,7 @@ pub fn build(services: Services, production: bool) -> TmsSchema {
         .data(services)
         .extension(limits::Limits)
         .extension(deferred_auth::DeferredAuth)
+        .extension(op_metrics::OpMetrics)
         .limit_recursive_depth(MAX_RECURSIVE_DEPTH)
         .limit_directives(MAX_DIRECTIVES);
     if production {

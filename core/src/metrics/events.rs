@@ -43,10 +43,16 @@ impl Drop for OpenSubscription {
     }
 }
 
+/// Events older than this when handed over are replays (`afterSeq`, snapshots of old runs),
+/// not live deliveries: they are left out of the histogram.
+const REPLAY_AFTER_SECONDS: f64 = 60.0;
+
 /// An event committed at `at` is being handed to a subscriber now.
 pub fn delivered(at: chrono::DateTime<chrono::Utc>) {
     let secs = (chrono::Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    EVENT_DELIVERY.observe(secs.max(0.0));
+    if secs < REPLAY_AFTER_SECONDS {
+        EVENT_DELIVERY.observe(secs.max(0.0));
+    }
 }
 
 pub(crate) fn init() {
