@@ -32,6 +32,11 @@ pub async fn track(
 /// the health-check timeout; when Redis or Postgres does not answer, the last reading stays).
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::db::refresh(&state.db);
+    let report = tms_core::health::report(vec![
+        tms_core::health::check("postgres", state.db.ping()),
+        tms_core::health::check("redis", state.bus.ping()),
+    ]);
+    metrics::health::set(&report.await);
     match state.services.monitoring.read_queue().await {
         Ok(q) => metrics::queue::set(&q),
         Err(e) => tracing::debug!(error = %e, "queue statistics unavailable for /metrics"),

@@ -39,13 +39,17 @@ async fn healthz(p: web::Data<Probe>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok", "worker": p.name}))
 }
 
-async fn readyz(p: web::Data<Probe>) -> HttpResponse {
-    let report = health::report(vec![
+async fn probe_all(p: &Probe) -> health::Report {
+    health::report(vec![
         health::check("postgres", p.db.ping()),
         health::check("redis", p.bus.ping()),
         health::check("executor", p.executor.ready()),
     ])
-    .await;
+    .await
+}
+
+async fn readyz(p: web::Data<Probe>) -> HttpResponse {
+    let report = probe_all(&p).await;
     let status = actix_web::http::StatusCode::from_u16(report.http_status())
         .unwrap_or(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
     HttpResponse::build(status).json(report.to_json(&[
@@ -58,6 +62,7 @@ async fn readyz(p: web::Data<Probe>) -> HttpResponse {
 async fn metrics_endpoint(p: web::Data<Probe>) -> HttpResponse {
     metrics::runs::set_slots(p.busy_slots(), p.total_slots);
     metrics::db::refresh(&p.db);
+    metrics::health::set(&probe_all(&p).await);
     match p.monitoring.read_queue().await {
         Ok(q) => metrics::queue::set(&q),
         Err(e) => tracing::debug!(error = %e, "queue statistics unavailable for /metrics"),

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod db;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod queue;
 pub mod runs;
@@ -48,6 +49,7 @@ pub fn init() {
         runs::init();
         queue::init();
         events::init();
+        health::init();
         auth::init();
         db::init();
     });
@@ -94,6 +96,7 @@ mod tests {
             "tms_event_delivery_seconds_bucket",
             "tms_auth_events_total",
             "tms_db_pool_connections",
+            "tms_component_up",
         ] {
             assert!(text.contains(&format!("\n{name}")), "{name} missing:\n{text}");
         }
