@@ -54,7 +54,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `jobs` (name, `host:port`) every `interval`, evaluating the
     /// rule files given (absolute paths) at the same interval; waits until it is ready.
-    pub async fn start(jobs: &[(&str, String)], rule_files: &[&Path], interval: &str) -> Result<Self> {
+    pub async fn start(
+        jobs: &[(&str, String)],
+        rule_files: &[&Path],
+        interval: &str,
+    ) -> Result<Self> {
         let dir = tempdir::Dir::new("tms-prom");
         let port = free_port();
         let mut cfg = format!(
@@ -75,7 +79,10 @@ impl Prometheus {
         let f = std::fs::File::create(&log)?;
         let child = Command::new(tool("TMS_TEST_PROMETHEUS", "prometheus"))
             .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
@@ -170,7 +177,10 @@ impl Prometheus {
                 return Ok(data);
             }
             if Instant::now() > deadline {
-                bail!("`{expr}` still empty after {timeout:?}: {data}\n{}", self.log_text());
+                bail!(
+                    "`{expr}` still empty after {timeout:?}: {data}\n{}",
+                    self.log_text()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -178,11 +188,33 @@ impl Prometheus {
 }
 
 const KEYWORDS: &[&str] = &[
-    "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and",
-    "or", "unless", "inf", "nan", "atan2",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "atan2",
     // Aggregation operators may be followed by `by (…)` rather than `(`.
-    "sum", "min", "max", "avg", "count", "group", "stddev", "stdvar", "topk", "bottomk",
-    "quantile", "count_values",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
 ];
 
 /// The metric names an expression selects: identifiers that are not functions (followed by
@@ -242,7 +274,10 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                 }
                 let next = chars.get(j).copied();
                 let lower = word.to_ascii_lowercase();
-                if matches!(lower.as_str(), "by" | "without" | "on" | "ignoring" | "group_left" | "group_right") {
+                if matches!(
+                    lower.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                ) {
                     after_grouping = true;
                 } else if braces == 0 && next != Some('(') && !KEYWORDS.contains(&lower.as_str()) {
                     names.insert(word);
@@ -250,7 +285,11 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             }
             c if c.is_ascii_digit() => {
                 // Numbers and durations (`5m`, `1e-9`).
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '-' && chars[i - 1] == 'e') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || chars[i] == '-' && chars[i - 1] == 'e')
+                {
                     i += 1;
                 }
             }
@@ -275,7 +314,10 @@ mod tests {
     fn names_are_picked_out_of_promql() {
         let e = r#"histogram_quantile(0.99, sum by (le, route) (rate(tms_http_request_duration_seconds_bucket{job="tms-api",route=~"/graph.*"}[5m] offset 1h))) > 2 * up and on(job) x:y_z"#;
         let n: Vec<String> = metric_names(e).into_iter().collect();
-        assert_eq!(n, ["tms_http_request_duration_seconds_bucket", "up", "x:y_z"]);
+        assert_eq!(
+            n,
+            ["tms_http_request_duration_seconds_bucket", "up", "x:y_z"]
+        );
         assert_eq!(
             metric_names("sum(rate(a_total[1m])) / clamp_min(sum(b), 1e-9)").len(),
             2

@@ -41,7 +41,11 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { port, mode: tx, task })
+        Ok(Proxy {
+            port,
+            mode: tx,
+            task,
+        })
     }
 
     pub fn set(&self, mode: Mode) {
@@ -55,7 +59,11 @@ impl Drop for Proxy {
     }
 }
 
-async fn connect(down: TcpStream, upstream_port: u16, mut mode: watch::Receiver<Mode>) -> Result<()> {
+async fn connect(
+    down: TcpStream,
+    upstream_port: u16,
+    mut mode: watch::Receiver<Mode>,
+) -> Result<()> {
     // A new connection to a hung server waits like the rest.
     if !wait_pass(&mut mode).await {
         return Ok(());

@@ -9,7 +9,9 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 use tms_tests::prometheus::{self, Prometheus, expand_grafana, metric_names};
 use tms_tests::proxy::{Mode, Proxy};
-use tms_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, EnvOptions, PrivateRedis, TestEnv, chain, error_code, psql};
+use tms_tests::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, EnvOptions, PrivateRedis, TestEnv, chain, error_code, psql,
+};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -24,7 +26,11 @@ fn http() -> reqwest::Client {
 }
 
 async fn get_text(url: &str) -> Result<(u16, String)> {
-    let r = http().get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let r = http()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     Ok((r.status().as_u16(), r.text().await?))
 }
 
@@ -39,24 +45,41 @@ fn dashboard_exprs() -> Result<Vec<(String, String)>> {
         }
         let d: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
         ensure!(
-            d["templating"]["list"].as_array().is_some_and(|l| l.iter().any(|v| v["type"] == "datasource")),
+            d["templating"]["list"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|v| v["type"] == "datasource")),
             "{} has no datasource variable",
             path.display()
         );
         for p in d["panels"].as_array().into_iter().flatten() {
-            ensure!(p["datasource"]["uid"] == "${datasource}", "{}: panel {} not on the datasource variable", path.display(), p["title"]);
+            ensure!(
+                p["datasource"]["uid"] == "${datasource}",
+                "{}: panel {} not on the datasource variable",
+                path.display(),
+                p["title"]
+            );
             for t in p["targets"].as_array().into_iter().flatten() {
-                let expr = t["expr"].as_str().ok_or_else(|| anyhow!("target without expr: {t}"))?;
-                out.push((format!("{} / {}", path.display(), p["title"]), expr.to_string()));
+                let expr = t["expr"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("target without expr: {t}"))?;
+                out.push((
+                    format!("{} / {}", path.display(), p["title"]),
+                    expr.to_string(),
+                ));
             }
         }
     }
-    ensure!(out.len() >= 20, "too few panel queries found: {}", out.len());
+    ensure!(
+        out.len() >= 20,
+        "too few panel queries found: {}",
+        out.len()
+    );
     Ok(out)
 }
 
 #[tokio::test]
-async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_series() -> Result<()> {
+async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_series() -> Result<()>
+{
     let mut env = TestEnv::start_with(EnvOptions::api_only()).await?;
     let worker_port = env.start_worker(&[]).await?;
     let ok = env.create_workflow("mon-ok", chain(2, "echo hi")).await?;
@@ -97,7 +120,10 @@ async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_ser
         "tms_worker_slots{state=\"idle\"} 4",
         "process_resident_memory_bytes",
     ] {
-        ensure!(worker_text.contains(needle), "worker /metrics lacks `{needle}`:\n{worker_text}");
+        ensure!(
+            worker_text.contains(needle),
+            "worker /metrics lacks `{needle}`:\n{worker_text}"
+        );
     }
     for needle in [
         "tms_graphql_operations_total{code=\"OK\",name=\"triggerRun\",type=\"mutation\"} 4",
@@ -106,9 +132,15 @@ async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_ser
         "tms_auth_events_total{action=\"auth.login\",outcome=\"success\"} 1",
         "tms_component_up{component=\"postgres\"} 1",
     ] {
-        ensure!(api_text.contains(needle), "api /metrics lacks `{needle}`:\n{api_text}");
+        ensure!(
+            api_text.contains(needle),
+            "api /metrics lacks `{needle}`:\n{api_text}"
+        );
     }
-    ensure!(!api_text.contains(ADMIN_EMAIL), "an email leaked into a label");
+    ensure!(
+        !api_text.contains(ADMIN_EMAIL),
+        "an email leaked into a label"
+    );
 
     // Scraped at least a few times after the runs ended, by both jobs.
     prom.wait_for(
@@ -116,7 +148,8 @@ async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_ser
         Duration::from_secs(30),
     )
     .await?;
-    prom.wait_for("up{job=\"tms-api\"} == 1", Duration::from_secs(30)).await?;
+    prom.wait_for("up{job=\"tms-api\"} == 1", Duration::from_secs(30))
+        .await?;
     let names = prom.metric_names().await?;
 
     let mut problems = Vec::new();
@@ -141,15 +174,23 @@ async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_ser
             break rules;
         }
         if Instant::now() > deadline {
-            bail!("rules not all evaluated ok: {pending:?}\n{}", prom.log_text());
+            bail!(
+                "rules not all evaluated ok: {pending:?}\n{}",
+                prom.log_text()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    ensure!(rules.len() >= 11, "expected every alert rule loaded: {rules:?}");
+    ensure!(
+        rules.len() >= 11,
+        "expected every alert rule loaded: {rules:?}"
+    );
     for r in &rules {
         let expr = r["query"].as_str().unwrap_or_default();
         ensure!(
-            r["annotations"]["runbook_url"].as_str().is_some_and(|u| u.starts_with("docs/monitoring.md#")),
+            r["annotations"]["runbook_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("docs/monitoring.md#")),
             "rule without runbook: {r}"
         );
         for n in metric_names(expr) {
@@ -158,7 +199,11 @@ async fn metrics_are_clean_and_every_dashboard_and_alert_query_names_scraped_ser
             }
         }
     }
-    ensure!(problems.is_empty(), "{}\nscraped names: {names:?}", problems.join("\n"));
+    ensure!(
+        problems.is_empty(),
+        "{}\nscraped names: {names:?}",
+        problems.join("\n")
+    );
 
     // The run counters Prometheus saw match what happened.
     let failed = prom
@@ -218,7 +263,10 @@ async fn monitoring_queries_serve_monitors_and_refuse_viewers() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let d = loop {
         let d = env.gql_raw(Some(&monitor), MONITORING, json!({})).await?;
-        if d["data"]["workers"].as_array().is_some_and(|w| !w.is_empty()) {
+        if d["data"]["workers"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+        {
             break d;
         }
         ensure!(Instant::now() < deadline, "no worker heartbeat: {d}");
@@ -235,23 +283,40 @@ async fn monitoring_queries_serve_monitors_and_refuse_viewers() -> Result<()> {
         .collect();
     ensure!(comps == ["postgres", "redis", "workers"], "{comps:?}");
     let w = &data["workers"][0];
-    ensure!(w["totalSlots"] == 4 && w["busySlots"] == 0 && w["stale"] == false, "{w}");
+    ensure!(
+        w["totalSlots"] == 4 && w["busySlots"] == 0 && w["stale"] == false,
+        "{w}"
+    );
     let s = &data["runStats"];
-    ensure!(s["total"] == 2 && s["succeeded"] == 1 && s["failed"] == 1, "{s}");
+    ensure!(
+        s["total"] == 2 && s["succeeded"] == 1 && s["failed"] == 1,
+        "{s}"
+    );
     ensure!(s["failureRate"] == 0.5 && s["running"] == 0, "{s}");
     ensure!(s["p50DurationSeconds"].is_number(), "{s}");
     let q = &data["queueStats"];
     ensure!(q["pending"] == 0 && q["dead"] == 0, "{q}");
 
     // Viewers are refused, per field, with FORBIDDEN.
-    for field in ["systemHealth { status }", "queueStats { pending }", "workers { name }", "runStats(windowSeconds: 60) { total }"] {
-        let r = env.gql_raw(Some(&viewer), &format!("{{ {field} }}"), json!({})).await?;
+    for field in [
+        "systemHealth { status }",
+        "queueStats { pending }",
+        "workers { name }",
+        "runStats(windowSeconds: 60) { total }",
+    ] {
+        let r = env
+            .gql_raw(Some(&viewer), &format!("{{ {field} }}"), json!({}))
+            .await?;
         ensure!(error_code(&r) == "FORBIDDEN", "{field}: {r}");
     }
     // The window is validated and the error names the field.
     for bad_window in [0, -5, 30 * 24 * 3600 + 1] {
         let r = env
-            .gql_raw(Some(&monitor), "query($w:Int!){ runStats(windowSeconds: $w) { total } }", json!({"w": bad_window}))
+            .gql_raw(
+                Some(&monitor),
+                "query($w:Int!){ runStats(windowSeconds: $w) { total } }",
+                json!({"w": bad_window}),
+            )
             .await?;
         ensure!(error_code(&r) == "VALIDATION", "{bad_window}: {r}");
         ensure!(r.to_string().contains("windowSeconds"), "{r}");
@@ -261,13 +326,19 @@ async fn monitoring_queries_serve_monitors_and_refuse_viewers() -> Result<()> {
     // told to avoid sequential scans so the small test table does not hide the plan).
     let sql = "SET enable_seqscan = off; EXPLAIN WITH w AS (SELECT id, status FROM runs WHERE created_at >= now() - make_interval(secs => 3600)) SELECT count(*) FROM w";
     let plan = psql(&env.database_url, &["-c", sql])?;
-    ensure!(plan.contains("runs_created_at"), "runStats' window does not use its index:\n{plan}");
+    ensure!(
+        plan.contains("runs_created_at"),
+        "runStats' window does not use its index:\n{plan}"
+    );
     Ok(())
 }
 
 async fn readyz(port: u16) -> Result<(u16, Value)> {
     let (status, body) = get_text(&format!("http://127.0.0.1:{port}/readyz")).await?;
-    Ok((status, serde_json::from_str(&body).with_context(|| body.clone())?))
+    Ok((
+        status,
+        serde_json::from_str(&body).with_context(|| body.clone())?,
+    ))
 }
 
 /// Polls `/readyz` until `component` has `want` status; every answer must come back within
@@ -281,14 +352,22 @@ async fn await_component(port: u16, component: &str, want: &str) -> Result<Value
             ensure!(code == expect_code, "{code}: {body}");
             return Ok(body);
         }
-        ensure!(Instant::now() < deadline, "{component} never {want}: {code} {body}");
+        ensure!(
+            Instant::now() < deadline,
+            "{component} never {want}: {code} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn health_of(env: &TestEnv, port: u16, component: &str) -> Result<String> {
     let d = env
-        .gql_at(port, env.token.as_deref(), "{ systemHealth { status components { name status detail } } }", json!({}))
+        .gql_at(
+            port,
+            env.token.as_deref(),
+            "{ systemHealth { status components { name status detail } } }",
+            json!({}),
+        )
         .await?;
     let c = d["data"]["systemHealth"]["components"]
         .as_array()
@@ -315,18 +394,27 @@ async fn readiness_follows_redis_and_a_hung_or_stopped_postgres() -> Result<()> 
         .ok_or_else(|| anyhow!("no loopback port in {}", env.database_url))?;
     let proxy = Proxy::start(pg_port).await?;
     let direct_url = env.database_url.clone();
-    env.database_url = direct_url.replace(&format!("127.0.0.1:{pg_port}"), &format!("127.0.0.1:{}", proxy.port));
+    env.database_url = direct_url.replace(
+        &format!("127.0.0.1:{pg_port}"),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
     let port = env.start_extra_api().await?;
     env.database_url = direct_url;
 
     let (code, body) = readyz(port).await?;
     ensure!(code == 200 && body["status"] == "ok", "{code} {body}");
-    ensure!(body["components"]["postgres"]["latencyMs"].is_number(), "{body}");
+    ensure!(
+        body["components"]["postgres"]["latencyMs"].is_number(),
+        "{body}"
+    );
 
     // Redis stops: reported down (503, degraded), in /readyz and in systemHealth.
     redis.stop();
     let body = await_component(port, "redis", "down").await?;
-    ensure!(body["status"] == "degraded" && body["components"]["postgres"]["status"] == "ok", "{body}");
+    ensure!(
+        body["status"] == "degraded" && body["components"]["postgres"]["status"] == "ok",
+        "{body}"
+    );
     ensure!(health_of(&env, port, "redis").await? == "DOWN");
     redis.spawn()?;
     await_component(port, "redis", "ok").await?;
@@ -336,7 +424,10 @@ async fn readiness_follows_redis_and_a_hung_or_stopped_postgres() -> Result<()> 
     proxy.set(Mode::Hang);
     let started = Instant::now();
     let body = await_component(port, "postgres", "down").await?;
-    ensure!(body["components"]["postgres"]["detail"] == "no answer within 2s", "{body}");
+    ensure!(
+        body["components"]["postgres"]["detail"] == "no answer within 2s",
+        "{body}"
+    );
     let took = started.elapsed();
     proxy.set(Mode::Pass);
     await_component(port, "postgres", "ok").await?;
@@ -346,10 +437,20 @@ async fn readiness_follows_redis_and_a_hung_or_stopped_postgres() -> Result<()> 
     // Postgres stops (connections refused): reported down, recovered when it returns.
     proxy.set(Mode::Refuse);
     let body = await_component(port, "postgres", "down").await?;
-    ensure!(body["components"]["postgres"]["detail"] == "unreachable", "{body}");
+    ensure!(
+        body["components"]["postgres"]["detail"] == "unreachable",
+        "{body}"
+    );
     // systemHealth authenticates its caller against Postgres: without it the answer is a
     // prompt UNAVAILABLE rather than a report.
-    let d = env.gql_at(port, env.token.as_deref(), "{ systemHealth { status } }", json!({})).await?;
+    let d = env
+        .gql_at(
+            port,
+            env.token.as_deref(),
+            "{ systemHealth { status } }",
+            json!({}),
+        )
+        .await?;
     ensure!(!d["errors"].is_null(), "{d}");
     proxy.set(Mode::Pass);
     await_component(port, "postgres", "ok").await?;

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
 };
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection,
+};
 use async_graphql::registry::Registry;
 use async_graphql::{Response, ServerResult, Value, Variables};
 use tms_core::metrics::http::{GRAPHQL_OPERATIONS, code_label};
@@ -44,7 +46,11 @@ fn type_label(t: OperationType) -> &'static str {
     }
 }
 
-fn root_field(registry: &Registry, ty: OperationType, selection: &[async_graphql::Positioned<Selection>]) -> String {
+fn root_field(
+    registry: &Registry,
+    ty: OperationType,
+    selection: &[async_graphql::Positioned<Selection>],
+) -> String {
     let root = match ty {
         OperationType::Query => Some(registry.query_type.as_str()),
         OperationType::Mutation => registry.mutation_type.as_deref(),
@@ -102,12 +108,13 @@ impl Extension for OpMetricsExtension {
 
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let resp = next.run(ctx).await;
-        let code = resp.errors.first().map(|e| {
-            match e.extensions.as_ref().and_then(|x| x.get("code")) {
-                Some(Value::String(c)) => code_label(Some(c)),
-                _ => "other",
-            }
-        });
+        let code =
+            resp.errors.first().map(
+                |e| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+                    Some(Value::String(c)) => code_label(Some(c)),
+                    _ => "other",
+                },
+            );
         let code = code.unwrap_or("OK");
         let ops = self.ops.lock().expect("unpoisoned");
         let chosen = self.chosen.lock().expect("unpoisoned");
@@ -117,8 +124,12 @@ impl Extension for OpMetricsExtension {
             _ => None,
         };
         // A document that did not parse has no operation: counted as a query named `other`.
-        let (ty, field) = op.map(|o| (o.ty, o.field.as_str())).unwrap_or(("query", "other"));
-        GRAPHQL_OPERATIONS.with_label_values(&[ty, field, code]).inc();
+        let (ty, field) = op
+            .map(|o| (o.ty, o.field.as_str()))
+            .unwrap_or(("query", "other"));
+        GRAPHQL_OPERATIONS
+            .with_label_values(&[ty, field, code])
+            .inc();
         resp
     }
 }

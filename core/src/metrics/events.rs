@@ -9,8 +9,11 @@ use crate::metrics::{LATENCY_BUCKETS, register};
 
 pub static SUBSCRIPTIONS_OPEN: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
-        IntGauge::new("tms_subscriptions_open", "GraphQL subscriptions open on this api.")
-            .expect("valid metric"),
+        IntGauge::new(
+            "tms_subscriptions_open",
+            "GraphQL subscriptions open on this api.",
+        )
+        .expect("valid metric"),
     )
 });
 

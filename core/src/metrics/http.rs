@@ -9,7 +9,10 @@ use crate::metrics::{LATENCY_BUCKETS, register};
 pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("tms_http_requests_total", "HTTP requests served, by route template, method and status code."),
+            Opts::new(
+                "tms_http_requests_total",
+                "HTTP requests served, by route template, method and status code.",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric"),
@@ -19,8 +22,11 @@ pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
-            HistogramOpts::new("tms_http_request_duration_seconds", "Time to serve an HTTP request, by route template, method and status code.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "tms_http_request_duration_seconds",
+                "Time to serve an HTTP request, by route template, method and status code.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route", "method", "status"],
         )
         .expect("valid metric"),
@@ -41,12 +47,27 @@ pub static GRAPHQL_OPERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Routes an api or worker serves; anything else is counted as `other`.
-pub const ROUTES: &[&str] = &["/graphql", "/metrics", "/healthz", "/readyz", "/auth/login", "/auth/callback"];
+pub const ROUTES: &[&str] = &[
+    "/graphql",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/auth/login",
+    "/auth/callback",
+];
 
 /// Outcome codes of a GraphQL operation: `OK` and every `ErrorCode`.
 pub const CODES: &[&str] = &[
-    "OK", "VALIDATION", "NOT_FOUND", "UNAUTHENTICATED", "FORBIDDEN", "CONFLICT", "UNAVAILABLE",
-    "SLOW_CONSUMER", "QUERY_LIMIT", "INTERNAL",
+    "OK",
+    "VALIDATION",
+    "NOT_FOUND",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "CONFLICT",
+    "UNAVAILABLE",
+    "SLOW_CONSUMER",
+    "QUERY_LIMIT",
+    "INTERNAL",
 ];
 
 /// The route label for a matched route template (or `other`: unmatched paths are unbounded).
@@ -82,7 +103,9 @@ pub fn code_label(code: Option<&str>) -> &'static str {
 pub fn observe_request(route: &'static str, method: &'static str, status: u16, seconds: f64) {
     let buf = itoa_status(status);
     let status = std::str::from_utf8(&buf).unwrap_or("other");
-    HTTP_REQUESTS.with_label_values(&[route, method, status]).inc();
+    HTTP_REQUESTS
+        .with_label_values(&[route, method, status])
+        .inc();
     HTTP_DURATION
         .with_label_values(&[route, method, status])
         .observe(seconds);
@@ -91,11 +114,20 @@ pub fn observe_request(route: &'static str, method: &'static str, status: u16, s
 /// Status codes as label text without allocating.
 fn itoa_status(status: u16) -> [u8; 3] {
     let s = status.clamp(100, 999);
-    [b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8]
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
 }
 
 pub(crate) fn init() {
-    for (route, method) in [("/graphql", "POST"), ("/metrics", "GET"), ("/healthz", "GET"), ("/readyz", "GET")] {
+    for (route, method) in [
+        ("/graphql", "POST"),
+        ("/metrics", "GET"),
+        ("/healthz", "GET"),
+        ("/readyz", "GET"),
+    ] {
         for status in ["200", "500", "503"] {
             HTTP_REQUESTS.with_label_values(&[route, method, status]);
             HTTP_DURATION.with_label_values(&[route, method, status]);

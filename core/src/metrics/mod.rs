@@ -98,9 +98,18 @@ mod tests {
             "tms_db_pool_connections",
             "tms_component_up",
         ] {
-            assert!(text.contains(&format!("\n{name}")), "{name} missing:\n{text}");
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} missing:\n{text}"
+            );
         }
-        assert!(text.contains("tms_runs_total{status=\"failed\"} 0"), "{text}");
-        assert!(text.contains("tms_queue_jobs{state=\"pending\"} 0"), "{text}");
+        assert!(
+            text.contains("tms_runs_total{status=\"failed\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tms_queue_jobs{state=\"pending\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -34,9 +34,15 @@ pub static QUEUE_OLDEST_AGE: LazyLock<Gauge> = LazyLock::new(|| {
 
 /// Publishes one reading of the queue.
 pub fn set(stats: &crate::monitoring::QueueStats) {
-    QUEUE_JOBS.with_label_values(&["pending"]).set(stats.pending);
-    QUEUE_JOBS.with_label_values(&["running"]).set(stats.running);
-    QUEUE_JOBS.with_label_values(&["retrying"]).set(stats.retrying);
+    QUEUE_JOBS
+        .with_label_values(&["pending"])
+        .set(stats.pending);
+    QUEUE_JOBS
+        .with_label_values(&["running"])
+        .set(stats.running);
+    QUEUE_JOBS
+        .with_label_values(&["retrying"])
+        .set(stats.retrying);
     QUEUE_JOBS.with_label_values(&["dead"]).set(stats.dead);
     QUEUE_OLDEST_AGE.set(stats.oldest_pending_age_seconds);
 }

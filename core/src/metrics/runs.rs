@@ -16,8 +16,7 @@ const RUN_BUCKETS: &[f64] = &[
 ];
 /// Steps last from a fraction of a second to hours.
 const STEP_BUCKETS: &[f64] = &[
-    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
-    14400.0,
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
 /// Final run states, as label values.
@@ -28,7 +27,10 @@ pub const STEP_STATUSES: &[&str] = &["succeeded", "failed", "cached", "skipped",
 pub static RUNS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("tms_runs_total", "Runs that reached a final state, by that state."),
+            Opts::new(
+                "tms_runs_total",
+                "Runs that reached a final state, by that state.",
+            ),
             &["status"],
         )
         .expect("valid metric"),
@@ -52,7 +54,10 @@ pub static RUN_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static STEPS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("tms_steps_total", "Steps that reached a final state, by that state."),
+            Opts::new(
+                "tms_steps_total",
+                "Steps that reached a final state, by that state.",
+            ),
             &["status"],
         )
         .expect("valid metric"),
@@ -76,7 +81,10 @@ pub static STEP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 pub static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("tms_cache_lookups_total", "Step-cache lookups, by result (hit or miss)."),
+            Opts::new(
+                "tms_cache_lookups_total",
+                "Step-cache lookups, by result (hit or miss).",
+            ),
             &["result"],
         )
         .expect("valid metric"),
@@ -86,7 +94,10 @@ pub static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static WORKER_SLOTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(
         IntGaugeVec::new(
-            Opts::new("tms_worker_slots", "Step slots of this worker, by state (busy or idle)."),
+            Opts::new(
+                "tms_worker_slots",
+                "Step slots of this worker, by state (busy or idle).",
+            ),
             &["state"],
         )
         .expect("valid metric"),

@@ -182,7 +182,11 @@ impl MonitoringService {
     }
 
     /// Runs created in the last `window_seconds` (1 s to 30 days).
-    pub async fn run_stats(&self, who: Option<&Principal>, window_seconds: i64) -> Result<RunStats> {
+    pub async fn run_stats(
+        &self,
+        who: Option<&Principal>,
+        window_seconds: i64,
+    ) -> Result<RunStats> {
         require(&self.db, who, Permission::ReadMonitoring).await?;
         if !(1..=MAX_WINDOW_SECONDS).contains(&window_seconds) {
             return Err(Error::field(

@@ -40,7 +40,10 @@ pub fn beat(conn: &mut PgConnection, row: &WorkerRow) -> Result<()> {
 pub fn prune(conn: &mut PgConnection, older_than_seconds: i64) -> Result<usize> {
     use worker_heartbeats::dsl as w;
     let cutoff = Utc::now() - chrono::Duration::seconds(older_than_seconds);
-    Ok(diesel::delete(w::worker_heartbeats.filter(w::last_heartbeat_at.lt(cutoff))).execute(conn)?)
+    Ok(
+        diesel::delete(w::worker_heartbeats.filter(w::last_heartbeat_at.lt(cutoff)))
+            .execute(conn)?,
+    )
 }
 
 /// A worker leaving cleanly removes its row.
