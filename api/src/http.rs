@@ -5,6 +5,7 @@ use async_graphql::BatchRequest;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
+use tracing::Instrument;
 use tms_core::auth::RequestMeta;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
@@ -56,7 +57,37 @@ async fn graphql(
             .map(str::to_string),
         meta: request_meta(&http),
     };
-    let resp = match req.into_inner() {
+    // One span per request, a child of the caller's W3C `traceparent` when it sent one.
+    let span = tracing::info_span!(
+        "graphql.request",
+        otel.name = "POST /graphql",
+        graphql.operation = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        tms_core::telemetry::adopt(&span, &trace_headers(&http));
+    }
+    let resp = execute(&state, req, pending).instrument(span).await;
+    GraphQLResponse::from(resp).respond(&http)
+}
+
+/// The W3C trace-context headers of a request.
+fn trace_headers(http: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|h| {
+            let v = http.headers().get(h)?.to_str().ok()?;
+            Some((h.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+async fn execute(
+    state: &AppState,
+    req: GraphQLBatchRequest,
+    pending: PendingAuth,
+) -> async_graphql::BatchResponse {
+    match req.into_inner() {
         BatchRequest::Single(one) => {
             let resp = state.schema.execute(one.data(pending)).await;
             async_graphql::BatchResponse::Single(ensure_codes(resp))
@@ -74,8 +105,7 @@ async fn graphql(
             }
             async_graphql::BatchResponse::Batch(out)
         }
-    };
-    GraphQLResponse::from(resp).respond(&http)
+    }
 }
 
 /// The peer address (never a forwarding header a client could forge) and user agent, for the

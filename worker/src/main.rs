@@ -21,6 +21,7 @@ use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
 use tms_core::queue::{RunJob, storage, wake_channel};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{ExecutorKind, WorkerConfig};
 use crate::executor::SharedExecutor;
@@ -132,7 +133,10 @@ async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynErro
     // the reconciler re-enqueues any run left unfinished once its lease lapses.
     let runner = runner.0.clone();
     let run_id = job.run_id;
-    let outcome = tokio::spawn(async move { runner.drive(run_id).await }).await;
+    // The run's span continues the trace of the request that triggered it.
+    let span = tracing::info_span!("run", otel.name = "run.execute", %run_id, trace_id = tracing::field::Empty);
+    tms_core::telemetry::adopt(&span, &job.trace);
+    let outcome = tokio::spawn(async move { runner.drive(run_id).await }.instrument(span)).await;
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(%run_id, error = ?e, "run interrupted; it will be resumed"),
@@ -147,7 +151,7 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     let cfg = WorkerConfig::parse();
-    tms_core::telemetry::init_logging();
+    let _telemetry = tms_core::telemetry::init("tms-worker");
     tms_core::metrics::init();
     tokio::runtime::Runtime::new()?.block_on(run(cfg))
 }

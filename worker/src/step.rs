@@ -15,6 +15,7 @@ use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result, secrets};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::control::Control;
@@ -102,7 +103,8 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
                     secrets: secrets.clone(),
                     masks: env.masks.to_vec(),
                 };
-                match run_attempt(&env, req, permit).await? {
+                let span = tracing::info_span!("step.attempt", attempt);
+                match run_attempt(&env, req, permit).instrument(span).await? {
                     Some(end) => end,
                     None => return stopped(&env, &name).await,
                 }
@@ -187,7 +189,12 @@ async fn run_attempt(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward_progress(env.clone(), name.clone(), rx));
         let res = tokio::select! {
-            r = tokio::time::timeout_at(deadline, env.executor.run(req.clone(), tx)) => Some(r),
+            r = tokio::time::timeout_at(
+                deadline,
+                env.executor
+                    .run(req.clone(), tx)
+                    .instrument(tracing::info_span!("executor.run", executor = env.executor.name())),
+            ) => Some(r),
             _ = env.ctl.stop.cancelled() => None,
         };
         let _ = forwarder.await;

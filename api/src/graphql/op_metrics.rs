@@ -130,6 +130,7 @@ impl Extension for OpMetricsExtension {
         GRAPHQL_OPERATIONS
             .with_label_values(&[ty, field, code])
             .inc();
+        tracing::Span::current().record("graphql.operation", format!("{ty} {field}"));
         resp
     }
 }
