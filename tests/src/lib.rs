@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub mod otlp;
 pub mod prometheus;
 pub mod proxy;
 pub mod services;

@@ -1,0 +1,115 @@
+//! Distributed tracing end to end: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a `triggerRun`
+//! request carrying a W3C `traceparent` yields one trace, received over OTLP/HTTP on loopback
+//! and decoded with the OpenTelemetry protobuf definitions: the caller's span → the api's
+//! request span → the worker's run span → one span per step → its attempt → the executor call.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, ensure};
+use serde_json::json;
+use tms_tests::otlp::{Receiver, Span};
+use tms_tests::{EnvOptions, TestEnv, chain};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn one<'a>(spans: &'a [Span], what: &str, f: impl Fn(&Span) -> bool) -> Result<&'a Span> {
+    let found: Vec<&Span> = spans.iter().filter(|s| f(s)).collect();
+    match found.as_slice() {
+        [s] => Ok(s),
+        _ => Err(anyhow!("expected one {what}, found {}: {spans:#?}", found.len())),
+    }
+}
+
+#[tokio::test]
+async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
+    let otlp = Receiver::start().await?;
+    let otel = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), otlp.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "200".to_string()),
+    ];
+    let env = TestEnv::start_with(EnvOptions {
+        api_env: otel.clone(),
+        worker_env: otel,
+        ..Default::default()
+    })
+    .await?;
+    let wf = env.create_workflow("traced", chain(2, "true")).await?;
+
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(env.api_url())
+        .bearer_auth(env.token.as_deref().unwrap_or_default())
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"query": "mutation($w:ID!){triggerRun(workflowId:$w){id}}", "variables": {"w": wf}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_id = resp["data"]["triggerRun"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{resp}"))?
+        .to_string();
+    let run = env.wait_run(&run_id, Duration::from_secs(60)).await?;
+    ensure!(run["status"] == "SUCCEEDED", "{run}");
+
+    // Exports are batched: wait until every expected span has arrived.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans: Vec<Span> = otlp.spans().into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
+        let executors = spans.iter().filter(|s| s.name == "executor.run").count();
+        if executors >= 2 && spans.iter().any(|s| s.name == "POST /graphql") {
+            break spans;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "trace incomplete after 30s: {spans:#?}\nall spans: {:#?}",
+            otlp.spans()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let request = one(&spans, "request span", |s| s.name == "POST /graphql")?;
+    ensure!(request.service == "tms-api", "{request:?}");
+    ensure!(request.parent_span_id == CALLER_SPAN, "request not a child of the caller: {request:?}");
+    ensure!(request.attr("graphql.operation") == Some("mutation triggerRun"), "{request:?}");
+
+    let run_span = one(&spans, "run span", |s| s.name == "run.execute")?;
+    ensure!(run_span.service == "tms-worker", "{run_span:?}");
+    ensure!(run_span.parent_span_id == request.span_id, "run not a child of the request: {run_span:?}");
+    ensure!(run_span.attr("run_id") == Some(run_id.as_str()), "{run_span:?}");
+
+    for step in ["s0", "s1"] {
+        let s = one(&spans, "step span", |s| s.name == format!("step {step}"))?;
+        ensure!(s.parent_span_id == run_span.span_id, "step {step} not under the run: {s:?}");
+        let attempt = one(&spans, "attempt span", |a| a.name == "step.attempt" && a.parent_span_id == s.span_id)?;
+        let exec = one(&spans, "executor span", |e| e.name == "executor.run" && e.parent_span_id == attempt.span_id)?;
+        ensure!(exec.attr("executor") == Some("local"), "{exec:?}");
+    }
+
+    // Log lines within the run carry its trace id.
+    let log = env.workers[0].log_text();
+    ensure!(log.contains(&format!("trace_id={TRACE_ID}")), "worker log lacks the trace id:\n{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_otel_variables_no_context_travels_and_traceparent_is_harmless() -> Result<()> {
+    let env = TestEnv::start().await?;
+    let wf = env.create_workflow("untraced", chain(1, "true")).await?;
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(env.api_url())
+        .bearer_auth(env.token.as_deref().unwrap_or_default())
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .json(&json!({"query": "mutation($w:ID!){triggerRun(workflowId:$w){id}}", "variables": {"w": wf}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_id = resp["data"]["triggerRun"]["id"].as_str().ok_or_else(|| anyhow!("{resp}"))?;
+    let run = env.wait_run(run_id, Duration::from_secs(60)).await?;
+    ensure!(run["status"] == "SUCCEEDED", "{run}");
+    // The job carried no trace context: nothing was injected.
+    let payload = tms_tests::psql(&env.database_url, &["-c", "SELECT payload::text FROM job_outbox"])?;
+    ensure!(payload.contains("\"trace\":{}") || payload.contains("\"trace\": {}"), "{payload}");
+    Ok(())
+}
