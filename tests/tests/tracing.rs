@@ -1,7 +1,8 @@
 //! Distributed tracing end to end: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a `triggerRun`
 //! request carrying a W3C `traceparent` yields one trace, received over OTLP/HTTP on loopback
 //! and decoded with the OpenTelemetry protobuf definitions: the caller's span → the api's
-//! request span → the worker's run span → one span per step → its attempt → the executor call.
+//! request span → the worker's run span → one span per step → its attempt → the executor call;
+//! and a subscription's span is a child of the `traceparent` sent in `connection_init`.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use tms_tests::{EnvOptions, TestEnv, chain};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const WS_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn one<'a>(spans: &'a [Span], what: &str, f: impl Fn(&Span) -> bool) -> Result<&'a Span> {
     let found: Vec<&Span> = spans.iter().filter(|s| f(s)).collect();
@@ -84,6 +86,35 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
         let attempt = one(&spans, "attempt span", |a| a.name == "step.attempt" && a.parent_span_id == s.span_id)?;
         let exec = one(&spans, "executor span", |e| e.name == "executor.run" && e.parent_span_id == attempt.span_id)?;
         ensure!(exec.attr("executor") == Some("local"), "{exec:?}");
+    }
+
+    // A subscription honours the `traceparent` sent in `connection_init`.
+    let mut ws = tms_cli::ws::GqlWs::from_socket(tms_tests::ws::open(env.api_port).await?);
+    let token = env.token.clone().unwrap_or_default();
+    ws.send(json!({"type": "connection_init", "payload": {
+        "Authorization": format!("Bearer {token}"),
+        "traceparent": format!("00-{WS_TRACE_ID}-{CALLER_SPAN}-01"),
+    }}))
+    .await?;
+    let ack = ws.recv_raw(Duration::from_secs(10)).await?;
+    ensure!(matches!(&ack, Ok(v) if v["type"] == "connection_ack"), "{ack:?}");
+    ws.subscribe(
+        "1",
+        "subscription($r:ID!){runProgress(runId:$r){seq kind}}",
+        json!({"r": run_id}),
+    )
+    .await?;
+    let first = ws.recv_raw(Duration::from_secs(10)).await?;
+    ensure!(matches!(&first, Ok(v) if v["type"] == "next"), "{first:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sub: Vec<Span> = otlp.spans().into_iter().filter(|s| s.trace_id == WS_TRACE_ID).collect();
+        if let Some(s) = sub.first() {
+            ensure!(s.name == "subscription runProgress" && s.parent_span_id == CALLER_SPAN, "{s:?}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no subscription span: {:#?}", otlp.spans());
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Log lines within the run carry its trace id.

@@ -3,6 +3,7 @@
 use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use tracing::Instrument;
 
 use crate::context::caller;
 use crate::error::{GqlResult, to_gql};
@@ -102,6 +103,7 @@ impl SubscriptionRoot {
         let stream = svc
             .progress
             .run_progress(caller(ctx).gql()?, run_id, after_seq)
+            .instrument(subscribe_span(ctx, "subscription runProgress"))
             .await
             .gql()?;
         Ok(counted(stream))
@@ -120,6 +122,7 @@ impl SubscriptionRoot {
         let stream = svc
             .progress
             .run_events(caller(ctx).gql()?, wf)
+            .instrument(subscribe_span(ctx, "subscription runEvents"))
             .await
             .gql()?;
         Ok(counted(stream))
@@ -139,4 +142,19 @@ where
         }
         r.map(RunEvent).map_err(to_gql)
     })
+}
+
+/// The span of a subscription's start, a child of the `traceparent` its connection sent.
+fn subscribe_span(ctx: &Context<'_>, name: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "graphql.subscribe",
+        otel.name = name,
+        trace_id = tracing::field::Empty
+    );
+    if !span.is_disabled()
+        && let Some(t) = ctx.data_opt::<crate::ws::WsTrace>()
+    {
+        tms_core::telemetry::adopt(&span, &t.0);
+    }
+    span
 }
