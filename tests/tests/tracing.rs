@@ -59,7 +59,9 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
     let spans = loop {
         let spans: Vec<Span> = otlp.spans().into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
         let executors = spans.iter().filter(|s| s.name == "executor.run").count();
-        if executors >= 2 && spans.iter().any(|s| s.name == "POST /graphql") {
+        // Spans are exported as they end: the run's after its steps', the request's first.
+        let has = |n: &str| spans.iter().any(|s| s.name == n);
+        if executors >= 2 && has("POST /graphql") && has("run.execute") && has("step s1") {
             break spans;
         }
         ensure!(
@@ -142,5 +144,44 @@ async fn without_otel_variables_no_context_travels_and_traceparent_is_harmless()
     // The job carried no trace context: nothing was injected.
     let payload = tms_tests::psql(&env.database_url, &["-c", "SELECT payload::text FROM job_outbox"])?;
     ensure!(payload.contains("\"trace\":{}") || payload.contains("\"trace\": {}"), "{payload}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_dagger_query_is_a_span_under_its_executor_call() -> Result<()> {
+    let otlp = Receiver::start().await?;
+    let engine = tms_tests::dagger_engine::FakeEngine::start().await?;
+    engine.on_exec(|_| tms_tests::dagger_engine::ExecOutput::ok("hi"));
+    let mut worker_env = vec![
+        ("TMS_EXECUTOR".to_string(), "dagger".to_string()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), otlp.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_string(), "200".to_string()),
+    ];
+    worker_env.extend(engine.session_env());
+    let env = TestEnv::start_with(EnvOptions::worker_env(worker_env)).await?;
+    let wf = env
+        .create_workflow("traced-dagger", json!([{"name": "a", "image": "alpine:3.20", "run": "echo hi"}]))
+        .await?;
+    let run_id = env.trigger(&wf).await?;
+    let run = env.wait_run(&run_id, Duration::from_secs(60)).await?;
+    ensure!(run["status"] == "SUCCEEDED", "{run}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = otlp.spans();
+        let exec = spans.iter().find(|s| s.name == "executor.run" && s.attr("executor") == Some("dagger"));
+        if let Some(exec) = exec {
+            let queries: Vec<&Span> = spans
+                .iter()
+                .filter(|s| s.name == "dagger.query" && s.parent_span_id == exec.span_id)
+                .collect();
+            if !queries.is_empty() {
+                ensure!(queries.iter().all(|q| q.trace_id == exec.trace_id), "{queries:?}");
+                break;
+            }
+        }
+        ensure!(Instant::now() < deadline, "no dagger.query under executor.run: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }

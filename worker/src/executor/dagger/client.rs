@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dagger_sdk::core::gql_client::{GraphQLErrorMessage, GraphQlExtension};
 use dagger_sdk::core::graphql_client::{GraphQLClient, GraphQLError};
+use tracing::Instrument;
 use serde_json::{Value, json};
 
 /// Why one request to the engine did not produce `data`. Transport failures keep reqwest's
@@ -155,8 +156,14 @@ impl EngineClient {
 #[async_trait]
 impl GraphQLClient for EngineClient {
     async fn query(&self, query: &str) -> Result<Option<Value>, GraphQLError> {
+        // One span per engine round trip, under the step attempt's `executor.run`.
+        let span = tracing::info_span!("dagger.query", otel.name = "dagger.query");
         // Never `Ok(None)`: the SDK unwraps it.
-        self.post(query).await.map(Some).map_err(GraphQLError::from)
+        self.post(query)
+            .instrument(span)
+            .await
+            .map(Some)
+            .map_err(GraphQLError::from)
     }
 }
 
