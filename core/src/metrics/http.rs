@@ -68,6 +68,10 @@ pub const CODES: &[&str] = &[
     "SLOW_CONSUMER",
     "QUERY_LIMIT",
     "INTERNAL",
+    // Raised by async-graphql itself (parse and validation errors).
+    "GRAPHQL_VALIDATION",
+    "GRAPHQL_PARSE_FAILED",
+    "BAD_USER_INPUT",
 ];
 
 /// The route label for a matched route template (or `other`: unmatched paths are unbounded).
