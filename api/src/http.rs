@@ -5,11 +5,11 @@ use async_graphql::BatchRequest;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
-use tracing::Instrument;
 use tms_core::auth::RequestMeta;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::health;
+use tracing::Instrument;
 
 use crate::error::ensure_codes;
 use crate::graphql::TmsSchema;

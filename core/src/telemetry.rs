@@ -142,7 +142,8 @@ pub fn inject() -> BTreeMap<String, String> {
 /// records its trace id in the span's `trace_id` field so log lines carry it.
 pub fn adopt(span: &tracing::Span, headers: &BTreeMap<String, String>) {
     if !headers.is_empty() {
-        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(headers)));
+        let cx =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&MapExtractor(headers)));
         if cx.span().span_context().is_valid() {
             let _ = span.set_parent(cx);
         }

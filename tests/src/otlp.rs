@@ -103,11 +103,14 @@ async fn serve(sock: tokio::net::TcpStream, sink: Arc<Mutex<Vec<Span>>>) -> Resu
             bail!("gzip'd OTLP bodies are not expected (no compression configured)");
         }
         if request_line.starts_with("POST /v1/traces") {
-            let req = ExportTraceServiceRequest::decode(body.as_slice()).context("decoding OTLP")?;
+            let req =
+                ExportTraceServiceRequest::decode(body.as_slice()).context("decoding OTLP")?;
             sink.lock().expect("unpoisoned").extend(flatten(req));
         }
-        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
-            .await?;
+        w.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await?;
     }
 }
 

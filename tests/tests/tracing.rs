@@ -19,7 +19,10 @@ fn one<'a>(spans: &'a [Span], what: &str, f: impl Fn(&Span) -> bool) -> Result<&
     let found: Vec<&Span> = spans.iter().filter(|s| f(s)).collect();
     match found.as_slice() {
         [s] => Ok(s),
-        _ => Err(anyhow!("expected one {what}, found {}: {spans:#?}", found.len())),
+        _ => Err(anyhow!(
+            "expected one {what}, found {}: {spans:#?}",
+            found.len()
+        )),
     }
 }
 
@@ -57,7 +60,11 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
     // Exports are batched: wait until every expected span has arrived.
     let deadline = Instant::now() + Duration::from_secs(30);
     let spans = loop {
-        let spans: Vec<Span> = otlp.spans().into_iter().filter(|s| s.trace_id == TRACE_ID).collect();
+        let spans: Vec<Span> = otlp
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == TRACE_ID)
+            .collect();
         let executors = spans.iter().filter(|s| s.name == "executor.run").count();
         // Spans are exported as they end: the run's after its steps', the request's first.
         let has = |n: &str| spans.iter().any(|s| s.name == n);
@@ -74,19 +81,38 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
 
     let request = one(&spans, "request span", |s| s.name == "POST /graphql")?;
     ensure!(request.service == "tms-api", "{request:?}");
-    ensure!(request.parent_span_id == CALLER_SPAN, "request not a child of the caller: {request:?}");
-    ensure!(request.attr("graphql.operation") == Some("mutation triggerRun"), "{request:?}");
+    ensure!(
+        request.parent_span_id == CALLER_SPAN,
+        "request not a child of the caller: {request:?}"
+    );
+    ensure!(
+        request.attr("graphql.operation") == Some("mutation triggerRun"),
+        "{request:?}"
+    );
 
     let run_span = one(&spans, "run span", |s| s.name == "run.execute")?;
     ensure!(run_span.service == "tms-worker", "{run_span:?}");
-    ensure!(run_span.parent_span_id == request.span_id, "run not a child of the request: {run_span:?}");
-    ensure!(run_span.attr("run_id") == Some(run_id.as_str()), "{run_span:?}");
+    ensure!(
+        run_span.parent_span_id == request.span_id,
+        "run not a child of the request: {run_span:?}"
+    );
+    ensure!(
+        run_span.attr("run_id") == Some(run_id.as_str()),
+        "{run_span:?}"
+    );
 
     for step in ["s0", "s1"] {
         let s = one(&spans, "step span", |s| s.name == format!("step {step}"))?;
-        ensure!(s.parent_span_id == run_span.span_id, "step {step} not under the run: {s:?}");
-        let attempt = one(&spans, "attempt span", |a| a.name == "step.attempt" && a.parent_span_id == s.span_id)?;
-        let exec = one(&spans, "executor span", |e| e.name == "executor.run" && e.parent_span_id == attempt.span_id)?;
+        ensure!(
+            s.parent_span_id == run_span.span_id,
+            "step {step} not under the run: {s:?}"
+        );
+        let attempt = one(&spans, "attempt span", |a| {
+            a.name == "step.attempt" && a.parent_span_id == s.span_id
+        })?;
+        let exec = one(&spans, "executor span", |e| {
+            e.name == "executor.run" && e.parent_span_id == attempt.span_id
+        })?;
         ensure!(exec.attr("executor") == Some("local"), "{exec:?}");
     }
 
@@ -99,7 +125,10 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
     }}))
     .await?;
     let ack = ws.recv_raw(Duration::from_secs(10)).await?;
-    ensure!(matches!(&ack, Ok(v) if v["type"] == "connection_ack"), "{ack:?}");
+    ensure!(
+        matches!(&ack, Ok(v) if v["type"] == "connection_ack"),
+        "{ack:?}"
+    );
     ws.subscribe(
         "1",
         "subscription($r:ID!){runProgress(runId:$r){seq kind}}",
@@ -110,18 +139,32 @@ async fn one_trace_spans_the_request_the_run_and_every_step() -> Result<()> {
     ensure!(matches!(&first, Ok(v) if v["type"] == "next"), "{first:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let sub: Vec<Span> = otlp.spans().into_iter().filter(|s| s.trace_id == WS_TRACE_ID).collect();
+        let sub: Vec<Span> = otlp
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == WS_TRACE_ID)
+            .collect();
         if let Some(s) = sub.first() {
-            ensure!(s.name == "subscription runProgress" && s.parent_span_id == CALLER_SPAN, "{s:?}");
+            ensure!(
+                s.name == "subscription runProgress" && s.parent_span_id == CALLER_SPAN,
+                "{s:?}"
+            );
             break;
         }
-        ensure!(Instant::now() < deadline, "no subscription span: {:#?}", otlp.spans());
+        ensure!(
+            Instant::now() < deadline,
+            "no subscription span: {:#?}",
+            otlp.spans()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Log lines within the run carry its trace id.
     let log = env.workers[0].log_text();
-    ensure!(log.contains(&format!("trace_id={TRACE_ID}")), "worker log lacks the trace id:\n{log}");
+    ensure!(
+        log.contains(&format!("trace_id={TRACE_ID}")),
+        "worker log lacks the trace id:\n{log}"
+    );
     Ok(())
 }
 
@@ -138,12 +181,20 @@ async fn without_otel_variables_no_context_travels_and_traceparent_is_harmless()
         .await?
         .json()
         .await?;
-    let run_id = resp["data"]["triggerRun"]["id"].as_str().ok_or_else(|| anyhow!("{resp}"))?;
+    let run_id = resp["data"]["triggerRun"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{resp}"))?;
     let run = env.wait_run(run_id, Duration::from_secs(60)).await?;
     ensure!(run["status"] == "SUCCEEDED", "{run}");
     // The job carried no trace context: nothing was injected.
-    let payload = tms_tests::psql(&env.database_url, &["-c", "SELECT payload::text FROM job_outbox"])?;
-    ensure!(payload.contains("\"trace\":{}") || payload.contains("\"trace\": {}"), "{payload}");
+    let payload = tms_tests::psql(
+        &env.database_url,
+        &["-c", "SELECT payload::text FROM job_outbox"],
+    )?;
+    ensure!(
+        payload.contains("\"trace\":{}") || payload.contains("\"trace\": {}"),
+        "{payload}"
+    );
     Ok(())
 }
 
@@ -160,7 +211,10 @@ async fn each_dagger_query_is_a_span_under_its_executor_call() -> Result<()> {
     worker_env.extend(engine.session_env());
     let env = TestEnv::start_with(EnvOptions::worker_env(worker_env)).await?;
     let wf = env
-        .create_workflow("traced-dagger", json!([{"name": "a", "image": "alpine:3.20", "run": "echo hi"}]))
+        .create_workflow(
+            "traced-dagger",
+            json!([{"name": "a", "image": "alpine:3.20", "run": "echo hi"}]),
+        )
         .await?;
     let run_id = env.trigger(&wf).await?;
     let run = env.wait_run(&run_id, Duration::from_secs(60)).await?;
@@ -169,18 +223,26 @@ async fn each_dagger_query_is_a_span_under_its_executor_call() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = otlp.spans();
-        let exec = spans.iter().find(|s| s.name == "executor.run" && s.attr("executor") == Some("dagger"));
+        let exec = spans
+            .iter()
+            .find(|s| s.name == "executor.run" && s.attr("executor") == Some("dagger"));
         if let Some(exec) = exec {
             let queries: Vec<&Span> = spans
                 .iter()
                 .filter(|s| s.name == "dagger.query" && s.parent_span_id == exec.span_id)
                 .collect();
             if !queries.is_empty() {
-                ensure!(queries.iter().all(|q| q.trace_id == exec.trace_id), "{queries:?}");
+                ensure!(
+                    queries.iter().all(|q| q.trace_id == exec.trace_id),
+                    "{queries:?}"
+                );
                 break;
             }
         }
-        ensure!(Instant::now() < deadline, "no dagger.query under executor.run: {spans:#?}");
+        ensure!(
+            Instant::now() < deadline,
+            "no dagger.query under executor.run: {spans:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())

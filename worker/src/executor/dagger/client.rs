@@ -22,8 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dagger_sdk::core::gql_client::{GraphQLErrorMessage, GraphQlExtension};
 use dagger_sdk::core::graphql_client::{GraphQLClient, GraphQLError};
-use tracing::Instrument;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 /// Why one request to the engine did not produce `data`. Transport failures keep reqwest's
 /// error as their source ("connection refused", "connection closed before message completed").
