@@ -1,4 +1,4 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET), health and readiness.
+//! HTTP routes: GraphQL (POST, GraphiQL on GET), metrics, health and readiness.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::BatchRequest;
@@ -9,6 +9,7 @@ use tms_core::auth::RequestMeta;
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
 use tms_core::health;
+use tracing::Instrument;
 
 use crate::error::ensure_codes;
 use crate::graphql::TmsSchema;
@@ -43,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .to(crate::ws::graphql_ws),
         )
         .route("/graphql", web::get().to(graphiql))
+        .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .configure(crate::sso::routes);
@@ -63,7 +65,37 @@ async fn graphql(
             .map(str::to_string),
         meta: request_meta(&http),
     };
-    let resp = match req.into_inner() {
+    // One span per request, a child of the caller's W3C `traceparent` when it sent one.
+    let span = tracing::info_span!(
+        "graphql.request",
+        otel.name = "POST /graphql",
+        graphql.operation = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        tms_core::telemetry::adopt(&span, &trace_headers(&http));
+    }
+    let resp = execute(&state, req, pending).instrument(span).await;
+    GraphQLResponse::from(resp).respond(&http)
+}
+
+/// The W3C trace-context headers of a request.
+fn trace_headers(http: &HttpRequest) -> std::collections::BTreeMap<String, String> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|h| {
+            let v = http.headers().get(h)?.to_str().ok()?;
+            Some((h.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+async fn execute(
+    state: &AppState,
+    req: GraphQLBatchRequest,
+    pending: PendingAuth,
+) -> async_graphql::BatchResponse {
+    match req.into_inner() {
         BatchRequest::Single(one) => {
             let resp = pipeline::execute(&state.schema, &state.services, one, &pending).await;
             async_graphql::BatchResponse::Single(resp)
@@ -80,8 +112,7 @@ async fn graphql(
             }
             async_graphql::BatchResponse::Batch(out)
         }
-    };
-    GraphQLResponse::from(resp).respond(&http)
+    }
 }
 
 /// The peer address (never a forwarding header a client could forge) and user agent, for the

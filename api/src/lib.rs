@@ -5,6 +5,7 @@ pub mod context;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod origin;
 pub mod sso;
 pub mod state;
@@ -71,6 +72,7 @@ fn session_config(cfg: &ApiConfig) -> SessionConfig {
 pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     let keys = jwt_keys(&cfg)?;
     let oidc = cfg.oidc.settings().map_err(|e| anyhow::anyhow!(e))?;
+    tms_core::metrics::init();
     let db = Db::new(&cfg.common.database_url, cfg.common.db_pool_size)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     migrate_with_retry(&db).await?;
@@ -136,6 +138,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(metrics::track))
             .app_data(web::Data::new(state.clone()))
             .app_data(web::PayloadConfig::new(256 * 1024))
             .configure(http::routes)

@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
     }
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tms_core::telemetry::init_logging();
+    let _telemetry = tms_core::telemetry::init("tms-api");
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         Some(Command::PrintSchema) => {

@@ -7,6 +7,7 @@ use tms_core::auth::service::AuthService;
 use tms_core::auth::users::UserService;
 use tms_core::bus::{EventBus, EventHub};
 use tms_core::db::Db;
+use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
 use tms_core::runs::eta::Estimator;
 use tms_core::runs::service::RunService;
@@ -22,6 +23,7 @@ pub struct Services {
     pub audit: AuditService,
     pub users: UserService,
     pub api_tokens: ApiTokenService,
+    pub monitoring: MonitoringService,
 }
 
 impl Services {
@@ -31,6 +33,7 @@ impl Services {
         Services {
             auth: AuthService::new(db.clone(), keys),
             workflows: WorkflowService::new(db.clone()),
+            monitoring: MonitoringService::new(db.clone(), bus.clone(), &relay),
             runs: RunService::new(db.clone(), bus, relay, est.clone()),
             progress: ProgressService::new(db.clone(), hub, est),
             audit: AuditService::new(db.clone()),

@@ -37,6 +37,22 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// The connection's session ended (token expired, logout, user disabled): sign in again.
 pub const CLOSE_SESSION_ENDED: u16 = 4401;
+
+/// The W3C trace context a client sent in `connection_init` (`traceparent`, `tracestate`):
+/// each subscription's span is its child.
+#[derive(Clone, Debug, Default)]
+pub struct WsTrace(pub std::collections::BTreeMap<String, String>);
+
+impl WsTrace {
+    fn from_init(payload: &serde_json::Value) -> Self {
+        WsTrace(
+            ["traceparent", "tracestate"]
+                .into_iter()
+                .filter_map(|k| Some((k.to_string(), payload.get(k)?.as_str()?.to_string())))
+                .collect(),
+        )
+    }
+}
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
@@ -143,6 +159,7 @@ pub async fn graphql_ws(
                 }
             }
             let mut data = Data::default();
+            data.insert(WsTrace::from_init(&payload));
             data.insert(crate::graphql::loaders::for_connection(&services, &auth));
             data.insert(auth);
             Ok(data)

@@ -43,6 +43,7 @@ impl EventBus {
     /// Publishes persisted events. A failure is logged and swallowed: Postgres holds the events,
     /// and subscribers catch up from there.
     pub async fn publish(&self, events: &[RunEvent]) {
+        crate::metrics::runs::count_published(events);
         for ev in events {
             let payload = match serde_json::to_string(ev) {
                 Ok(p) => p,

@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod metrics;
+pub mod monitoring;
 pub mod queue;
 pub mod repo;
 pub mod runs;

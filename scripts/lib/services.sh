@@ -105,7 +105,8 @@ tms_missing_packages() {
     if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
         echo redis-server
     fi
-    command -v promtool >/dev/null 2>&1 || echo prometheus
+    # promtool checks the alert rules; the Prometheus server scrapes api and worker in tests.
+    { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || echo prometheus
     if ! command -v cc >/dev/null 2>&1 || ! command -v c++ >/dev/null 2>&1 ||
         ! command -v make >/dev/null 2>&1; then
         echo build-essential

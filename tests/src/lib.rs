@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub mod otlp;
 pub mod principals;
+pub mod prometheus;
+pub mod proxy;
 pub mod services;
 pub mod sessions;
 pub mod sso;
@@ -528,10 +531,18 @@ pub fn diamond() -> Value {
 }
 
 /// The benchmarks' system: the api and one worker with 8 step slots.
+/// `TMS_BENCH_API_ENV` (`K=V` pairs separated by spaces, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=…`)
+/// is passed to the api, to measure a setting's cost.
 pub async fn bench_env() -> Result<TestEnv> {
-    TestEnv::start_with(EnvOptions::worker_env(vec![(
-        "TMS_WORKER_CONCURRENCY".into(),
-        "8".into(),
-    )]))
+    let api_env = std::env::var("TMS_BENCH_API_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    TestEnv::start_with(EnvOptions {
+        api_env,
+        ..EnvOptions::worker_env(vec![("TMS_WORKER_CONCURRENCY".into(), "8".into())])
+    })
     .await
 }

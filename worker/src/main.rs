@@ -17,9 +17,11 @@ use apalis::prelude::*;
 use clap::Parser;
 use tms_core::bus::{EventBus, lazy_connection};
 use tms_core::db::Db;
+use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
 use tms_core::queue::{RunJob, storage, wake_channel};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{ExecutorKind, WorkerConfig};
 use crate::executor::SharedExecutor;
@@ -131,7 +133,10 @@ async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynErro
     // the reconciler re-enqueues any run left unfinished once its lease lapses.
     let runner = runner.0.clone();
     let run_id = job.run_id;
-    let outcome = tokio::spawn(async move { runner.drive(run_id).await }).await;
+    // The run's span continues the trace of the request that triggered it.
+    let span = tracing::info_span!("run", otel.name = "run.execute", %run_id, trace_id = tracing::field::Empty);
+    tms_core::telemetry::adopt(&span, &job.trace);
+    let outcome = tokio::spawn(async move { runner.drive(run_id).await }.instrument(span)).await;
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(%run_id, error = ?e, "run interrupted; it will be resumed"),
@@ -146,7 +151,8 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     let cfg = WorkerConfig::parse();
-    tms_core::telemetry::init_logging();
+    let _telemetry = tms_core::telemetry::init("tms-worker");
+    tms_core::metrics::init();
     tokio::runtime::Runtime::new()?.block_on(run(cfg))
 }
 
@@ -176,13 +182,30 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     // Workers relay and reconcile too, so runs keep moving while no api instance is up.
     let stop = CancellationToken::new();
     let relay = Relay::new(db.clone(), redis.clone(), &cfg.common.queue);
+    let monitoring = MonitoringService::new(db.clone(), bus.clone(), &relay);
     let relay_task = tokio::spawn(relay.run(stop.clone()));
 
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let probe = http::Probe {
         db: db.clone(),
         bus: bus.clone(),
         executor: executor.clone(),
         name: name.clone(),
+        monitoring,
+        slots: slots.clone(),
+        total_slots: concurrency,
+    };
+    // The worker's row in `worker_heartbeats`, for the `workers` query.
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_task = {
+        let probe = probe.clone();
+        tokio::spawn(tms_core::monitoring::heartbeat::run(
+            db.clone(),
+            name.clone(),
+            concurrency,
+            Arc::new(move || probe.busy_slots()),
+            heartbeat_stop.clone(),
+        ))
     };
     let probe_server = http::server(probe, cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -194,7 +217,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         bus: bus.clone(),
         estimator: tms_core::runs::eta::Estimator::new(),
         executor: executor.clone(),
-        slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+        slots,
         work_root: work_root.clone(),
         worker_name: name.clone(),
         default_timeout: Duration::from_secs(cfg.step_timeout_seconds),
@@ -254,6 +277,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         generation += 1;
     };
     runner.shutdown(SHUTDOWN_GRACE).await;
+    heartbeat_stop.cancel();
+    let _ = heartbeat_task.await;
     stop.cancel();
     let _ = relay_task.await;
     probe_handle.stop(true).await;

@@ -18,6 +18,7 @@ use tms_core::{Error, Result};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::control::{ActiveRuns, Control};
@@ -174,7 +175,10 @@ impl Runner {
                         step,
                     };
                     let env = env.clone();
-                    running.spawn(async move { (name, step::execute(env, job).await) });
+                    let span = tracing::info_span!("step", otel.name = format!("step {name}"), step = %name);
+                    running.spawn(
+                        async move { (name, step::execute(env, job).await) }.instrument(span),
+                    );
                 }
             }
             if running.is_empty() {

@@ -15,6 +15,7 @@ use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result, secrets};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::control::Control;
@@ -76,12 +77,14 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
     };
     let mut attempt = job.prev_attempt;
     let mut try_no = 0u32;
+    let mut first_started: Option<std::time::Instant> = None;
     loop {
         let Some(permit) = acquire(&env).await? else {
             return stopped(&env, &name).await;
         };
         attempt += 1;
         env.exec.start_attempt(&name, attempt).await?;
+        let started = *first_started.get_or_insert_with(std::time::Instant::now);
         let end = match &missing {
             Some(s) => AttemptEnd {
                 exit_code: None,
@@ -100,7 +103,8 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
                     secrets: secrets.clone(),
                     masks: env.masks.to_vec(),
                 };
-                match run_attempt(&env, req, permit).await? {
+                let span = tracing::info_span!("step.attempt", attempt);
+                match run_attempt(&env, req, permit).instrument(span).await? {
                     Some(end) => end,
                     None => return stopped(&env, &name).await,
                 }
@@ -133,6 +137,9 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
             error: end.error,
         };
         env.exec.finish_task(&name, task_end).await?;
+        tms_core::metrics::runs::STEP_DURATION
+            .with_label_values(&[status.as_str()])
+            .observe(started.elapsed().as_secs_f64());
         return Ok(StepEnd {
             status,
             timed_out: end.timed_out,
@@ -182,7 +189,12 @@ async fn run_attempt(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let forwarder = tokio::spawn(forward_progress(env.clone(), name.clone(), rx));
         let res = tokio::select! {
-            r = tokio::time::timeout_at(deadline, env.executor.run(req.clone(), tx)) => Some(r),
+            r = tokio::time::timeout_at(
+                deadline,
+                env.executor
+                    .run(req.clone(), tx)
+                    .instrument(tracing::info_span!("executor.run", executor = env.executor.name())),
+            ) => Some(r),
             _ = env.ctl.stop.cancelled() => None,
         };
         let _ = forwarder.await;

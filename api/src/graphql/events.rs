@@ -3,6 +3,7 @@
 use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use tracing::Instrument;
 
 use crate::context::caller;
 use crate::error::{GqlResult, to_gql};
@@ -102,9 +103,10 @@ impl SubscriptionRoot {
         let stream = svc
             .progress
             .run_progress(caller(ctx).gql()?, run_id, after_seq)
+            .instrument(subscribe_span(ctx, "subscription runProgress"))
             .await
             .gql()?;
-        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+        Ok(counted(stream))
     }
 
     /// Run status changes as they happen, of every run or of one workflow's runs.
@@ -120,8 +122,39 @@ impl SubscriptionRoot {
         let stream = svc
             .progress
             .run_events(caller(ctx).gql()?, wf)
+            .instrument(subscribe_span(ctx, "subscription runEvents"))
             .await
             .gql()?;
-        Ok(stream.map(|r| r.map(RunEvent).map_err(to_gql)))
+        Ok(counted(stream))
     }
+}
+
+/// Counts the subscription as open while its stream lives and times each event's delivery.
+fn counted<S>(stream: S) -> impl Stream<Item = Result<RunEvent>> + use<S>
+where
+    S: Stream<Item = tms_core::Result<tms_core::runs::RunEvent>> + Send + 'static,
+{
+    let open = tms_core::metrics::events::OpenSubscription::open();
+    stream.map(move |r| {
+        let _counted = &open;
+        if let Ok(ev) = &r {
+            tms_core::metrics::events::delivered(ev.at);
+        }
+        r.map(RunEvent).map_err(to_gql)
+    })
+}
+
+/// The span of a subscription's start, a child of the `traceparent` its connection sent.
+fn subscribe_span(ctx: &Context<'_>, name: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "graphql.subscribe",
+        otel.name = name,
+        trace_id = tracing::field::Empty
+    );
+    if !span.is_disabled()
+        && let Some(t) = ctx.data_opt::<crate::ws::WsTrace>()
+    {
+        tms_core::telemetry::adopt(&span, &t.0);
+    }
+    span
 }

@@ -9,6 +9,7 @@ use tms_core::auth::RequestMeta;
 
 use crate::context::RequestAuth;
 use crate::error::ensure_codes;
+use crate::graphql::op_metrics::{self, Operation};
 use crate::graphql::{TmsSchema, limits, loaders};
 use crate::state::Services;
 
@@ -29,8 +30,16 @@ pub async fn execute(
     pending: &PendingAuth,
 ) -> Response {
     if let Err(refused) = limits::check_request(&mut req) {
-        return ensure_codes(Response::from_errors(vec![refused]));
+        let resp = ensure_codes(Response::from_errors(vec![refused]));
+        op_metrics::record(op_metrics::UNKNOWN, &resp);
+        return resp;
     }
+    let name = req.operation_name.take();
+    let op: Operation = match req.parsed_query() {
+        Ok(doc) => op_metrics::classify(doc, name.as_deref()),
+        Err(_) => op_metrics::UNKNOWN,
+    };
+    req.operation_name = name;
     let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
     if let Some(p) = auth.principal.as_mut() {
         p.meta = pending.meta.clone();
@@ -39,5 +48,7 @@ pub async fn execute(
         .data(loaders::for_request(services, &auth))
         .data(auth)
         .data(pending.meta.clone());
-    ensure_codes(limits::backstop(schema.execute(req).await))
+    let resp = ensure_codes(limits::backstop(schema.execute(req).await));
+    op_metrics::record(op, &resp);
+    resp
 }

@@ -9,6 +9,7 @@ use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
+use crate::graphql::monitoring::{self, QueueStats, RunStats, SystemHealth, WorkerStatus};
 use crate::graphql::runs::{Run, RunConnection, RunStatus, list_runs};
 use crate::graphql::users::{self, User, UserConnection};
 use crate::graphql::workflows::{Workflow, parse_id};
@@ -122,5 +123,25 @@ impl QueryRoot {
     /// Recomputes the audit log's hash chain and reports the first broken link.
     async fn verify_audit_chain(&self, ctx: &Context<'_>) -> Result<AuditChainReport> {
         audit::verify_chain(ctx).await
+    }
+
+    /// Postgres, Redis and workers, each probed within 2 s (monitors and admins).
+    async fn system_health(&self, ctx: &Context<'_>) -> Result<SystemHealth> {
+        monitoring::system_health(ctx).await
+    }
+
+    /// The run queue by state (monitors and admins).
+    async fn queue_stats(&self, ctx: &Context<'_>) -> Result<QueueStats> {
+        monitoring::queue_stats(ctx).await
+    }
+
+    /// Workers by their heartbeats, stale ones included (monitors and admins).
+    async fn workers(&self, ctx: &Context<'_>) -> Result<Vec<WorkerStatus>> {
+        monitoring::workers(ctx).await
+    }
+
+    /// Runs created in the last `windowSeconds` (1 to 2592000) (monitors and admins).
+    async fn run_stats(&self, ctx: &Context<'_>, window_seconds: i32) -> Result<RunStats> {
+        monitoring::run_stats(ctx, window_seconds).await
     }
 }

@@ -133,6 +133,9 @@ pub fn append(conn: &mut PgConnection, entry: AuditEntry) -> Result<i64> {
     };
     row.hash = hash_of(&row);
     repo::audit::insert(conn, &row)?;
+    // Counted as appended: a transaction rolled back later still counts (rare; the metric is
+    // for rates and spikes, the log is the record).
+    crate::metrics::auth::record(row.action, row.outcome);
     Ok(seq)
 }
 

@@ -74,7 +74,11 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The caller's span goes along, so work in the blocking call (e.g. enqueueing a job
+        // with the trace context) sees it.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut conn = pool.get()?;
             f(&mut conn)
         })

@@ -275,3 +275,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     run_events,
     job_outbox,
 );
+
+// --- monitoring (2026-12-02-000004_monitoring) ---
+
+diesel::table! {
+    worker_heartbeats (name) {
+        name -> Text,
+        version -> Text,
+        started_at -> Timestamptz,
+        last_heartbeat_at -> Timestamptz,
+        busy_slots -> Int4,
+        total_slots -> Int4,
+    }
+}

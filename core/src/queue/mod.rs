@@ -22,7 +22,9 @@ pub struct RunJob {
 pub fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> crate::error::Result<()> {
     let job = RunJob {
         run_id,
-        trace: Default::default(),
+        // The caller's span (carried into the blocking call by `Db::run`): the worker's run
+        // span becomes its child.
+        trace: crate::telemetry::inject(),
     };
     let payload = serde_json::to_value(job).map_err(crate::error::Error::internal)?;
     crate::repo::outbox::insert(conn, run_id, &payload)

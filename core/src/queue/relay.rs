@@ -41,6 +41,16 @@ impl Relay {
         }
     }
 
+    /// The Redis connection the queue is reached through (monitoring reads its keys).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
     /// Wakes the relay right away (called after a trigger commits).
     pub fn poke(&self) {
         self.notify.notify_one();

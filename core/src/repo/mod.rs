@@ -6,6 +6,7 @@ pub mod events;
 pub mod history;
 pub mod leases;
 pub mod login_throttle;
+pub mod monitoring;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod runs;

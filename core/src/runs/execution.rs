@@ -237,14 +237,24 @@ impl Execution {
     /// The run ended with `status`; a no-op if it had already ended.
     pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
         let (run_id, est) = (self.run_id, self.est.clone());
-        self.write(move |conn| {
-            if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
-                return Ok(((), vec![]));
-            }
-            let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
-            Ok(((), vec![ev]))
-        })
-        .await
+        let took = self
+            .write(move |conn| {
+                if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
+                    return Ok((None, vec![]));
+                }
+                let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
+                let took = repo::runs::find(conn, run_id)?
+                    .and_then(|r| Some(r.finished_at? - r.started_at?))
+                    .and_then(|d| d.to_std().ok());
+                Ok((took, vec![ev]))
+            })
+            .await?;
+        if let Some(d) = took {
+            crate::metrics::runs::RUN_DURATION
+                .with_label_values(&[status.as_str()])
+                .observe(d.as_secs_f64());
+        }
+        Ok(())
     }
 
     /// Records a user's cancellation: every task not yet finished, then the run.

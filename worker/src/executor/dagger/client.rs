@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use dagger_sdk::core::gql_client::{GraphQLErrorMessage, GraphQlExtension};
 use dagger_sdk::core::graphql_client::{GraphQLClient, GraphQLError};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 /// Why one request to the engine did not produce `data`. Transport failures keep reqwest's
 /// error as their source ("connection refused", "connection closed before message completed").
@@ -155,8 +156,14 @@ impl EngineClient {
 #[async_trait]
 impl GraphQLClient for EngineClient {
     async fn query(&self, query: &str) -> Result<Option<Value>, GraphQLError> {
+        // One span per engine round trip, under the step attempt's `executor.run`.
+        let span = tracing::info_span!("dagger.query", otel.name = "dagger.query");
         // Never `Ok(None)`: the SDK unwraps it.
-        self.post(query).await.map(Some).map_err(GraphQLError::from)
+        self.post(query)
+            .instrument(span)
+            .await
+            .map(Some)
+            .map_err(GraphQLError::from)
     }
 }
 

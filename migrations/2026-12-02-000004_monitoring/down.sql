@@ -1,0 +1,2 @@
+DROP INDEX runs_created_at;
+DROP TABLE worker_heartbeats;
