@@ -6,7 +6,8 @@
 //! Run with `scripts/bench read` (starts Postgres and Redis, builds in release mode).
 //! Settings: READ_RUNS (runs seeded, 200), WRK_CONNECTIONS (16), WRK_SECONDS (15),
 //! READ_SHAPE=flat for the shape `../shared/peer-bench/postgraphile` measures (the run's own
-//! columns and its progress, nothing nested).
+//! columns and its progress, nothing nested); READ_SHAPE=update for an audited mutation
+//! (`updateWorkflow`, one audit row per request) instead of the read.
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use serde_json::json;
 const NESTED: &str = "{ runs(first: 20) { edges { node { id status createdAt finishedAt \
     percent etaSeconds workflow { name } tasks { name status attempt exitCode } } } } }";
 const FLAT: &str = "{ runs(first: 20) { edges { node { id status createdAt percent } } } }";
+const UPDATE: &str =
+    "mutation($i: ID!, $in: WorkflowInput!) { updateWorkflow(id: $i, input: $in) { id } }";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,7 +27,11 @@ async fn main() -> anyhow::Result<()> {
     let connections: usize = tms_tests::env_or("WRK_CONNECTIONS", 16);
     let seconds: u64 = tms_tests::env_or("WRK_SECONDS", 15);
     let shape: String = tms_tests::env_or("READ_SHAPE", "nested".to_string());
-    let query = if shape == "flat" { FLAT } else { NESTED };
+    let query = match shape.as_str() {
+        "flat" => FLAT,
+        "update" => UPDATE,
+        _ => NESTED,
+    };
     let env = tms_tests::bench_env().await?;
     let wf = env
         .create_workflow("bench-read", tms_tests::diamond())
@@ -36,10 +43,15 @@ async fn main() -> anyhow::Result<()> {
     for id in &ids {
         env.wait_run(id, Duration::from_secs(120)).await?;
     }
-    // One request by hand: the page must be complete and error-free before it is measured.
-    let page = env.gql(query, json!({})).await?;
+    let variables = if shape == "update" {
+        json!({"i": wf, "in": {"name": "bench-read", "steps": tms_tests::diamond()}})
+    } else {
+        json!({})
+    };
+    // One request by hand: the answer must be complete and error-free before it is measured.
+    let page = env.gql(query, variables.clone()).await?;
     let edges = page["runs"]["edges"].as_array().map(Vec::len).unwrap_or(0);
-    if edges != 20 {
+    if shape != "update" && edges != 20 {
         bail!("expected a full page of 20 runs, got {edges}: {page}");
     }
 
@@ -47,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tms-read-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let script = dir.join("runs.lua");
-    let body = serde_json::to_string(&json!({ "query": query }))?;
+    let body = serde_json::to_string(&json!({ "query": query, "variables": variables }))?;
     std::fs::write(
         &script,
         format!(
