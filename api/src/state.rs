@@ -34,11 +34,11 @@ impl Services {
             auth: AuthService::new(db.clone(), keys),
             workflows: WorkflowService::new(db.clone()),
             monitoring: MonitoringService::new(db.clone(), bus.clone(), &relay),
+            api_tokens: ApiTokenService::new(db.clone(), Some(bus.clone())),
             runs: RunService::new(db.clone(), bus, relay, est.clone()),
             progress: ProgressService::new(db.clone(), hub, est),
             audit: AuditService::new(db.clone()),
             users: UserService::new(db.clone()),
-            api_tokens: ApiTokenService::new(db.clone()),
         }
     }
 }

@@ -151,7 +151,8 @@ pub async fn graphql_ws(
                 let session = services.auth.token_session(token.trim());
                 let watch = Watch {
                     user_id: p.user_id,
-                    sid: session.and_then(|s| s.sid),
+                    // An API token's connection ends with that token's revocation.
+                    sid: session.and_then(|s| s.sid).or(p.api_token_id),
                     expires_at: session.map(|s| s.expires_at),
                 };
                 if let Some(tx) = watch_tx.lock().ok().and_then(|mut t| t.take()) {

@@ -1,12 +1,13 @@
 //! Sessions end to end against the real api: which access tokens are accepted, key rotation,
 //! refresh-token rotation and re-use, the concurrent-refresh race, expiry, logout and disabling
-//! users (sockets closed with 4401), and login throttling — each refusal with its audit row
+//! users or revoking API tokens (sockets closed with 4401), and login throttling — each refusal with its audit row
 //! where the action is audited.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use serde_json::{Value, json};
+use tms_tests::principals::api_token;
 use tms_tests::sessions::{
     LOGOUT, add_user, audit_rows, claims, decode, hs256, kid_of, live_refresh_tokens, login, me,
     now, our_header, pair, refresh, rs256,
@@ -399,6 +400,38 @@ async fn logout_ends_the_session_and_closes_its_subscription() -> Result<()> {
     // Another session of the same user is untouched: its socket still answers.
     other.barrier().await?;
     assert_eq!(me(&env, &other_a).await?, Ok(ADMIN_EMAIL.to_string()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoking_an_api_token_closes_its_sockets_and_no_others() -> Result<()> {
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
+    let run = open_run(&env).await?;
+    let (revoked_id, revoked) = api_token(&env, "to-revoke", "VIEWER").await?;
+    let (_, kept) = api_token(&env, "kept", "VIEWER").await?;
+    let (admin, _) = login(&env, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
+    let mut ws = subscribed(&env, &revoked, &run).await?;
+    let mut kept_ws = subscribed(&env, &kept, &run).await?;
+    let mut admin_ws = subscribed(&env, &admin, &run).await?;
+
+    let v = env
+        .gql(
+            "mutation($i:ID!){revokeApiToken(id:$i)}",
+            json!({"i": revoked_id}),
+        )
+        .await?;
+    assert_eq!(v["revokeApiToken"], true, "{v}");
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(20)).await?,
+        Some(CLOSE_SESSION_ENDED)
+    );
+    // The creator's other token and own session are untouched: their sockets still answer.
+    kept_ws.barrier().await?;
+    admin_ws.barrier().await?;
+    assert_eq!(
+        me(&env, &revoked).await?,
+        Err("UNAUTHENTICATED".to_string())
+    );
     Ok(())
 }
 

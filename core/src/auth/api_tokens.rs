@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::audit::{self, Action, AuditEntry};
+use crate::auth::revocations;
+use crate::auth::sessions::SessionRevoked;
 use crate::auth::{Permission, Principal, RequestMeta, Role};
+use crate::bus::EventBus;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
@@ -122,11 +125,14 @@ fn validate(name: &str, expires_in_days: Option<i32>) -> Result<()> {
 #[derive(Clone)]
 pub struct ApiTokenService {
     db: Db,
+    /// Where revocations are announced, so that sockets opened with a revoked token close at
+    /// once (without it they close when a request is refused).
+    bus: Option<EventBus>,
 }
 
 impl ApiTokenService {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, bus: Option<EventBus>) -> Self {
+        Self { db, bus }
     }
 
     /// Creates a token holding `role`, expiring after `expires_in_days` (never, without it).
@@ -194,10 +200,11 @@ impl ApiTokenService {
         let who = audit::require(&self.db, who, Permission::ManageUsers)
             .await?
             .clone();
-        self.db
+        let (changed, creator) = self
+            .db
             .run(move |c| {
                 c.transaction::<_, Error, _>(|c| {
-                    let changed =
+                    let (changed, creator) =
                         repo::api_tokens::revoke(c, id)?.ok_or(Error::NotFound("api token"))?;
                     if changed {
                         audit::append(
@@ -205,10 +212,20 @@ impl ApiTokenService {
                             AuditEntry::by(&who, Action::ApiTokenRevoke, resource(id)),
                         )?;
                     }
-                    Ok(changed)
+                    Ok((changed, creator))
                 })
             })
-            .await
+            .await?;
+        if let (true, Some(bus)) = (changed, &self.bus) {
+            // Sockets opened with an API token watch its id as their session.
+            let notice = SessionRevoked {
+                user_id: creator,
+                family_id: Some(id),
+                reason: "api token revoked".into(),
+            };
+            revocations::publish(bus, &notice).await;
+        }
+        Ok(changed)
     }
 }
 

@@ -57,13 +57,14 @@ pub struct SessionRevoked {
 }
 
 impl SessionRevoked {
-    /// Whether a connection of `user_id` opened with a token of session `sid` is affected.
+    /// Whether a connection of `user_id` opened with a token of session `sid` is affected (an
+    /// API token's connection passes the token's id: its revocation names it as the family).
     pub fn ends(&self, user_id: Uuid, sid: Option<Uuid>) -> bool {
         self.user_id == user_id
             && match self.family_id {
                 None => true,
-                // A connection whose token names no session (API tokens) ends with any of the
-                // user's revocations: it cannot be told apart.
+                // A connection whose token names no session ends with any of the user's
+                // revocations: it cannot be told apart.
                 Some(f) => sid.is_none_or(|s| s == f),
             }
     }

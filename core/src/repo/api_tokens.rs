@@ -89,18 +89,24 @@ pub fn list_live(conn: &mut PgConnection) -> Result<Vec<ApiTokenRow>> {
         .load(conn)?)
 }
 
-/// Marks the token revoked; `None` when there is no such token, `Some(false)` when it already was.
-pub fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<Option<bool>> {
-    let changed = diesel::update(api_tokens::table.find(id))
+/// Marks the token revoked: `None` when there is no such token, else whether this call revoked
+/// it (`false`: it already was) and the admin who created it.
+pub fn revoke(conn: &mut PgConnection, id: Uuid) -> Result<Option<(bool, Uuid)>> {
+    let changed: Option<Uuid> = diesel::update(api_tokens::table.find(id))
         .filter(api_tokens::revoked_at.is_null())
         .set(api_tokens::revoked_at.eq(diesel::dsl::now))
-        .execute(conn)?;
-    if changed > 0 {
-        return Ok(Some(true));
+        .returning(api_tokens::created_by)
+        .get_result(conn)
+        .optional()?;
+    if let Some(creator) = changed {
+        return Ok(Some((true, creator)));
     }
-    let exists: bool =
-        diesel::select(diesel::dsl::exists(api_tokens::table.find(id))).get_result(conn)?;
-    Ok(exists.then_some(false))
+    let creator: Option<Uuid> = api_tokens::table
+        .find(id)
+        .select(api_tokens::created_by)
+        .first(conn)
+        .optional()?;
+    Ok(creator.map(|c| (false, c)))
 }
 
 /// Records a use unless one after `stale` is already recorded: the condition makes concurrent requests (and
