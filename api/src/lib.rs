@@ -22,6 +22,7 @@ use tms_core::auth::throttle::ThrottleConfig;
 use tms_core::bus::{EventBus, EventHub, lazy_connection};
 use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
+use tms_core::schedules::Scheduler;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
@@ -124,6 +125,11 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Every api runs the schedule loop; only the lease holder fires (see docs/schedules.md).
+    let scheduler_task = cfg.common.scheduler().map(|sc| {
+        let scheduler = Scheduler::new(db.clone(), services.runs.clone(), sc, "api");
+        tokio::spawn(scheduler.run(stop.clone()))
+    });
     let state = AppState {
         schema: graphql::build(services.clone(), cfg.common.production),
         ws_schema: graphql::build_ws(services.clone(), cfg.common.production),
@@ -158,5 +164,8 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     server.run().await?;
     stop.cancel();
     let _ = relay_task.await;
+    if let Some(t) = scheduler_task {
+        let _ = t.await;
+    }
     Ok(())
 }

@@ -59,6 +59,7 @@ async fn deployment(runs: usize) -> Deployment {
                 name: format!("wf-{runs}"),
                 description: None,
                 steps: vec![step("a", &[]), step("b", &["a"]), step("c", &["a"])],
+                schedule: None,
             },
         )
         .await

@@ -16,6 +16,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_EXECUTOR",
     "TMS_STEP_TIMEOUT_SECONDS",
     "TMS_RUN_LEASE_SECONDS",
+    "TMS_SCHEDULER_ENABLED",
+    "TMS_SCHEDULER_POLL_MS",
     "TMS_JWT_SECRET",
     "TMS_ACCESS_TOKEN_TTL_SECONDS",
     "TMS_JWT_KEYS",
@@ -159,6 +161,34 @@ pub struct CommonConfig {
     #[arg(long, env = "TMS_PRODUCTION", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub production: bool,
+
+    /// Run the schedule loop in this process. Every process may: only the one holding the
+    /// scheduler lease fires, another takes over when it stops.
+    #[arg(long, env = "TMS_SCHEDULER_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub scheduler_enabled: bool,
+
+    /// How often the scheduler looks for due ticks, in milliseconds (a tick fires at most this
+    /// late while a leader runs).
+    #[arg(long, env = "TMS_SCHEDULER_POLL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub scheduler_poll_ms: u64,
+}
+
+impl CommonConfig {
+    /// The scheduler's settings, or `None` when this process runs no scheduler. The lease lasts
+    /// at least four polls, so a leader renewing on time never loses it.
+    pub fn scheduler(&self) -> Option<crate::schedules::SchedulerConfig> {
+        if !self.scheduler_enabled {
+            return None;
+        }
+        let poll = std::time::Duration::from_millis(self.scheduler_poll_ms);
+        let base = crate::schedules::SchedulerConfig::default();
+        Some(crate::schedules::SchedulerConfig {
+            poll,
+            lease: base.lease.max(poll * 4),
+        })
+    }
 }
 
 #[cfg(test)]

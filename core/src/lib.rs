@@ -13,6 +13,7 @@ pub mod monitoring;
 pub mod queue;
 pub mod repo;
 pub mod runs;
+pub mod schedules;
 pub mod secrets;
 pub mod telemetry;
 pub mod workflows;

@@ -80,6 +80,7 @@ async fn setup() -> Setup {
                 name: "chain".into(),
                 description: None,
                 steps: vec![step("a", &[]), step("b", &["a"])],
+                schedule: None,
             },
         )
         .await

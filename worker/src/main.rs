@@ -20,6 +20,9 @@ use tms_core::db::Db;
 use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
 use tms_core::queue::{RunJob, storage, wake_channel};
+use tms_core::runs::eta::Estimator;
+use tms_core::runs::service::RunService;
+use tms_core::schedules::Scheduler;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -183,6 +186,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let relay = Relay::new(db.clone(), redis.clone(), &cfg.common.queue);
     let monitoring = MonitoringService::new(db.clone(), bus.clone(), &relay);
+    let runs = RunService::new(db.clone(), bus.clone(), relay.clone(), Estimator::new());
     let relay_task = tokio::spawn(relay.run(stop.clone()));
 
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
@@ -234,6 +238,12 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone());
+    // Workers run the schedule loop too, so schedules fire while no api instance is up; only
+    // the lease holder fires, and it hands the lease back as soon as shutdown begins.
+    let scheduler_task = cfg.common.scheduler().map(|sc| {
+        let scheduler = Scheduler::new(runner.db.clone(), runs, sc, "worker");
+        tokio::spawn(scheduler.run(shutdown.clone()))
+    });
     let mut generation = 0u32;
     let result = loop {
         // apalis stops a worker for good when its backend fails (e.g. Redis restarts), so the
@@ -276,6 +286,9 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         }
         generation += 1;
     };
+    if let Some(t) = scheduler_task {
+        let _ = t.await;
+    }
     runner.shutdown(SHUTDOWN_GRACE).await;
     heartbeat_stop.cancel();
     let _ = heartbeat_task.await;

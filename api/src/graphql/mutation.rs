@@ -90,6 +90,29 @@ impl MutationRoot {
         ))
     }
 
+    /// Turns a workflow's schedule on or off. Turning it on fires no tick that passed while it
+    /// was off. A workflow without a schedule is a `VALIDATION` error.
+    async fn set_schedule_enabled(
+        &self,
+        ctx: &Context<'_>,
+        workflow_id: ID,
+        enabled: bool,
+    ) -> Result<Workflow> {
+        let svc = ctx.data_unchecked::<Services>();
+        let who = caller(ctx).gql()?;
+        svc.audit
+            .require(who, tms_core::auth::Permission::WriteWorkflows)
+            .await
+            .gql()?;
+        let id = parse_id(&workflow_id, "workflowId")?;
+        Ok(Workflow(
+            svc.workflows
+                .set_schedule_enabled(who, id, enabled)
+                .await
+                .gql()?,
+        ))
+    }
+
     /// Starts a run of the workflow's current version. The same `idempotencyKey` returns the same run.
     async fn trigger_run(
         &self,

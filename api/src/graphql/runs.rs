@@ -24,6 +24,15 @@ pub enum RunStatus {
     TimedOut,
 }
 
+/// How a run was started.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "tms_core::runs::RunTrigger")]
+pub enum RunTrigger {
+    Manual,
+    Schedule,
+    Retry,
+}
+
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::runs::TaskStatus")]
 pub enum TaskStatus {
@@ -107,6 +116,13 @@ impl Run {
     /// The workflow version this run is pinned to.
     async fn version(&self) -> i32 {
         self.0.version
+    }
+    async fn trigger(&self) -> RunTrigger {
+        self.0.trigger.into()
+    }
+    /// The schedule tick a scheduled run belongs to (unique per workflow).
+    async fn scheduled_for(&self) -> Option<DateTime<Utc>> {
+        self.0.scheduled_for
     }
     async fn inputs(&self) -> Json<serde_json::Value> {
         Json(self.0.inputs.clone())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use tms_core::workflows::{StepSpec, WorkflowInput as CoreInput};
+use tms_core::workflows::{ScheduleInput as CoreSchedule, StepSpec, WorkflowInput as CoreInput};
 use tms_core::{Error, FieldError};
 
 use crate::context::caller;
@@ -59,6 +59,38 @@ pub struct WorkflowInput {
     pub name: String,
     pub description: Option<String>,
     pub steps: Vec<StepInput>,
+    /// Fires runs on a cron schedule; leaving it out of an update removes the schedule.
+    pub schedule: Option<ScheduleInput>,
+}
+
+/// A cron schedule: `cron` has five fields (minute hour day month weekday) or six with leading
+/// seconds; days of week by name (`MON-FRI`). `timezone` is an IANA name (default `UTC`);
+/// `enabled` defaults to true.
+#[derive(InputObject)]
+pub struct ScheduleInput {
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A workflow's schedule.
+pub struct Schedule(pub tms_core::schedules::Schedule);
+
+#[Object]
+impl Schedule {
+    async fn cron(&self) -> &str {
+        &self.0.cron
+    }
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+    /// The next tick it fires for; null while disabled.
+    async fn next_fire_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_fire_at(Utc::now())
+    }
 }
 
 fn non_negative(v: Option<i32>, field: String, errs: &mut Vec<FieldError>) -> Option<u32> {
@@ -118,6 +150,11 @@ impl WorkflowInput {
             name: self.name,
             description: self.description,
             steps,
+            schedule: self.schedule.map(|s| CoreSchedule {
+                cron: s.cron,
+                timezone: s.timezone,
+                enabled: s.enabled,
+            }),
         })
     }
 }
@@ -218,6 +255,10 @@ impl Workflow {
     }
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+    /// The cron schedule runs are fired on, if it has one.
+    async fn schedule(&self) -> Option<Schedule> {
+        self.0.schedule.clone().map(Schedule)
     }
     /// Steps of the current version.
     async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<Step>> {

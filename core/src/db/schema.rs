@@ -7,6 +7,10 @@ pub mod sql_types {
     pub struct PgRunStatus;
 
     #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "run_trigger"))]
+    pub struct PgRunTrigger;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "task_status"))]
     pub struct PgTaskStatus;
 
@@ -59,6 +63,10 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        schedule_cron -> Nullable<Text>,
+        schedule_timezone -> Nullable<Text>,
+        schedule_enabled -> Bool,
+        schedule_fired_through -> Nullable<Timestamptz>,
     }
 }
 
@@ -74,7 +82,7 @@ diesel::table! {
 
 diesel::table! {
     use diesel::sql_types::*;
-    use super::sql_types::PgRunStatus;
+    use super::sql_types::{PgRunStatus, PgRunTrigger};
 
     runs (id) {
         id -> Uuid,
@@ -94,6 +102,8 @@ diesel::table! {
         deliveries -> Int4,
         last_seq -> Int8,
         cancel_requested_at -> Nullable<Timestamptz>,
+        trigger -> PgRunTrigger,
+        scheduled_for -> Nullable<Timestamptz>,
     }
 }
 
@@ -286,5 +296,16 @@ diesel::table! {
         last_heartbeat_at -> Timestamptz,
         busy_slots -> Int4,
         total_slots -> Int4,
+    }
+}
+
+// --- schedules (2026-12-06-000001_schedules) ---
+
+diesel::table! {
+    scheduler_lease (id) {
+        id -> Int2,
+        holder -> Text,
+        epoch -> Int8,
+        expires_at -> Timestamptz,
     }
 }

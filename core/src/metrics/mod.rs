@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod queue;
 pub mod runs;
+pub mod schedules;
 
 use std::sync::LazyLock;
 
@@ -52,6 +53,7 @@ pub fn init() {
         health::init();
         auth::init();
         db::init();
+        schedules::init();
     });
 }
 

@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod refresh_tokens;
 pub mod runs;
 pub mod runs_batch;
+pub mod schedules;
 pub mod sso;
 pub mod users;
 pub mod workflows;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{runs, tasks};
 use crate::error::Result;
-use crate::runs::{RunStatus, TaskStatus};
+use crate::runs::{RunStatus, RunTrigger, TaskStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = runs)]
@@ -28,6 +28,8 @@ pub struct RunRow {
     pub deliveries: i32,
     pub last_seq: i64,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub trigger: RunTrigger,
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 impl RunRow {
@@ -68,10 +70,16 @@ pub struct NewRun<'a> {
     pub inputs: &'a serde_json::Value,
     pub idempotency_key: Option<&'a str>,
     pub no_cache: bool,
-    pub triggered_by: Uuid,
+    /// `None` for runs no caller started (schedules).
+    pub triggered_by: Option<Uuid>,
+    pub trigger: RunTrigger,
+    /// The schedule tick, for `RunTrigger::Schedule` runs.
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
-pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<RunRow> {
+/// Inserts the run; `None` when a run of the same workflow already holds its `scheduled_for`
+/// tick (the unique constraint settles races between schedulers without an error).
+pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Option<RunRow>> {
     Ok(diesel::insert_into(runs::table)
         .values((
             runs::id.eq(run.id),
@@ -81,10 +89,15 @@ pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<RunRow> {
             runs::inputs.eq(run.inputs),
             runs::idempotency_key.eq(run.idempotency_key),
             runs::no_cache.eq(run.no_cache),
-            runs::triggered_by.eq(Some(run.triggered_by)),
+            runs::triggered_by.eq(run.triggered_by),
+            runs::trigger.eq(run.trigger),
+            runs::scheduled_for.eq(run.scheduled_for),
         ))
+        .on_conflict((runs::workflow_id, runs::scheduled_for))
+        .do_nothing()
         .returning(RunRow::as_returning())
-        .get_result(conn)?)
+        .get_result(conn)
+        .optional()?)
 }
 
 pub fn insert_tasks(

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{workflow_versions, workflows};
 use crate::error::{Error, Result};
+use crate::schedules::Schedule;
 use crate::workflows::WorkflowSpec;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -19,9 +20,23 @@ pub struct WorkflowRow {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub schedule_cron: Option<String>,
+    pub schedule_timezone: Option<String>,
+    pub schedule_enabled: bool,
+    pub schedule_fired_through: Option<DateTime<Utc>>,
 }
 
 impl WorkflowRow {
+    /// The schedule, when the workflow has one (the columns are all set or all unset).
+    pub fn schedule(&self) -> Option<Schedule> {
+        Some(Schedule {
+            cron: self.schedule_cron.clone()?,
+            timezone: self.schedule_timezone.clone()?,
+            enabled: self.schedule_enabled,
+            fired_through: self.schedule_fired_through?,
+        })
+    }
+
     /// Archived workflows can be read but not run or edited.
     pub fn ensure_active(&self) -> Result<()> {
         match self.archived_at {
@@ -149,6 +164,24 @@ pub fn set_current(
             workflows::name.eq(name),
             workflows::description.eq(description),
             workflows::current_version.eq(version),
+            workflows::updated_at.eq(chrono::Utc::now()),
+        ))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?)
+}
+
+/// Replaces the workflow's schedule (`None` removes it).
+pub fn set_schedule(
+    conn: &mut PgConnection,
+    id: Uuid,
+    schedule: Option<&Schedule>,
+) -> Result<WorkflowRow> {
+    Ok(diesel::update(workflows::table.find(id))
+        .set((
+            workflows::schedule_cron.eq(schedule.map(|s| s.cron.clone())),
+            workflows::schedule_timezone.eq(schedule.map(|s| s.timezone.clone())),
+            workflows::schedule_enabled.eq(schedule.is_some_and(|s| s.enabled)),
+            workflows::schedule_fired_through.eq(schedule.map(|s| s.fired_through)),
             workflows::updated_at.eq(chrono::Utc::now()),
         ))
         .returning(WorkflowRow::as_returning())

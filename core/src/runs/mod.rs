@@ -9,10 +9,11 @@ pub mod model;
 pub mod progress;
 pub mod reads;
 pub mod run_event;
+pub mod scheduled;
 pub mod service;
 pub mod status;
 pub mod stream;
 
 pub use model::{Run, Task};
 pub use run_event::RunEvent;
-pub use status::{EventKind, EventStatus, RunStatus, TaskStatus};
+pub use status::{EventKind, EventStatus, RunStatus, RunTrigger, TaskStatus};

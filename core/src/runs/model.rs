@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::repo::runs::{RunRow, TaskRow};
-use crate::runs::{RunStatus, TaskStatus};
+use crate::runs::{RunStatus, RunTrigger, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -27,6 +27,9 @@ pub struct Run {
     /// Sequence number of the latest run event.
     pub last_seq: i64,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub trigger: RunTrigger,
+    /// The schedule tick a scheduled run belongs to.
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 impl From<RunRow> for Run {
@@ -47,6 +50,8 @@ impl From<RunRow> for Run {
             deliveries: row.deliveries,
             last_seq: row.last_seq,
             cancel_requested_at: row.cancel_requested_at,
+            trigger: row.trigger,
+            scheduled_for: row.scheduled_for,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
 use crate::runs::eta::{Estimate, Estimator};
 use crate::runs::events::{cancel_remaining, record, run_changed};
-use crate::runs::{Run, RunEvent, RunStatus, Task, TaskStatus};
+use crate::runs::{Run, RunEvent, RunStatus, RunTrigger, Task, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
@@ -24,9 +24,26 @@ pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct RunService {
     pub(super) db: Db,
-    bus: EventBus,
-    relay: Relay,
+    pub(super) bus: EventBus,
+    pub(super) relay: Relay,
     pub(super) est: Arc<Estimator>,
+}
+
+/// Who or what starts a run, as recorded on it.
+pub(super) struct Origin {
+    pub triggered_by: Option<Uuid>,
+    pub trigger: RunTrigger,
+    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Origin {
+    fn by(who: &Principal, trigger: RunTrigger) -> Self {
+        Origin {
+            triggered_by: Some(who.user_id),
+            trigger,
+            scheduled_for: None,
+        }
+    }
 }
 
 pub struct TriggerRequest {
@@ -202,7 +219,7 @@ impl RunService {
                         let (new_run, ev) = create_run(
                             conn,
                             &est,
-                            &who,
+                            &Origin::by(&who, RunTrigger::Retry),
                             &wf,
                             run.version,
                             &run.inputs,
@@ -325,7 +342,7 @@ fn inner_trigger(
     let (run, ev) = create_run(
         conn,
         est,
-        who,
+        &Origin::by(who, RunTrigger::Manual),
         &wf,
         wf.current_version,
         inputs,
@@ -336,12 +353,13 @@ fn inner_trigger(
     Ok((run, Some(ev)))
 }
 
-/// Inserts a queued run of `version` with its tasks, first event and outbox row.
+/// Inserts a queued run of `version` with its tasks, first event and outbox row. A scheduled
+/// run whose tick another run already holds is refused as `Error::Duplicate`.
 #[allow(clippy::too_many_arguments)]
-fn create_run(
+pub(super) fn create_run(
     conn: &mut diesel::PgConnection,
     est: &Estimator,
-    who: &Principal,
+    origin: &Origin,
     wf: &WorkflowRow,
     version: i32,
     inputs: &serde_json::Value,
@@ -362,9 +380,12 @@ fn create_run(
             inputs,
             idempotency_key: key,
             no_cache,
-            triggered_by: who.user_id,
+            triggered_by: origin.triggered_by,
+            trigger: origin.trigger,
+            scheduled_for: origin.scheduled_for,
         },
-    )?;
+    )?
+    .ok_or_else(|| Error::Duplicate("runs_workflow_scheduled_for_key".into()))?;
     let steps: Vec<(String, Vec<String>)> = spec
         .steps
         .iter()

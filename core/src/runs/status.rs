@@ -10,7 +10,9 @@ use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use serde::{Deserialize, Serialize};
 
-use crate::db::schema::sql_types::{PgEventKind, PgEventStatus, PgRunStatus, PgTaskStatus};
+use crate::db::schema::sql_types::{
+    PgEventKind, PgEventStatus, PgRunStatus, PgRunTrigger, PgTaskStatus,
+};
 
 macro_rules! state_enum {
     ($name:ident as $sql:ty { $($variant:ident => $s:literal),+ $(,)? }) => {
@@ -66,6 +68,14 @@ state_enum!(RunStatus as PgRunStatus {
     Failed => "failed",
     Cancelled => "cancelled",
     TimedOut => "timed_out",
+});
+
+// How a run was started: by a caller, by its workflow's schedule, or by `retryRun` (a new run
+// retrying another; a retry from the failed step keeps the run's own trigger).
+state_enum!(RunTrigger as PgRunTrigger {
+    Manual => "manual",
+    Schedule => "schedule",
+    Retry => "retry",
 });
 
 state_enum!(TaskStatus as PgTaskStatus {
@@ -163,6 +173,9 @@ mod tests {
         for s in TaskStatus::ALL {
             assert_eq!(s.as_str().parse::<TaskStatus>(), Ok(*s));
             assert_eq!(EventStatus::from(*s).as_str(), s.as_str());
+        }
+        for t in RunTrigger::ALL {
+            assert_eq!(t.as_str().parse::<RunTrigger>(), Ok(*t));
         }
         for k in EventKind::ALL {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));

@@ -1,9 +1,10 @@
 //! Workflows: the step specification, its validation, and the service that stores versions.
 
 pub mod model;
+pub mod schedule;
 pub mod service;
 pub mod spec;
 pub mod validate;
 
 pub use model::{Workflow, WorkflowVersion};
-pub use spec::{StepSpec, WorkflowInput, WorkflowSpec};
+pub use spec::{ScheduleInput, StepSpec, WorkflowInput, WorkflowSpec};

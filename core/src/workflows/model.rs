@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::repo::workflows::{VersionRow, WorkflowRow};
+use crate::schedules::Schedule;
 use crate::workflows::WorkflowSpec;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,11 +20,13 @@ pub struct Workflow {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub schedule: Option<Schedule>,
 }
 
 impl From<WorkflowRow> for Workflow {
     fn from(row: WorkflowRow) -> Self {
         Workflow {
+            schedule: row.schedule(),
             id: row.id,
             name: row.name,
             description: row.description,

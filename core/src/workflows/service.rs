@@ -10,12 +10,13 @@ use crate::auth::{Permission, Principal};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
+use crate::workflows::schedule;
 use crate::workflows::validate::validate_workflow;
 use crate::workflows::{Workflow, WorkflowInput, WorkflowSpec, WorkflowVersion};
 
 #[derive(Clone)]
 pub struct WorkflowService {
-    db: Db,
+    pub(super) db: Db,
 }
 
 fn name_taken(name: &str) -> Error {
@@ -26,7 +27,7 @@ fn name_taken(name: &str) -> Error {
 }
 
 /// How the audit log names a workflow.
-fn resource(id: Uuid) -> String {
+pub(super) fn resource(id: Uuid) -> String {
     format!("workflow:{id}")
 }
 
@@ -45,11 +46,17 @@ impl WorkflowService {
                 let spec = WorkflowSpec { steps: input.steps };
                 let desc = input.description.as_deref().unwrap_or("");
                 conn.transaction::<_, Error, _>(|conn| {
-                    let wf = repo::workflows::insert(conn, &input.name, desc, &spec, who.user_id)?;
+                    let mut wf =
+                        repo::workflows::insert(conn, &input.name, desc, &spec, who.user_id)?;
+                    let now = repo::schedules::db_now(conn)?;
+                    if let Some(s) = schedule::stored(input.schedule.as_ref(), None, now) {
+                        wf = repo::workflows::set_schedule(conn, wf.id, Some(&s))?;
+                    }
                     let entry = AuditEntry::by(&who, Action::WorkflowCreate, resource(wf.id))
-                        .detail(
-                            serde_json::json!({ "name": wf.name, "version": wf.current_version }),
-                        );
+                        .detail(serde_json::json!({
+                            "name": wf.name, "version": wf.current_version,
+                            "schedule": schedule::detail(wf.schedule().as_ref()),
+                        }));
                     audit::append(conn, entry)?;
                     Ok(wf)
                 })
@@ -94,8 +101,18 @@ impl WorkflowService {
                         },
                         who.user_id,
                     )?;
-                    let entry = AuditEntry::by(&who, Action::WorkflowUpdate, resource(id))
-                        .detail(serde_json::json!({ "name": input.name, "version": next }));
+                    let now = repo::schedules::db_now(conn)?;
+                    let old = wf.schedule();
+                    let new = schedule::stored(input.schedule.as_ref(), old.as_ref(), now);
+                    if new != old {
+                        repo::workflows::set_schedule(conn, id, new.as_ref())?;
+                    }
+                    let entry = AuditEntry::by(&who, Action::WorkflowUpdate, resource(id)).detail(
+                        serde_json::json!({
+                            "name": input.name, "version": next,
+                            "schedule": schedule::detail(new.as_ref()),
+                        }),
+                    );
                     audit::append(conn, entry)?;
                     repo::workflows::set_current(
                         conn,

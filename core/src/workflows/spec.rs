@@ -10,6 +10,18 @@ pub struct WorkflowInput {
     pub name: String,
     pub description: Option<String>,
     pub steps: Vec<StepSpec>,
+    /// `None` means the workflow has no schedule (an edit without one removes it).
+    #[serde(default)]
+    pub schedule: Option<ScheduleInput>,
+}
+
+/// A schedule as submitted: a cron expression (five fields, or six with leading seconds), an
+/// IANA time zone (default UTC) and whether it fires (default yes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInput {
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 /// The immutable content of one workflow version.

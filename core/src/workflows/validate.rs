@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::FieldError;
-use crate::workflows::spec::{StepSpec, WorkflowInput};
+use crate::workflows::spec::{ScheduleInput, StepSpec, WorkflowInput};
 
 pub const MAX_STEPS: usize = 200;
 pub const MAX_NAME_LEN: usize = 63;
@@ -64,7 +64,31 @@ pub fn validate_workflow(input: &WorkflowInput) -> Result<(), Vec<FieldError>> {
         ));
     }
     errs.extend(validate_steps(&input.steps));
+    if let Some(schedule) = &input.schedule {
+        errs.extend(validate_schedule(schedule));
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+pub const MAX_CRON_LEN: usize = 200;
+
+/// Problems with a schedule, under `input.schedule`.
+pub fn validate_schedule(schedule: &ScheduleInput) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if schedule.cron.len() > MAX_CRON_LEN {
+        errs.push(FieldError::new(
+            "input.schedule.cron",
+            format!("must be at most {MAX_CRON_LEN} bytes"),
+        ));
+    } else if let Err(e) = crate::schedules::expr::parse_cron(&schedule.cron) {
+        errs.push(FieldError::new("input.schedule.cron", e));
+    }
+    if let Some(tz) = &schedule.timezone
+        && let Err(e) = crate::schedules::expr::parse_timezone(tz)
+    {
+        errs.push(FieldError::new("input.schedule.timezone", e));
+    }
+    errs
 }
 
 pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
