@@ -67,6 +67,10 @@ fn operation(field: &str, f: &Fixture, caller: &str, refresh: &str) -> Option<(S
             "mutation($i:ID!){archiveWorkflow(id:$i){id}}",
             json!({"i": unknown}),
         ),
+        "Mutation.setScheduleEnabled" => (
+            "mutation($i:ID!){setScheduleEnabled(workflowId:$i,enabled:false){id}}",
+            json!({"i": unknown}),
+        ),
         "Mutation.triggerRun" => (
             "mutation($w:ID!){triggerRun(workflowId:$w){id}}",
             json!({"w": f.workflow}),

@@ -36,13 +36,18 @@ pub struct Scheduler {
     db: Db,
     runs: RunService,
     cfg: SchedulerConfig,
-    /// This process's name on the lease: unique per process start.
+    /// This process's name on the lease: kind, process id (so operators can tell which
+    /// process leads) and a random part (unique per process start).
     holder: String,
 }
 
 impl Scheduler {
     pub fn new(db: Db, runs: RunService, cfg: SchedulerConfig, process: &str) -> Self {
-        let holder = format!("{process}:{}", uuid::Uuid::new_v4().simple());
+        let holder = format!(
+            "{process}:{}:{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         Self {
             db,
             runs,
