@@ -102,7 +102,9 @@ async fn create_scheduled(env: &TestEnv, name: &str, cron: &str) -> Result<(Stri
     let id = wf["id"].as_str().context("workflow id")?.to_string();
     let since: f64 = sql(
         env,
-        &format!("SELECT extract(epoch FROM schedule_fired_through) FROM workflows WHERE id = '{id}'"),
+        &format!(
+            "SELECT extract(epoch FROM schedule_fired_through) FROM workflows WHERE id = '{id}'"
+        ),
     )?
     .parse()?;
     Ok((id, since))
@@ -163,7 +165,9 @@ async fn every_tick_fires_once_across_three_schedulers_until_disabled() -> Resul
     let secs = tick_secs(&got)?;
     let last = *secs.last().context("no run was fired")?;
     // Every tick due a second before the disable must have fired; none after it may.
-    let must = *ticks(since, before - 1.0).last().context("window too short")?;
+    let must = *ticks(since, before - 1.0)
+        .last()
+        .context("window too short")?;
     ensure!(
         last >= must && (last as f64) <= after,
         "last tick {last}: expected at least {must} (disable sent at {before}) and none after \
@@ -174,7 +178,11 @@ async fn every_tick_fires_once_across_three_schedulers_until_disabled() -> Resul
         secs == want,
         "ticks fired {secs:?}, expected each tick after {since} through {last} exactly once: {want:?}"
     );
-    ensure!(want.len() >= 5, "10 s of a 2 s schedule fired {}", want.len());
+    ensure!(
+        want.len() >= 5,
+        "10 s of a 2 s schedule fired {}",
+        want.len()
+    );
 
     // The same runs through the API, all SCHEDULE with their tick.
     let d = env
@@ -186,8 +194,9 @@ async fn every_tick_fires_once_across_three_schedulers_until_disabled() -> Resul
     let nodes = d["workflow"]["runs"]["edges"].as_array().context("runs")?;
     ensure!(nodes.len() == got.len(), "API runs {d} vs stored {got:?}");
     ensure!(
-        nodes.iter().all(|e| e["node"]["trigger"] == "SCHEDULE"
-            && e["node"]["scheduledFor"].is_string()),
+        nodes
+            .iter()
+            .all(|e| e["node"]["trigger"] == "SCHEDULE" && e["node"]["scheduledFor"].is_string()),
         "{d}"
     );
 
@@ -200,10 +209,7 @@ async fn every_tick_fires_once_across_three_schedulers_until_disabled() -> Resul
         percentile(&late, 0.99) * 1e3,
         late[late.len() - 1] * 1e3
     );
-    ensure!(
-        late[0] >= 0.0,
-        "a run was created before its tick: {got:?}"
-    );
+    ensure!(late[0] >= 0.0, "a run was created before its tick: {got:?}");
     Ok(())
 }
 
@@ -231,10 +237,14 @@ async fn a_killed_leader_is_replaced_and_no_tick_is_doubled() -> Result<()> {
     let killed_at = db_now(&env)?;
 
     // Another process takes the lease over (new holder, higher epoch) and fires on.
-    let later = wait_for("three fires after the kill", Duration::from_secs(30), || {
-        let f = fires(&env, &wf)?;
-        Ok((f.iter().filter(|f| f.tick > killed_at).count() >= 3).then_some(f))
-    })
+    let later = wait_for(
+        "three fires after the kill",
+        Duration::from_secs(30),
+        || {
+            let f = fires(&env, &wf)?;
+            Ok((f.iter().filter(|f| f.tick > killed_at).count() >= 3).then_some(f))
+        },
+    )
     .await?;
     let now_lease = sql(&env, "SELECT holder || '|' || epoch FROM scheduler_lease")?;
     let (new_holder, new_epoch) = now_lease.split_once('|').context("lease row")?;
@@ -323,7 +333,10 @@ async fn fires_missed_while_no_scheduler_ran_are_recorded_once() -> Result<()> {
     .await?;
     let secs = tick_secs(&next)?;
     let want = ticks(first.tick - 2.0, secs[secs.len() - 1] as f64);
-    ensure!(secs == want, "after catching up: {secs:?}, expected {want:?}");
+    ensure!(
+        secs == want,
+        "after catching up: {secs:?}, expected {want:?}"
+    );
     Ok(())
 }
 
@@ -432,7 +445,10 @@ async fn invalid_schedules_are_refused_and_schedules_can_be_edited() -> Result<(
         "audit: {audit}"
     );
     let d = env
-        .gql(update, json!({"w": plain, "i": {"name": "plain", "steps": steps}}))
+        .gql(
+            update,
+            json!({"w": plain, "i": {"name": "plain", "steps": steps}}),
+        )
         .await?;
     ensure!(d["updateWorkflow"]["schedule"].is_null(), "{d}");
     Ok(())

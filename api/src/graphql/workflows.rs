@@ -73,8 +73,9 @@ pub struct ScheduleInput {
     pub enabled: Option<bool>,
 }
 
-/// A workflow's schedule.
-pub struct Schedule(pub tms_core::schedules::Schedule);
+/// A workflow's schedule, and whether its workflow is archived (an archived workflow's
+/// schedule never fires).
+pub struct Schedule(pub tms_core::schedules::Schedule, pub bool);
 
 #[Object]
 impl Schedule {
@@ -87,8 +88,11 @@ impl Schedule {
     async fn enabled(&self) -> bool {
         self.0.enabled
     }
-    /// The next tick it fires for; null while disabled.
+    /// The next tick it fires for; null while disabled (or the workflow is archived).
     async fn next_fire_at(&self) -> Option<DateTime<Utc>> {
+        if self.1 {
+            return None;
+        }
         self.0.next_fire_at(Utc::now())
     }
 }
@@ -258,7 +262,8 @@ impl Workflow {
     }
     /// The cron schedule runs are fired on, if it has one.
     async fn schedule(&self) -> Option<Schedule> {
-        self.0.schedule.clone().map(Schedule)
+        let archived = self.0.archived_at.is_some();
+        self.0.schedule.clone().map(|s| Schedule(s, archived))
     }
     /// Steps of the current version.
     async fn steps(&self, ctx: &Context<'_>) -> Result<Vec<Step>> {

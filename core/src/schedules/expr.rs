@@ -115,8 +115,7 @@ impl CronSchedule {
         let later = now + chrono::Duration::nanoseconds(1);
         self.schedule
             .after(&later.with_timezone(&self.tz))
-            .rev()
-            .next()
+            .next_back()
             .map(|d| d.with_timezone(&Utc))
     }
 }
