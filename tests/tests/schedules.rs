@@ -265,6 +265,12 @@ async fn a_killed_leader_is_replaced_and_no_tick_is_doubled() -> Result<()> {
     // the lease plus a tick, and is recorded as missed in the first run after it.
     let gaps: Vec<i64> = secs.windows(2).map(|w| w[1] - w[0]).collect();
     let big: Vec<i64> = gaps.iter().copied().filter(|g| *g > 2).collect();
+    let resumed = later
+        .iter()
+        .find(|f| f.tick > killed_at)
+        .map(|f| f.created - killed_at)
+        .unwrap_or_default();
+    eprintln!("leader killed; first fire by its successor {resumed:.2} s later; gaps {gaps:?}");
     ensure!(
         big.len() <= 1 && big.iter().all(|g| (*g as f64) <= LEASE_SECONDS + 4.0),
         "gaps between fires {gaps:?} (ticks {secs:?})"
