@@ -56,3 +56,59 @@ fn migrations_apply_revert_and_reapply() -> anyhow::Result<()> {
     assert_eq!(tables(&url)?, applied, "re-applying gives the same schema");
     Ok(())
 }
+
+/// The schedules migration marks existing runs `manual`, except the new runs `retryRun` made
+/// (an audited `run.retry` naming another run), which become `retry`.
+#[test]
+fn the_schedules_migration_backfills_run_triggers() -> anyhow::Result<()> {
+    let url = create_database("tms_mig_sched")?;
+    migrate(&url)?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mine = root.join("2026-12-06-000001_schedules");
+    psql(&url, &["-f", mine.join("down.sql").to_str().unwrap()])?;
+    psql(
+        &url,
+        &[
+            "-c",
+            "DELETE FROM __diesel_schema_migrations WHERE version = '20261206000001'",
+        ],
+    )?;
+    let (wf, first, retry, again) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    psql(
+        &url,
+        &[
+            "-c",
+            &format!(
+                "INSERT INTO workflows (id, name, current_version) VALUES ('{wf}', 'w', 1);
+                 INSERT INTO workflow_versions (workflow_id, version, spec) VALUES ('{wf}', 1, '{{}}');
+                 INSERT INTO runs (id, workflow_id, version, status) VALUES
+                   ('{first}', '{wf}', 1, 'failed'), ('{retry}', '{wf}', 1, 'queued'),
+                   ('{again}', '{wf}', 1, 'queued');
+                 INSERT INTO audit_log (seq, at, action, resource, outcome, detail, prev_hash, hash) VALUES
+                   (1, now(), 'run.retry', 'run:{retry}', 'success', '{{\"retryOf\": \"{first}\"}}', 'x', 'y'),
+                   (2, now(), 'run.retry', 'run:{again}', 'success', '{{\"retryOf\": \"{again}\"}}', 'y', 'z');"
+            ),
+        ],
+    )?;
+    migrate(&url)?;
+    let got = psql(
+        &url,
+        &[
+            "-c",
+            &format!(
+                "SELECT (id = '{retry}')::text || ':' || trigger FROM runs ORDER BY trigger, id = '{retry}'"
+            ),
+        ],
+    )?;
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        ["false:manual", "false:manual", "true:retry"],
+        "run triggers after the migration"
+    );
+    Ok(())
+}
