@@ -170,6 +170,8 @@ impl Runner {
                             .iter()
                             .map(|d| (d.clone(), run_dir.join(d).join("out")))
                             .collect(),
+                        run_inputs: run_dir.join("_inputs.json"),
+                        input_vars: Default::default(),
                         prev_attempt: attempts.get(&name).copied().unwrap_or(0),
                         step_dir: run_dir.join(&name),
                         step,

@@ -48,6 +48,8 @@ pub struct StepJob {
     pub prev_attempt: i32,
     pub step_dir: PathBuf,
     pub inputs: Vec<(String, PathBuf)>,
+    pub run_inputs: PathBuf,
+    pub input_vars: BTreeMap<String, String>,
 }
 
 /// How one step ended, as the run needs to know it.
@@ -100,6 +102,8 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
                     attempt,
                     step_dir: job.step_dir.clone(),
                     inputs: job.inputs.clone(),
+                    run_inputs: job.run_inputs.clone(),
+                    input_vars: job.input_vars.clone(),
                     secrets: secrets.clone(),
                     masks: env.masks.to_vec(),
                 };

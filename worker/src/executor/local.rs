@@ -71,10 +71,11 @@ impl Executor for LocalExecutor {
         for (dep, dir) in &req.inputs {
             if !dir.is_dir() {
                 return Err(ExecError::Step(format!(
-                    "the output of step `{dep}` is not on this worker (it ran on another worker, or its \
-                     files were removed); retry the whole run"
+                    "the output of step `{dep}` was not restored into {}",
+                    dir.display()
                 )));
             }
+            // The restored copy is private to this step, so a link is enough.
             std::os::unix::fs::symlink(dir, in_dir.join(dep))
                 .map_err(|e| io("linking inputs", e))?;
         }
@@ -103,6 +104,8 @@ impl Executor for LocalExecutor {
             .envs(&req.secrets)
             .env("TMS_OUT", &out_dir)
             .env("TMS_IN", &in_dir)
+            .env("TMS_INPUTS", &req.run_inputs)
+            .envs(&req.input_vars)
             .env("TMS_RUN_ID", req.run_id.to_string())
             .env("TMS_STEP", &req.step.name)
             .env("TMS_ATTEMPT", req.attempt.to_string())

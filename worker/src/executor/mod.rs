@@ -23,8 +23,15 @@ pub struct StepRequest {
     pub attempt: i32,
     /// This step's private directory (holds its `out/`, `in/` and working directory).
     pub step_dir: PathBuf,
-    /// `(dependency name, its out directory)` for each dependency.
+    /// `(dependency name, host directory)` for each dependency: the dependency's outputs,
+    /// restored from the artifact store (whichever worker produced them). Mounted or visible at
+    /// `/in/<name>`; read-only by convention.
     pub inputs: Vec<(String, PathBuf)>,
+    /// A host file holding the run's inputs as a JSON object: `$TMS_INPUTS` locally,
+    /// `/in/_inputs.json` in a container (with `TMS_INPUTS` pointing at it).
+    pub run_inputs: PathBuf,
+    /// `TMS_INPUT_<KEY>` variables for the run inputs' top-level scalar keys.
+    pub input_vars: BTreeMap<String, String>,
     /// Resolved secret values by name. Never logged; masked in captured output.
     pub secrets: BTreeMap<String, String>,
     /// Every secret value any step of the run uses: a step can receive another's secret
@@ -42,6 +49,8 @@ impl std::fmt::Debug for StepRequest {
             .field("attempt", &self.attempt)
             .field("step_dir", &self.step_dir)
             .field("inputs", &self.inputs)
+            .field("run_inputs", &self.run_inputs)
+            .field("input_vars", &self.input_vars.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("masks", &self.masks.len())
             .finish()
@@ -85,7 +94,9 @@ pub trait Executor: Send + Sync {
     async fn ready(&self) -> Result<(), ReadyError>;
 
     /// Runs the step to completion. Dropping the future must stop the step (timeouts and
-    /// cancellation rely on it).
+    /// cancellation rely on it). When the step exits 0, its `/out` must be in
+    /// `req.step_dir/out` on the host by the time this returns: the worker stores that
+    /// directory in the artifact store, from which every dependent (on any worker) reads it.
     async fn run(
         &self,
         req: StepRequest,

@@ -40,6 +40,8 @@ fn request(step: StepSpec, attempt: i32, deps: &[&str], secrets: &[(&str, &str)]
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         masks: Vec::new(),
+        run_inputs: PathBuf::from("/nonexistent/_inputs.json"),
+        input_vars: Default::default(),
     }
 }
 
