@@ -6,6 +6,7 @@ use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::service::AuthService;
 use tms_core::auth::users::UserService;
 use tms_core::bus::{EventBus, EventHub};
+use tms_core::cache::CacheService;
 use tms_core::db::Db;
 use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
@@ -24,6 +25,7 @@ pub struct Services {
     pub users: UserService,
     pub api_tokens: ApiTokenService,
     pub monitoring: MonitoringService,
+    pub cache: CacheService,
 }
 
 impl Services {
@@ -39,6 +41,7 @@ impl Services {
             progress: ProgressService::new(db.clone(), hub, est),
             audit: AuditService::new(db.clone()),
             users: UserService::new(db.clone()),
+            cache: CacheService::new(db.clone()),
         }
     }
 }

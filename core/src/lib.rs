@@ -1,9 +1,11 @@
 //! Shared library of TMS: domain types and services, persistence, queue payloads, event bus,
 //! configuration and auth primitives used by both the api and the worker.
 
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

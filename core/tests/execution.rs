@@ -181,6 +181,8 @@ async fn each_transition_writes_under_the_lease_with_exactly_one_event() {
         exit_code: Some(0),
         log_tail: "done\n".into(),
         error: None,
+        output: None,
+        cache: None,
     };
     exec.finish_task("a", ok).await.expect("finish a");
     exec.start_attempt("b", 1).await.expect("start b");
@@ -192,6 +194,8 @@ async fn each_transition_writes_under_the_lease_with_exactly_one_event() {
         exit_code: Some(3),
         log_tail: "boom\n".into(),
         error: Some("exited with code 3".into()),
+        output: None,
+        cache: None,
     };
     exec.finish_task("b", failed).await.expect("finish b");
     exec.finish_run(RunStatus::Failed, Some("step `b` failed".into()))

@@ -162,6 +162,8 @@ pub struct TestEnv {
     pub extra_apis: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub work_dir: PathBuf,
+    /// The artifact store every worker of this environment shares (`TMS_ARTIFACTS`).
+    pub artifacts_dir: PathBuf,
     dir: tempdir::Dir,
     http: reqwest::Client,
     pub token: Option<String>,
@@ -178,6 +180,7 @@ impl TestEnv {
         let database_url = create_database("tms_t")?;
         let dir = tempdir::Dir::new("tms-e2e");
         let work_dir = dir.path().join("work");
+        let artifacts_dir = dir.path().join("artifacts");
         let mut env = TestEnv {
             database_url,
             redis_url,
@@ -187,6 +190,7 @@ impl TestEnv {
             extra_apis: Vec::new(),
             workers: Vec::new(),
             work_dir,
+            artifacts_dir,
             dir,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -286,6 +290,7 @@ impl TestEnv {
         let mut cmd = self.base_command("tms-worker");
         cmd.env("TMS_WORKER_LISTEN", format!("127.0.0.1:{port}"))
             .env("TMS_WORK_DIR", &self.work_dir)
+            .env("TMS_ARTIFACTS", &self.artifacts_dir)
             .env("TMS_WORKER_CONCURRENCY", "4")
             .env("TMS_EXECUTOR", "local");
         for (k, v) in extra {

@@ -52,6 +52,32 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(3..=600))]
     pub run_lease_seconds: u64,
 
+    /// Where step outputs are stored: a directory, `file:///dir`, or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the standard AWS_* variables). Every worker of a
+    /// deployment must use the same store. Default: $TMS_DATA_DIR/artifacts, else
+    /// <tmp>/tms-artifacts.
+    #[arg(long, env = "TMS_ARTIFACTS")]
+    pub artifacts: Option<String>,
+
+    /// Most bytes one step may store in /out (default 1 GiB).
+    #[arg(long, env = "TMS_ARTIFACT_MAX_STEP_BYTES", default_value_t = 1 << 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub artifact_max_step_bytes: u64,
+
+    /// Most bytes all steps of one run may store (default 10 GiB).
+    #[arg(long, env = "TMS_ARTIFACT_MAX_RUN_BYTES", default_value_t = 10 << 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub artifact_max_run_bytes: u64,
+
+    /// Days the outputs of a finished run are kept (cache entries keep theirs until they expire).
+    #[arg(long, env = "TMS_RUN_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub run_retention_days: u64,
+
+    /// Seconds between sweeps of expired outputs (0: never sweep from this worker).
+    #[arg(long, env = "TMS_ARTIFACT_SWEEP_SECONDS", default_value_t = 3600)]
+    pub artifact_sweep_seconds: u64,
+
     /// Step timeout when a step sets none.
     #[arg(long, env = "TMS_STEP_TIMEOUT_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=604_800))]

@@ -5,8 +5,10 @@ mod config;
 mod control;
 mod executor;
 mod http;
+mod outputs;
 mod runner;
 mod step;
+mod sweeper;
 mod wake;
 
 use std::sync::Arc;
@@ -181,6 +183,18 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("migrations failed: {e:?}"))?;
     let redis = lazy_connection(&cfg.common.redis_url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bus = EventBus::new(redis.clone());
+    let location = cfg.artifacts.clone().unwrap_or_else(|| {
+        tms_core::artifacts::default_location()
+            .display()
+            .to_string()
+    });
+    let blobs = tms_core::artifacts::BlobStore::open(&location)?;
+    tracing::info!(store = %blobs.describe(), "step outputs are stored in the artifact store");
+    let limits = tms_core::artifacts::Limits {
+        max_step_bytes: cfg.artifact_max_step_bytes,
+        max_run_bytes: cfg.artifact_max_run_bytes,
+    };
+    let artifacts = tms_core::artifacts::Artifacts::new(db.clone(), blobs.clone(), limits);
 
     // Workers relay and reconcile too, so runs keep moving while no api instance is up.
     let stop = CancellationToken::new();
@@ -188,6 +202,17 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let monitoring = MonitoringService::new(db.clone(), bus.clone(), &relay);
     let runs = RunService::new(db.clone(), bus.clone(), relay.clone(), Estimator::new());
     let relay_task = tokio::spawn(relay.run(stop.clone()));
+    if cfg.artifact_sweep_seconds > 0 {
+        tokio::spawn(sweeper::run(
+            db.clone(),
+            blobs,
+            sweeper::Every {
+                interval: Duration::from_secs(cfg.artifact_sweep_seconds),
+                retention: Duration::from_secs(cfg.run_retention_days * 86_400),
+            },
+            stop.clone(),
+        ));
+    }
 
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let probe = http::Probe {
@@ -221,6 +246,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         bus: bus.clone(),
         estimator: tms_core::runs::eta::Estimator::new(),
         executor: executor.clone(),
+        artifacts,
         slots,
         work_root: work_root.clone(),
         worker_name: name.clone(),

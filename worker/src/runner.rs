@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::control::{ActiveRuns, Control};
 use crate::executor::SharedExecutor;
-use crate::step::{self, StepEnd, StepEnv, StepJob};
+use crate::outputs::{self, RunData};
+use crate::step::{self, Ended, StepEnv, StepJob};
 
 pub struct Runner {
     pub db: Db,
@@ -31,6 +32,8 @@ pub struct Runner {
     /// Percent and ETA of every event this worker records (caches learnt durations).
     pub estimator: Arc<Estimator>,
     pub executor: SharedExecutor,
+    /// Where step outputs are stored and restored from.
+    pub artifacts: tms_core::artifacts::Artifacts,
     /// Worker-wide step slots (`TMS_WORKER_CONCURRENCY`).
     pub slots: Arc<Semaphore>,
     pub work_root: PathBuf,
@@ -120,10 +123,20 @@ impl Runner {
         ctl: &Control,
     ) -> Result<()> {
         let run_id = exec.run_id();
-        let Resumed { spec, tasks } = exec.resume().await?;
+        let Resumed {
+            spec,
+            tasks,
+            inputs,
+            no_cache,
+        } = exec.resume().await?;
         let attempts: HashMap<String, i32> = tasks
             .iter()
             .map(|t| (t.node.name.clone(), t.attempt))
+            .collect();
+        // Manifests of the outputs of tasks that succeeded or were cached, wherever they ran.
+        let mut produced: HashMap<String, String> = tasks
+            .iter()
+            .filter_map(|t| Some((t.node.name.clone(), t.output.clone()?)))
             .collect();
         let mut dag = Dag::new(tasks.into_iter().map(|t| t.node).collect())?;
         let steps: HashMap<String, StepSpec> = spec
@@ -131,7 +144,13 @@ impl Runner {
             .iter()
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
+        let run_dir = self.work_root.join(run_id.to_string());
+        let run = RunData::prepare(&run_dir, workflow_id, inputs, no_cache)
+            .await
+            .map_err(|e| Error::Internal(format!("writing the run's inputs file: {e}")))?;
         let env = StepEnv {
+            artifacts: self.artifacts.clone(),
+            run: Arc::new(run),
             exec: exec.clone(),
             executor: self.executor.clone(),
             slots: self.slots.clone(),
@@ -142,8 +161,7 @@ impl Runner {
                 spec.steps.iter().flat_map(|s| s.secrets.iter()),
             )),
         };
-        let run_dir = self.work_root.join(run_id.to_string());
-        let mut running: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
+        let mut running: JoinSet<(String, Result<Ended>)> = JoinSet::new();
 
         loop {
             let cancelling = ctl.user_cancelled();
@@ -165,13 +183,7 @@ impl Runner {
                     })?;
                     dag.set(&name, TaskStatus::Running);
                     let job = StepJob {
-                        inputs: step
-                            .depends_on
-                            .iter()
-                            .map(|d| (d.clone(), run_dir.join(d).join("out")))
-                            .collect(),
-                        run_inputs: run_dir.join("_inputs.json"),
-                        input_vars: Default::default(),
+                        deps: outputs::dependency_outputs(&step, &produced),
                         prev_attempt: attempts.get(&name).copied().unwrap_or(0),
                         step_dir: run_dir.join(&name),
                         step,
@@ -188,7 +200,10 @@ impl Runner {
             }
             tokio::select! {
                 joined = running.join_next() => match joined {
-                    Some(Ok((name, Ok(end)))) => {
+                    Some(Ok((name, Ok(Ended { end, output })))) => {
+                        if let Some(m) = output {
+                            produced.insert(name.clone(), m);
+                        }
                         if end.timed_out {
                             dag.set_timed_out(&name);
                         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tms_core::runs::TaskStatus;
-use tms_core::runs::execution::{Execution, TaskEnd};
+use tms_core::runs::execution::{CacheStore, Execution, TaskEnd};
 use tms_core::runs::progress::ProgressLine;
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result, secrets};
@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::control::Control;
 use crate::executor::{ExecError, SharedExecutor, StepRequest};
+use crate::outputs::{self, RunData};
 
 /// Waits between attempts to reach an unavailable executor: 1 s, doubling, at most 30 s.
 const TRANSIENT_BACKOFF_START: Duration = Duration::from_secs(1);
@@ -39,6 +40,8 @@ pub struct StepEnv {
     pub workflow_id: Uuid,
     /// Every secret value of the run, for masking whatever any step prints or reports.
     pub masks: Arc<Vec<String>>,
+    pub artifacts: tms_core::artifacts::Artifacts,
+    pub run: Arc<RunData>,
 }
 
 /// One step to execute.
@@ -47,9 +50,8 @@ pub struct StepJob {
     /// Attempts already made (by earlier deliveries or retries of the run).
     pub prev_attempt: i32,
     pub step_dir: PathBuf,
-    pub inputs: Vec<(String, PathBuf)>,
-    pub run_inputs: PathBuf,
-    pub input_vars: BTreeMap<String, String>,
+    /// `(dependency, manifest of its outputs)`, or why they are not available.
+    pub deps: std::result::Result<Vec<(String, String)>, String>,
 }
 
 /// How one step ended, as the run needs to know it.
@@ -57,6 +59,13 @@ pub struct StepJob {
 pub struct StepEnd {
     pub status: TaskStatus,
     pub timed_out: bool,
+}
+
+/// How one step ended, with the manifest of its outputs when it succeeded or was cached.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub end: StepEnd,
+    pub output: Option<String>,
 }
 
 /// How one attempt ended, when it ran to an end (rather than being stopped).
@@ -67,15 +76,58 @@ struct AttemptEnd {
     timed_out: bool,
 }
 
-/// Runs `job` with its retries; returns how it ended once its final state is recorded.
-pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
+/// Looks the step up in the cache, else restores its inputs and runs it with its retries;
+/// returns how it ended once its final state is recorded.
+pub async fn execute(env: StepEnv, job: StepJob) -> Result<Ended> {
+    let name = job.step.name.clone();
+    let deps = job.deps.clone().unwrap_or_default();
+    let cache = env.run.cache_key(&job.step, &deps);
+    if job.deps.is_ok()
+        && let Some(c) = &cache
+        && let Some(manifest) = env.exec.cache_lookup(&name, &c.key).await?
+    {
+        let end = StepEnd {
+            status: TaskStatus::Cached,
+            timed_out: false,
+        };
+        return Ok(Ended {
+            end,
+            output: Some(manifest),
+        });
+    }
+    // Inputs that cannot be restored fail the step without running it: retrying cannot help.
+    let restored = match &job.deps {
+        Ok(deps) => outputs::restore(&env.artifacts, &job.step_dir, deps).await,
+        Err(why) => Err(why.clone()),
+    };
+    attempts(env, job, restored, cache).await
+}
+
+/// The step's attempts, until one succeeds (and its `/out` is stored) or none is left.
+async fn attempts(
+    env: StepEnv,
+    job: StepJob,
+    restored: std::result::Result<Vec<(String, PathBuf)>, String>,
+    cache: Option<CacheStore>,
+) -> Result<Ended> {
     let name = job.step.name.clone();
     let retries = job.step.retries.unwrap_or(0);
     let backoff = Duration::from_secs(job.step.retry_backoff_seconds.unwrap_or(1) as u64);
-    // A secret missing on this worker fails the step at once: retrying cannot help.
-    let (secrets, missing) = match secrets::resolve(&job.step.secrets) {
+    // A secret missing on this worker, or inputs that cannot be restored, fail the step at
+    // once: retrying cannot help.
+    let (secrets, mut missing) = match secrets::resolve(&job.step.secrets) {
         Ok(v) => (v, None),
-        Err(s) => (BTreeMap::new(), Some(s)),
+        Err(s) => (
+            BTreeMap::new(),
+            Some(format!("secret `{s}` is not configured on this worker")),
+        ),
+    };
+    let inputs = match restored {
+        Ok(dirs) => dirs,
+        Err(why) => {
+            missing.get_or_insert(why);
+            Vec::new()
+        }
     };
     let mut attempt = job.prev_attempt;
     let mut try_no = 0u32;
@@ -91,7 +143,7 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
             Some(s) => AttemptEnd {
                 exit_code: None,
                 log_tail: String::new(),
-                error: Some(format!("secret `{s}` is not configured on this worker")),
+                error: Some(s.clone()),
                 timed_out: false,
             },
             None => {
@@ -101,9 +153,9 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
                     step: job.step.clone(),
                     attempt,
                     step_dir: job.step_dir.clone(),
-                    inputs: job.inputs.clone(),
-                    run_inputs: job.run_inputs.clone(),
-                    input_vars: job.input_vars.clone(),
+                    inputs: inputs.clone(),
+                    run_inputs: env.run.inputs_file.clone(),
+                    input_vars: env.run.input_vars.clone(),
                     secrets: secrets.clone(),
                     masks: env.masks.to_vec(),
                 };
@@ -114,6 +166,16 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
                 }
             }
         };
+        // A successful attempt counts once its `/out` is stored; failing to store it is the
+        // attempt's failure (and retried like one).
+        let mut end = end;
+        let mut output = None;
+        if end.error.is_none() {
+            match outputs::save(&env.artifacts, &env.exec, &job.step_dir).await {
+                Ok(saved) => output = Some(saved),
+                Err(why) => end.error = Some(secrets::mask(&why, &env.masks)),
+            }
+        }
         if end.error.is_some() && try_no < retries && missing.is_none() {
             let wait = backoff
                 .saturating_mul(1 << try_no.min(10))
@@ -134,19 +196,26 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<StepEnd> {
             None => TaskStatus::Succeeded,
             Some(_) => TaskStatus::Failed,
         };
+        let manifest = output.as_ref().map(|o| o.manifest.clone());
         let task_end = TaskEnd {
             status,
             exit_code: end.exit_code,
             log_tail: end.log_tail,
             error: end.error,
+            output,
+            cache: cache.clone(),
         };
         env.exec.finish_task(&name, task_end).await?;
         tms_core::metrics::runs::STEP_DURATION
             .with_label_values(&[status.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        return Ok(StepEnd {
+        let end = StepEnd {
             status,
             timed_out: end.timed_out,
+        };
+        return Ok(Ended {
+            end,
+            output: manifest,
         });
     }
 }
@@ -163,14 +232,15 @@ async fn acquire(env: &StepEnv) -> Result<Option<OwnedSemaphorePermit>> {
 
 /// A step interrupted by the run's control: recorded as cancelled when a user cancelled the
 /// run, left alone (to be resumed elsewhere) when this worker let go of the run.
-async fn stopped(env: &StepEnv, name: &str) -> Result<StepEnd> {
+async fn stopped(env: &StepEnv, name: &str) -> Result<Ended> {
     if env.ctl.user_cancelled() {
         env.exec.cancel_task(name).await?;
     }
-    Ok(StepEnd {
+    let end = StepEnd {
         status: TaskStatus::Cancelled,
         timed_out: false,
-    })
+    };
+    Ok(Ended { end, output: None })
 }
 
 /// One attempt, holding a slot while the executor runs it. The timeout covers the whole

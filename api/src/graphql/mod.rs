@@ -2,6 +2,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod cache;
 pub mod events;
 pub mod ids;
 pub mod limits;

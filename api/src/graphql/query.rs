@@ -7,6 +7,7 @@ use crate::context::caller;
 use crate::error::GqlResult;
 use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
+use crate::graphql::cache::{self, CacheExplanation};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
 use crate::graphql::monitoring::{self, QueueStats, RunStats, SystemHealth, WorkerStatus};
@@ -21,6 +22,17 @@ pub type WorkflowConnection = Connection<String, Workflow>;
 
 #[Object(name = "Query")]
 impl QueryRoot {
+    /// Why `step` of run `runId` hit or missed the step cache, and which parts of its key
+    /// changed since the step's last cached success.
+    async fn explain_cache(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        step: String,
+    ) -> Result<CacheExplanation> {
+        cache::explain(ctx, run_id, step).await
+    }
+
     /// The authenticated caller.
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
         let svc = ctx.data_unchecked::<Services>();

@@ -47,8 +47,11 @@ pub struct StepInput {
     pub timeout_seconds: Option<i32>,
     pub retries: Option<i32>,
     pub retry_backoff_seconds: Option<i32>,
+    /// Whether a successful result may be reused by later runs (see the caching guide).
     #[graphql(default)]
     pub cache: bool,
+    /// How long a cached result stays reusable, in seconds (default 7 days).
+    pub cache_ttl_seconds: Option<i32>,
     /// Directories kept between runs of this workflow (Dagger cache volumes).
     #[graphql(default)]
     pub cache_paths: Vec<String>,
@@ -135,6 +138,11 @@ impl WorkflowInput {
                     format!("input.steps[{i}].retryBackoffSeconds"),
                     &mut errs,
                 ),
+                cache_ttl_seconds: non_negative(
+                    s.cache_ttl_seconds,
+                    format!("input.steps[{i}].cacheTtlSeconds"),
+                    &mut errs,
+                ),
                 name: s.name,
                 image: s.image,
                 run: s.run,
@@ -210,6 +218,10 @@ impl Step {
     }
     async fn cache(&self) -> bool {
         self.0.cache
+    }
+    /// How long a cached result stays reusable (null: the default, 7 days).
+    async fn cache_ttl_seconds(&self) -> Option<u32> {
+        self.0.cache_ttl_seconds
     }
     async fn cache_paths(&self) -> &Vec<String> {
         &self.0.cache_paths

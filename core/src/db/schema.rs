@@ -125,6 +125,36 @@ diesel::table! {
         error -> Nullable<Text>,
         progress_percent -> Nullable<Float8>,
         progress_at -> Nullable<Timestamptz>,
+        output_manifest -> Nullable<Text>,
+        output_bytes -> Nullable<Int8>,
+        cache_key -> Nullable<Text>,
+        cache_parts -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    artifact_manifests (hash) {
+        hash -> Text,
+        files -> Jsonb,
+        file_count -> Int4,
+        total_bytes -> Int8,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cache_entries (key) {
+        key -> Text,
+        workflow_id -> Uuid,
+        step -> Text,
+        manifest -> Text,
+        parts -> Jsonb,
+        source_run_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        hits -> Int8,
+        last_hit_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Repositories: plain data access over a diesel connection. No authorization happens here.
 
 pub mod api_tokens;
+pub mod artifacts;
 pub mod audit;
 pub mod events;
 pub mod history;

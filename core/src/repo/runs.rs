@@ -55,6 +55,12 @@ pub struct TaskRow {
     /// The current attempt's latest `::progress` report.
     pub progress_percent: Option<f64>,
     pub progress_at: Option<DateTime<Utc>>,
+    /// The manifest of the step's stored `/out` (succeeded or cached tasks).
+    pub output_manifest: Option<String>,
+    pub output_bytes: Option<i64>,
+    /// The cache key the step was looked up under, and its parts' hashes (cached steps only).
+    pub cache_key: Option<String>,
+    pub cache_parts: Option<serde_json::Value>,
 }
 
 impl TaskRow {
@@ -224,6 +230,10 @@ pub struct TaskChange {
     pub error: Option<Option<String>>,
     pub progress_percent: Option<Option<f64>>,
     pub progress_at: Option<Option<DateTime<Utc>>>,
+    pub output_manifest: Option<Option<String>>,
+    pub output_bytes: Option<Option<i64>>,
+    pub cache_key: Option<Option<String>>,
+    pub cache_parts: Option<Option<serde_json::Value>>,
 }
 
 impl TaskChange {
@@ -267,6 +277,8 @@ impl TaskChange {
             finished_at: Some(None),
             exit_code: Some(None),
             error: Some(None),
+            output_manifest: Some(None),
+            output_bytes: Some(None),
             ..Default::default()
         }
     }

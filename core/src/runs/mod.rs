@@ -5,6 +5,7 @@ pub mod dag;
 pub mod eta;
 pub mod events;
 pub mod execution;
+pub mod inputs;
 pub mod model;
 pub mod progress;
 pub mod reads;

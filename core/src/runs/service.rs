@@ -83,6 +83,7 @@ impl RunService {
                 format!("must be at most {MAX_INPUTS_BYTES} bytes"),
             ));
         }
+        crate::runs::inputs::env_vars(&inputs).map_err(Error::Validation)?;
         if let Some(k) = &req.idempotency_key
             && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN)
         {

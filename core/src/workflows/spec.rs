@@ -58,6 +58,9 @@ pub struct StepSpec {
     pub retry_backoff_seconds: Option<u32>,
     #[serde(default)]
     pub cache: bool,
+    /// How long a cached result stays reusable (default 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_seconds: Option<u32>,
     /// Directories kept between runs of this workflow (Dagger cache volumes, one per workflow
     /// and path), e.g. a package manager's download cache.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

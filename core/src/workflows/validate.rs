@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::error::FieldError;
 use crate::workflows::spec::{ScheduleInput, StepSpec, WorkflowInput};
 
+pub const MAX_CACHE_TTL_SECONDS: u32 = 365 * 24 * 3600;
 pub const MAX_STEPS: usize = 200;
 pub const MAX_NAME_LEN: usize = 63;
 pub const MAX_WORKFLOW_NAME_LEN: usize = 100;
@@ -203,6 +204,12 @@ pub fn validate_steps(steps: &[StepSpec]) -> Vec<FieldError> {
                 at("retryBackoffSeconds"),
                 format!("must be at most {MAX_BACKOFF_SECONDS}"),
             ));
+        }
+        if let Some(t) = step.cache_ttl_seconds
+            && (t == 0 || t > MAX_CACHE_TTL_SECONDS)
+        {
+            let why = format!("must be between 1 and {MAX_CACHE_TTL_SECONDS} (one year)");
+            errs.push(FieldError::new(at("cacheTtlSeconds"), why));
         }
         if step.cache_paths.len() > MAX_CACHE_PATHS {
             errs.push(FieldError::new(

@@ -9,6 +9,11 @@ use std::time::Duration;
 use diesel::{Connection, PgConnection};
 use uuid::Uuid;
 
+mod outputs;
+
+pub use outputs::CacheStore;
+
+use crate::artifacts::Saved;
 use crate::bus::EventBus;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -49,6 +54,9 @@ pub struct Claim {
 pub struct Resumed {
     pub spec: WorkflowSpec,
     pub tasks: Vec<ResumedTask>,
+    /// The run's inputs (a JSON object) and whether it bypasses the step cache.
+    pub inputs: serde_json::Value,
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +64,8 @@ pub struct ResumedTask {
     pub node: Node,
     /// Attempts already made by earlier deliveries or retries.
     pub attempt: i32,
+    /// The manifest of the task's stored outputs, when it succeeded or was cached.
+    pub output: Option<String>,
 }
 
 /// How an attempt that ran to its end turned out.
@@ -65,6 +75,10 @@ pub struct TaskEnd {
     pub exit_code: Option<i32>,
     pub log_tail: String,
     pub error: Option<String>,
+    /// The stored `/out` of a successful attempt.
+    pub output: Option<Saved>,
+    /// Where a successful result of a cacheable step is kept for reuse.
+    pub cache: Option<CacheStore>,
 }
 
 impl Execution {
@@ -151,6 +165,7 @@ impl Execution {
                 }
                 tasks.push(ResumedTask {
                     attempt: t.attempt,
+                    output: t.output_manifest.clone(),
                     node: Node {
                         name: t.name,
                         depends_on: t.depends_on,
@@ -158,7 +173,13 @@ impl Execution {
                     },
                 });
             }
-            Ok((Resumed { spec, tasks }, events))
+            let resumed = Resumed {
+                spec,
+                tasks,
+                inputs: run.inputs.clone(),
+                no_cache: run.no_cache,
+            };
+            Ok((resumed, events))
         })
         .await
     }
@@ -195,14 +216,33 @@ impl Execution {
             .await
     }
 
-    /// The step's final attempt ended.
+    /// The step's final attempt ended: its outputs are recorded and, for a cacheable step that
+    /// succeeded, kept in the cache, all in the transaction that records the end.
     pub async fn finish_task(&self, step: &str, end: TaskEnd) -> Result<()> {
-        let change = TaskChange {
+        let mut change = TaskChange {
             exit_code: Some(end.exit_code),
             log_tail: Some(end.log_tail),
             ..TaskChange::finished(end.status, end.error.clone())
         };
-        self.change(step, change, end.status, end.error).await
+        if let Some(o) = &end.output {
+            change.output_manifest = Some(Some(o.manifest.clone()));
+            change.output_bytes = Some(Some(o.bytes as i64));
+        }
+        let cache = match (&end.output, end.cache, end.status) {
+            (Some(o), Some(c), TaskStatus::Succeeded) => Some((c, o.manifest.clone())),
+            _ => None,
+        };
+        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
+        let (status, message) = (end.status, end.error);
+        self.write(move |conn| {
+            let ev = task_changed(&step, status, message.clone());
+            let ev = change_task(conn, &est, run_id, &step, &change, ev)?;
+            if let Some((c, manifest)) = &cache {
+                outputs::store_entry(conn, run_id, &step, c, manifest)?;
+            }
+            Ok(((), vec![ev]))
+        })
+        .await
     }
 
     /// `step` can never run: `dependency` did not succeed.

@@ -1,0 +1,149 @@
+//! Durable step outputs: a step's `/out` becomes a manifest (in Postgres) of content-addressed
+//! blobs (in the artifact store), so dependents, retries and runs resumed on another worker
+//! read it wherever it was produced.
+
+pub mod manifest;
+pub mod store;
+pub mod sweep;
+
+use std::path::{Path, PathBuf};
+
+use crate::db::Db;
+use crate::repo;
+pub use manifest::{EMPTY_MANIFEST, FileEntry, Manifest};
+pub use store::BlobStore;
+
+/// Why storing or restoring outputs failed. Shown to users as the step's error, so no variant
+/// carries credentials (the store's description never holds them).
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("the artifact store is misconfigured: {0}")]
+    Config(String),
+    #[error("the step's outputs exceed the {what} limit of {limit} bytes (set by {setting})")]
+    TooLarge {
+        what: &'static str,
+        limit: u64,
+        setting: &'static str,
+    },
+    #[error(
+        "/out holds `{0}`, which is neither a regular file nor a directory (symlinks and special files are not stored)"
+    )]
+    Unsupported(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error("artifact store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("stored output `{0}` (blob {1}) is missing from the artifact store")]
+    Missing(String, String),
+    #[error("stored output `{0}` does not match its manifest")]
+    Corrupt(String),
+    #[error("output manifest {0} is not registered (expired with its run?)")]
+    UnknownManifest(String),
+    #[error(transparent)]
+    Db(#[from] crate::Error),
+}
+
+/// Size limits on what steps may store.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_step_bytes: u64,
+    pub max_run_bytes: u64,
+}
+
+/// What a stored `/out` became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub manifest: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct Artifacts {
+    db: Db,
+    blobs: BlobStore,
+    limits: Limits,
+}
+
+impl Artifacts {
+    pub fn new(db: Db, blobs: BlobStore, limits: Limits) -> Self {
+        Self { db, blobs, limits }
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Stores `dir` (a step's `/out`; missing means empty). `run_bytes` is what the run has
+    /// stored already, for the per-run limit. Blobs already present are not written again.
+    pub async fn save(&self, dir: &Path, run_bytes: u64) -> Result<Saved, ArtifactError> {
+        let (d, max) = (dir.to_path_buf(), self.limits.max_step_bytes);
+        let m = tokio::task::spawn_blocking(move || Manifest::scan(&d, max))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("scan task: {e}")))??;
+        let bytes = m.total_bytes();
+        if run_bytes + bytes > self.limits.max_run_bytes {
+            return Err(ArtifactError::TooLarge {
+                what: "run",
+                limit: self.limits.max_run_bytes,
+                setting: "TMS_ARTIFACT_MAX_RUN_BYTES",
+            });
+        }
+        if m.is_empty() {
+            return Ok(Saved {
+                manifest: EMPTY_MANIFEST.into(),
+                bytes: 0,
+            });
+        }
+        let hash = m.hash();
+        let files = serde_json::to_value(&m.files).expect("a manifest serializes");
+        let (h, count) = (hash.clone(), m.files.len() as i32);
+        self.db
+            .run(move |c| repo::artifacts::register_manifest(c, &h, &files, count, bytes as i64))
+            .await?;
+        let mut done = std::collections::HashSet::new();
+        for f in &m.files {
+            if !done.insert(f.sha256.as_str()) || self.blobs.exists(&f.sha256).await? {
+                continue;
+            }
+            let path = manifest::target(dir, &f.path)
+                .ok_or_else(|| ArtifactError::Corrupt(f.path.clone()))?;
+            self.blobs.upload(&path, &f.sha256).await?;
+        }
+        Ok(Saved {
+            manifest: hash,
+            bytes,
+        })
+    }
+
+    /// Writes the files of manifest `hash` into `dest` (emptied first), verifying each.
+    pub async fn restore(&self, hash: &str, dest: &Path) -> Result<(), ArtifactError> {
+        let io = |e: std::io::Error| ArtifactError::Io(dest.display().to_string(), e);
+        if dest.exists() {
+            tokio::fs::remove_dir_all(dest).await.map_err(io)?;
+        }
+        tokio::fs::create_dir_all(dest).await.map_err(io)?;
+        if hash == EMPTY_MANIFEST {
+            return Ok(());
+        }
+        let h = hash.to_string();
+        let files = self
+            .db
+            .run(move |c| repo::artifacts::manifest_files(c, &h))
+            .await?
+            .ok_or_else(|| ArtifactError::UnknownManifest(hash.into()))?;
+        let files: Vec<FileEntry> = serde_json::from_value(files)
+            .map_err(|_| ArtifactError::Corrupt(format!("manifest {hash}")))?;
+        for f in &files {
+            self.blobs.download(f, dest).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The default store location: `$TMS_DATA_DIR/artifacts`, else `<tmp>/tms-artifacts`.
+pub fn default_location() -> PathBuf {
+    match std::env::var_os("TMS_DATA_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("artifacts"),
+        _ => std::env::temp_dir().join("tms-artifacts"),
+    }
+}
