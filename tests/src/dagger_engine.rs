@@ -17,13 +17,22 @@
 //! mounted directories and argv, and returns an exit code, stdout, stderr and the files left in
 //! `/out`. A non-zero exit is answered as the real engine does, with an `EXEC_ERROR` extension.
 //!
+//! The host side is real (see [`host`]): `host{directory}` and `host{file}` read the machine's
+//! files, and `Directory.export` writes them, so a step's `/out` really lands on the host and a
+//! dependent really reads what is there.
+//!
 //! Faults can be queued for the next document containing a pattern: an HTTP 500, a dropped
 //! connection, or `{"data": null}`.
+
+mod document;
+mod host;
+
+pub use document::{ArgValue, Sel, canonical, canonicalize, parse_document};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +52,8 @@ pub struct ExecInput {
     pub secrets: BTreeMap<String, String>,
     /// Directories written into the container: absolute path → files.
     pub dirs: BTreeMap<String, Files>,
+    /// Single files written into the container (`withFile`): absolute path → content.
+    pub files: BTreeMap<String, String>,
     /// Cache volumes: mount path → cache key.
     pub caches: BTreeMap<String, String>,
     pub args: Vec<String>,
@@ -113,6 +124,8 @@ enum Obj {
     Directory(Files),
     Secret { plaintext: String },
     Cache { key: String },
+    Host,
+    File(String),
 }
 
 impl Obj {
@@ -123,6 +136,8 @@ impl Obj {
             Obj::Directory(_) => "Directory",
             Obj::Secret { .. } => "Secret",
             Obj::Cache { .. } => "CacheVolume",
+            Obj::Host => "Host",
+            Obj::File(_) => "File",
         }
     }
 }
@@ -135,6 +150,7 @@ struct Ctr {
     /// (variable name, secret ID)
     secret_env: Vec<(String, String)>,
     dirs: BTreeMap<String, Files>,
+    files: BTreeMap<String, String>,
     caches: BTreeMap<String, String>,
     pending_exec: Option<Vec<String>>,
     result: Option<ExecOutput>,
@@ -449,198 +465,6 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Documents: the linear selections the SDK builds, `query{a(x:1){b{... on T{c}}}}`
-// ---------------------------------------------------------------------------------------------
-
-/// An argument value, with the exact text it was written as.
-#[derive(Debug, Clone)]
-pub enum ArgValue {
-    Str(String),
-    List(Vec<ArgValue>),
-    Object(Vec<(String, ArgValue)>),
-    /// Booleans, numbers, enums, null.
-    Word(String),
-}
-
-#[derive(Debug, Clone)]
-pub enum Sel {
-    Field {
-        name: String,
-        /// (name, value, raw text)
-        args: Vec<(String, ArgValue, String)>,
-    },
-    Fragment(String),
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && (self.s[self.i] as char).is_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn expect(&mut self, c: u8) -> Result<()> {
-        if !self.eat(c) {
-            bail!("expected `{}` at {}", c as char, self.i);
-        }
-        Ok(())
-    }
-    fn name(&mut self) -> Result<String> {
-        self.ws();
-        let start = self.i;
-        while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
-        {
-            self.i += 1;
-        }
-        if start == self.i {
-            bail!("expected a name at {start}");
-        }
-        Ok(String::from_utf8_lossy(&self.s[start..self.i]).to_string())
-    }
-    fn value(&mut self) -> Result<(ArgValue, String)> {
-        self.ws();
-        let start = self.i;
-        let v = match self.s.get(self.i) {
-            Some(b'"') => {
-                self.i += 1;
-                while self.i < self.s.len() && self.s[self.i] != b'"' {
-                    if self.s[self.i] == b'\\' {
-                        self.i += 1;
-                    }
-                    self.i += 1;
-                }
-                self.i += 1;
-                let raw = std::str::from_utf8(&self.s[start..self.i.min(self.s.len())])?;
-                ArgValue::Str(serde_json::from_str(raw).context("string literal")?)
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                while !self.eat(b']') {
-                    items.push(self.value()?.0);
-                    self.eat(b',');
-                }
-                ArgValue::List(items)
-            }
-            Some(b'{') => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                while !self.eat(b'}') {
-                    let k = self.name()?;
-                    self.expect(b':')?;
-                    fields.push((k, self.value()?.0));
-                    self.eat(b',');
-                }
-                ArgValue::Object(fields)
-            }
-            Some(_) => {
-                while self.i < self.s.len() && !b",)]} \n\t".contains(&self.s[self.i]) {
-                    self.i += 1;
-                }
-                ArgValue::Word(String::from_utf8_lossy(&self.s[start..self.i]).to_string())
-            }
-            None => bail!("value expected at end of document"),
-        };
-        Ok((
-            v,
-            String::from_utf8_lossy(&self.s[start..self.i]).to_string(),
-        ))
-    }
-}
-
-/// Parses a linear selection document into its chain of fields and fragments.
-pub fn parse_document(doc: &str) -> Result<Vec<Sel>> {
-    let mut p = Parser {
-        s: doc.as_bytes(),
-        i: 0,
-    };
-    if p.name()? != "query" {
-        bail!("document must start with `query`");
-    }
-    p.expect(b'{')?;
-    let mut chain = Vec::new();
-    let mut depth = 1;
-    loop {
-        p.ws();
-        if p.s[p.i..].starts_with(b"...") {
-            p.i += 3;
-            if p.name()? != "on" {
-                bail!("expected `on` after `...`");
-            }
-            chain.push(Sel::Fragment(p.name()?));
-        } else {
-            let name = p.name()?;
-            let mut args = Vec::new();
-            if p.eat(b'(') {
-                while !p.eat(b')') {
-                    let k = p.name()?;
-                    p.expect(b':')?;
-                    let (v, raw) = p.value()?;
-                    args.push((k, v, raw));
-                    p.eat(b',');
-                }
-            }
-            chain.push(Sel::Field { name, args });
-        }
-        if p.eat(b'{') {
-            depth += 1;
-            continue;
-        }
-        break;
-    }
-    for _ in 0..depth {
-        p.expect(b'}')?;
-    }
-    p.ws();
-    if p.i != p.s.len() {
-        bail!("trailing text at {}", p.i);
-    }
-    Ok(chain)
-}
-
-/// Renders a chain as the SDK writes it, with each field's arguments sorted by name.
-pub fn canonical(chain: &[Sel]) -> String {
-    let mut parts = vec!["query".to_string()];
-    for sel in chain {
-        parts.push(match sel {
-            Sel::Fragment(t) => format!("... on {t}"),
-            Sel::Field { name, args } if args.is_empty() => name.clone(),
-            Sel::Field { name, args } => {
-                let mut args: Vec<_> = args
-                    .iter()
-                    .map(|(k, _, raw)| format!("{k}:{raw}"))
-                    .collect();
-                args.sort();
-                format!("{name}({})", args.join(", "))
-            }
-        });
-    }
-    let n = parts.len() - 1;
-    parts.join("{") + &"}".repeat(n)
-}
-
-/// Canonical form of a document given as text (for writing expectations).
-pub fn canonicalize(doc: &str) -> String {
-    parse_document(doc)
-        .map(|c| canonical(&c))
-        .unwrap_or_else(|e| panic!("unparsable document {doc}: {e}"))
-}
-
-// ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
 
@@ -677,6 +501,8 @@ fn register(st: &mut State, obj: Obj) -> String {
         Obj::Secret { .. } => "secret",
         Obj::Cache { .. } => "cache",
         Obj::Query => "query",
+        Obj::Host => "host",
+        Obj::File(_) => "file",
     };
     let id = format!("{prefix}:{}", st.next_id);
     st.next_id += 1;
@@ -711,6 +537,7 @@ fn run_exec(st: &mut State, c: &mut Ctr) -> Result<(), GqlError> {
         env: c.env.clone(),
         secrets,
         dirs: c.dirs.clone(),
+        files: c.files.clone(),
         caches: c.caches.clone(),
         args: args.clone(),
     };
@@ -770,6 +597,10 @@ fn field(
             key: arg_str(args, "key")?,
         })),
         (Obj::Query, "node") => Ok(Out::Obj(lookup(st, &arg_str(args, "id")?, "")?)),
+        (Obj::Query, "host") => Ok(Out::Obj(Obj::Host)),
+        (Obj::Host, _) => host::field(name, args),
+        (Obj::Directory(files), "export") => host::export(files, args),
+        (Obj::File(content), "contents") => scalar(json!(content)),
         (Obj::Container(c), _) => {
             let mut c = (**c).clone();
             match name {
@@ -800,6 +631,12 @@ fn field(
                         unreachable!("lookup checked the type")
                     };
                     c.dirs.insert(arg_str(args, "path")?, files);
+                }
+                "withFile" => {
+                    let Obj::File(content) = lookup(st, &arg_str(args, "source")?, "File")? else {
+                        unreachable!("lookup checked the type")
+                    };
+                    c.files.insert(arg_str(args, "path")?, content);
                 }
                 "withMountedCache" => {
                     let Obj::Cache { key } = lookup(st, &arg_str(args, "cache")?, "CacheVolume")?

@@ -113,49 +113,87 @@ fn doc(fields: &[&str]) -> String {
     ))
 }
 
+/// What a run of [`chain_workflow`] hands every step besides its dependencies: whether the run's
+/// inputs file was on the host (and so mounted), and its `TMS_INPUT_*` variables. Taken from
+/// what the engine ran, so the expectations hold whether or not the runner writes them.
+struct RunInputs {
+    file: bool,
+    vars: Vec<(String, String)>,
+}
+
 /// The documents one step without secrets or caches sends, given the IDs the fake engine hands
-/// out: `base` for the image, `base + 1` for the empty `/out`, `base + 2` for the synced
-/// container, `base + 3` for its `/out`.
+/// out from `base` on: the image, each dependency's host directory (read from `run_dir/<dep>/out`),
+/// the run's inputs file, the empty `/out`, the synced container, whose `/out` is exported to
+/// `run_dir/<step>/out`. Returns the documents and the next free ID.
 fn step_documents(
-    run_id: &str,
+    run_dir: &std::path::Path,
     step: &str,
     argv: &[&str],
     before_tms: &[String],
-    deps: &[(&str, u32)],
+    deps: &[&str],
+    inputs: &RunInputs,
     base: u32,
-) -> Vec<String> {
+) -> (Vec<String>, u32) {
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap();
+    let out = |s: &str| run_dir.join(s).join("out").display().to_string();
+    let mut docs = vec![doc(&["container", r#"from(address:"alpine:3.20")"#, "id"])];
+    let mut next = base + 1;
+    let mut mounts = Vec::new();
+    for dep in deps {
+        docs.push(doc(&[
+            "host",
+            &format!(r#"directory(noCache:true, path:"{}")"#, out(dep)),
+            "id",
+        ]));
+        mounts.push(format!(
+            r#"withDirectory(path:"/in/{dep}", source:"dir:{next}")"#
+        ));
+        next += 1;
+    }
+    if inputs.file {
+        let file = run_dir.join("_inputs.json").display().to_string();
+        docs.push(doc(&[
+            "host",
+            &format!(r#"file(noCache:true, path:"{file}")"#),
+            "id",
+        ]));
+        mounts.push(format!(
+            r#"withFile(path:"/in/_inputs.json", source:"file:{next}")"#
+        ));
+        next += 1;
+    }
+    docs.push(doc(&["directory", "id"]));
+    mounts.push(format!(
+        r#"withDirectory(inheritOwner:true, path:"/out", source:"dir:{next}")"#
+    ));
+    let synced = format!(r#"node(id:"ctr:{}")"#, next + 1);
+
     let mut chain = vec![
         format!(r#"node(id:"ctr:{base}")"#),
         "... on Container".into(),
     ];
     chain.extend(before_tms.iter().cloned());
-    for (k, v) in [
-        ("TMS_OUT", "/out".to_string()),
-        ("TMS_IN", "/in".to_string()),
-        ("TMS_RUN_ID", run_id.to_string()),
-        ("TMS_STEP", step.to_string()),
-        ("TMS_ATTEMPT", "1".to_string()),
-    ] {
+    let mut vars = vec![
+        ("TMS_OUT".to_string(), "/out".to_string()),
+        ("TMS_IN".into(), "/in".into()),
+        ("TMS_INPUTS".into(), "/in/_inputs.json".into()),
+    ];
+    vars.extend(inputs.vars.iter().cloned());
+    vars.extend([
+        ("TMS_RUN_ID".to_string(), run_id.to_string()),
+        ("TMS_STEP".into(), step.to_string()),
+        ("TMS_ATTEMPT".into(), "1".into()),
+    ]);
+    for (k, v) in vars {
         chain.push(format!(r#"withEnvVariable(name:"{k}", value:"{v}")"#));
     }
-    for (dep, dir) in deps {
-        chain.push(format!(
-            r#"withDirectory(path:"/in/{dep}", source:"dir:{dir}")"#
-        ));
-    }
-    chain.push(format!(
-        r#"withDirectory(inheritOwner:true, path:"/out", source:"dir:{}")"#,
-        base + 1
-    ));
+    chain.extend(mounts);
     chain.push(format!(
         "withExec(args:{})",
         serde_json::to_string(argv).unwrap()
     ));
     chain.push("sync".into());
-    let synced = format!(r#"node(id:"ctr:{}")"#, base + 2);
-    vec![
-        doc(&["container", r#"from(address:"alpine:3.20")"#, "id"]),
-        doc(&["directory", "id"]),
+    docs.extend([
         doc(&chain.iter().map(String::as_str).collect::<Vec<_>>()),
         doc(&[&synced, "... on Container", "exitCode"]),
         doc(&[&synced, "... on Container", "stdout"]),
@@ -164,9 +202,10 @@ fn step_documents(
             &synced,
             "... on Container",
             r#"directory(path:"/out")"#,
-            "id",
+            &format!(r#"export(path:"{}")"#, out(step)),
         ]),
-    ]
+    ]);
+    (docs, next + 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,9 +229,31 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
         "{events:?}"
     );
 
+    // b and c read a's and b's files from the host directories a and b exported their `/out` to
+    // (the runner's `run_dir/<step>/out`): the engine keeps nothing between steps.
+    let execs = engine.execs();
+    assert_eq!(execs.len(), 3);
+    assert_eq!(execs[2].workdir.as_deref(), Some("/tmp"));
+    assert_eq!(file(&execs[1], "/in/a", "greeting").unwrap(), "hello");
+    assert_eq!(file(&execs[2], "/in/b", "upper").unwrap(), "HELLO");
+    let inputs = RunInputs {
+        file: execs[0].files.contains_key("/in/_inputs.json"),
+        vars: execs[0]
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("TMS_INPUT_"))
+            .cloned()
+            .collect(),
+    };
+    for e in &execs {
+        assert_eq!(e.env("TMS_INPUTS"), Some("/in/_inputs.json"));
+        assert_eq!(e.files.contains_key("/in/_inputs.json"), inputs.file);
+    }
+
     // The steps run one after another (c needs b needs a), so the IDs are predictable.
-    let a = step_documents(
-        &run_id,
+    let run_dir = env.work_dir.join(&run_id);
+    let (a, next) = step_documents(
+        &run_dir,
         "a",
         &[
             "sh",
@@ -201,10 +262,11 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
         ],
         &[r#"withEnvVariable(name:"GREETING", value:"hello")"#.into()],
         &[],
+        &inputs,
         1,
     );
-    let b = step_documents(
-        &run_id,
+    let (b, next) = step_documents(
+        &run_dir,
         "b",
         &[
             "sh",
@@ -212,11 +274,12 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
             "tr a-z A-Z < \"$TMS_IN/a/greeting\" > \"$TMS_OUT/upper\"; cat \"$TMS_OUT/upper\"",
         ],
         &[],
-        &[("a", 4)],
-        5,
+        &["a"],
+        &inputs,
+        next,
     );
-    let c = step_documents(
-        &run_id,
+    let (c, _) = step_documents(
+        &run_dir,
         "c",
         &[
             "sh",
@@ -224,8 +287,9 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
             "echo \"$(cat \"$TMS_IN/a/greeting\") $(cat \"$TMS_IN/b/upper\")\"",
         ],
         &[r#"withWorkdir(path:"/tmp")"#.into()],
-        &[("a", 4), ("b", 8)],
-        9,
+        &["a", "b"],
+        &inputs,
+        next,
     );
     let expected: Vec<String> = [a, b, c].concat();
     let got = engine.step_documents();
@@ -233,9 +297,6 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
         assert_eq!(g, e, "document {i} differs");
     }
     assert_eq!(got.len(), expected.len(), "{got:#?}");
-    let execs = engine.execs();
-    assert_eq!(execs.len(), 3);
-    assert_eq!(execs[2].workdir.as_deref(), Some("/tmp"));
     Ok(())
 }
 

@@ -9,25 +9,31 @@
 //! every step and readiness probe.
 //!
 //! Outcomes (see [`pipeline`] for the calls):
-//! - the command exited 0 → `StepOutcome { exit_code: 0 }`, and its `/out` directory is kept;
+//! - the command exited 0 → `StepOutcome { exit_code: 0 }`, once its `/out` is exported to the
+//!   host's `step_dir/out`;
 //! - the command exited non-zero (`EXEC_ERROR`) → `StepOutcome` with that exit code and the
 //!   output tail: a failed step, like a failing local process;
-//! - the image cannot be pulled, or the engine refuses an input → [`ExecError::Step`] naming it;
+//! - the image cannot be pulled, the engine refuses an input, or it cannot export `/out` →
+//!   [`ExecError::Step`] naming it;
 //! - anything transport-level → [`ExecError::Transient`].
 //!
 //! Dagger returns a command's output when it ends, so the log tail is stdout's lines followed by
 //! stderr's (not interleaved), and `::progress` lines from stdout are forwarded to the progress
 //! channel only then.
 //!
-//! Dependencies' outputs: a successful step's `/out` is kept as a Directory ID per (run, step) in
-//! this process, and mounted at `/in/<step>` in its dependents. It lives in memory only, so a
-//! worker restart (or a run resumed by another worker) loses it: a dependent then fails with a
-//! clear step error. Entries are dropped 24 h after their run last touched them.
+//! Files go through the host, never through engine state kept between steps: each dependency's
+//! outputs, restored by the worker into a host directory ([`StepRequest::inputs`]), are read with
+//! `host{directory}` and mounted at `/in/<dep>`; the run's inputs file is read with `host{file}`
+//! and put at `/in/_inputs.json` (`TMS_INPUTS`), with the `TMS_INPUT_*` variables set beside it;
+//! and a successful step's `/out` is exported to `step_dir/out` (emptied before the step runs),
+//! from where the worker stores it in the artifact store. So a dependent can run in another
+//! session or on another worker than its dependency. The engine reads and writes these paths on
+//! the host of the session's client (`dagger run` or `dagger session`), which is the worker's.
 //!
 //! Secrets travel only in `setSecret` documents; they are masked (`***`) in the log tail, in
 //! progress messages and in every error message this executor produces, and no document is ever
-//! logged by it. Masking covers every secret value any step of the same run was given, since a
-//! step can pass its secret to a dependent through `/out`.
+//! logged by it. Masking covers every secret value any step of the same run uses
+//! ([`StepRequest::masks`]), since a step can pass its secret to a dependent through `/out`.
 //!
 //! Cancellation and timeouts drop the in-flight future, which closes the HTTP request; the engine
 //! then cancels the call, and with it the exec, once no other client waits for the same
@@ -38,23 +44,25 @@ mod engine;
 mod pipeline;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_session;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dagger_sdk::Id;
 use futures::FutureExt as _;
 use tms_core::runs::progress::{ProgressLine, parse_line};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use engine::Session;
 pub use engine::{EngineSource, SessionError};
-use pipeline::Failure;
+use pipeline::{Failure, HostPaths};
 
 use crate::executor::local::{TAIL_BYTES, TAIL_LINES};
 use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};
@@ -64,8 +72,6 @@ use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest,
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(300);
 const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
-/// How long a run's step outputs are kept after the run last used them.
-const OUTPUT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Clone)]
 pub struct DaggerExecutor {
@@ -75,7 +81,6 @@ pub struct DaggerExecutor {
 struct Inner {
     source: EngineSource,
     slot: tokio::sync::Mutex<Slot>,
-    outputs: std::sync::Mutex<HashMap<Uuid, RunOutputs>>,
 }
 
 /// The session, or why there is none and when to try again.
@@ -86,14 +91,6 @@ struct Slot {
     backoff: Duration,
     /// Why the last attempt failed; shared by every caller refused until the next one.
     last_error: Option<Arc<SessionError>>,
-}
-
-struct RunOutputs {
-    touched: Instant,
-    dirs: HashMap<String, Id>,
-    /// Secret values the run's steps were given, masked in all of its steps' output: a step can
-    /// write its secret to `/out`, and a dependent without that secret print it.
-    secrets: BTreeSet<String>,
 }
 
 impl DaggerExecutor {
@@ -108,7 +105,6 @@ impl DaggerExecutor {
                     backoff: RECONNECT_FIRST,
                     last_error: None,
                 }),
-                outputs: Default::default(),
             }),
         }
     }
@@ -151,63 +147,6 @@ impl DaggerExecutor {
         }
     }
 
-    /// The `/out` directories of `req`'s dependencies.
-    fn dependency_outputs(&self, req: &StepRequest) -> Result<Vec<(String, Id)>, ExecError> {
-        if req.inputs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
-        let run = outputs.get_mut(&req.run_id);
-        let mut found = Vec::with_capacity(req.inputs.len());
-        for (dep, _) in &req.inputs {
-            match run.as_ref().and_then(|r| r.dirs.get(dep).cloned()) {
-                Some(id) => found.push((dep.clone(), id)),
-                None => {
-                    return Err(ExecError::Step(format!(
-                        "the output of step `{dep}` is not available: Dagger step outputs live in the memory of the worker that ran the step, and this worker has restarted or did not run `{dep}`; trigger the run again"
-                    )));
-                }
-            }
-        }
-        if let Some(r) = run {
-            r.touched = Instant::now();
-        }
-        Ok(found)
-    }
-
-    /// Runs `f` on `run_id`'s entry (created if needed, marked as used), after dropping the
-    /// entries of runs unused for [`OUTPUT_TTL`]: the executor is not told when a run ends.
-    fn with_run<R>(&self, run_id: Uuid, f: impl FnOnce(&mut RunOutputs) -> R) -> R {
-        let mut outputs = self.inner.outputs.lock().expect("outputs lock");
-        let now = Instant::now();
-        outputs.retain(|_, r| now.duration_since(r.touched) < OUTPUT_TTL);
-        let run = outputs.entry(run_id).or_insert_with(|| RunOutputs {
-            touched: now,
-            dirs: HashMap::new(),
-            secrets: BTreeSet::new(),
-        });
-        run.touched = now;
-        f(run)
-    }
-
-    fn keep_output(&self, run_id: Uuid, step: &str, dir: Id) {
-        self.with_run(run_id, |r| r.dirs.insert(step.to_string(), dir));
-    }
-
-    /// Records `req`'s secret values for its run and returns every secret value the run has used
-    /// so far (keyed by position: only the values matter for masking).
-    fn run_secrets(&self, req: &StepRequest) -> BTreeMap<String, String> {
-        self.with_run(req.run_id, |r| {
-            r.secrets.extend(req.secrets.values().cloned());
-            r.secrets.extend(req.masks.iter().cloned());
-            r.secrets
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v.clone()))
-                .collect()
-        })
-    }
-
     /// [`Executor::run`] with the cache mounts given as (path, volume key).
     async fn run_with_caches(
         &self,
@@ -215,18 +154,17 @@ impl DaggerExecutor {
         progress: UnboundedSender<ProgressLine>,
         caches: Vec<(String, String)>,
     ) -> Result<StepOutcome, ExecError> {
-        let secrets = self.run_secrets(&req);
-        let masks = Masks::new(&secrets);
+        let masks = Masks::for_request(&req);
+        let host = host_paths(&req)?;
         let session = self.session().await.map_err(|e| {
             let why = tms_core::error::report(&e);
             ExecError::Transient(masks.apply(&format!("no Dagger engine: {why}")))
         })?;
-        let deps = self.dependency_outputs(&req)?;
         tracing::info!(
             run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
             attempt = req.attempt, "running step on Dagger"
         );
-        let attempt = AssertUnwindSafe(pipeline::run(&session, &req, deps, &caches))
+        let attempt = AssertUnwindSafe(pipeline::run(&session, &req, &host, &caches))
             .catch_unwind()
             .await;
         let finished = match attempt {
@@ -251,15 +189,9 @@ impl DaggerExecutor {
                 let _ = progress.send(p);
             }
         }
-        let values: Vec<String> = secrets.values().cloned().collect();
-        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &values);
+        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &masks.0);
         for line in finished.stdout.lines().chain(finished.stderr.lines()) {
             tail.push(line);
-        }
-        if finished.exit_code == 0
-            && let Some(dir) = finished.out_dir
-        {
-            self.keep_output(req.run_id, &req.step.name, dir);
         }
         Ok(StepOutcome {
             exit_code: Some(finished.exit_code),
@@ -331,12 +263,62 @@ fn declared_cache_mounts(req: &StepRequest) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Checks `req`'s host inputs, empties its `step_dir/out` and returns the paths as the engine
+/// takes them (absolute, UTF-8). The run's inputs file is optional: without one nothing is
+/// mounted at `/in/_inputs.json`.
+fn host_paths(req: &StepRequest) -> Result<HostPaths, ExecError> {
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    for (dep, dir) in &req.inputs {
+        if !dir.is_dir() {
+            return Err(ExecError::Step(format!(
+                "the output of step `{dep}` was not restored into {}",
+                dir.display()
+            )));
+        }
+        inputs.push((dep.clone(), engine_path(dir)?));
+    }
+    let run_inputs = if req.run_inputs.is_file() {
+        Some(engine_path(&req.run_inputs)?)
+    } else {
+        None
+    };
+    let out = req.step_dir.join("out");
+    let prepared = match std::fs::remove_dir_all(&out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => std::fs::create_dir_all(&out),
+    };
+    prepared.map_err(|e| ExecError::Step(format!("preparing {}: {e}", out.display())))?;
+    Ok(HostPaths {
+        inputs,
+        run_inputs,
+        out: engine_path(&out)?,
+    })
+}
+
+/// `p` as the engine is given it: absolute (a relative path would be resolved against the
+/// session client's directory) and UTF-8 (GraphQL strings cannot carry anything else).
+fn engine_path(p: &Path) -> Result<String, ExecError> {
+    let abs = std::path::absolute(p)
+        .map_err(|e| ExecError::Step(format!("resolving {}: {e}", p.display())))?;
+    abs.to_str().map(str::to_string).ok_or_else(|| {
+        ExecError::Step(format!(
+            "{} is not valid UTF-8, so it cannot be handed to the engine",
+            abs.display()
+        ))
+    })
+}
+
 /// The secret values of a run, applied with the one masking rule of `tms_core::secrets`.
 struct Masks(Vec<String>);
 
 impl Masks {
-    fn new(secrets: &BTreeMap<String, String>) -> Self {
-        Self(secrets.values().cloned().collect())
+    /// Every secret value of `req`'s run: its own and the other steps' (`masks`).
+    fn for_request(req: &StepRequest) -> Self {
+        let mut all: Vec<String> = req.masks.clone();
+        all.extend(req.secrets.values().cloned());
+        all.sort();
+        all.dedup();
+        Self(all)
     }
 
     fn apply(&self, text: &str) -> String {

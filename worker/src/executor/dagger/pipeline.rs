@@ -8,13 +8,20 @@
 //! 2. `setSecret(name, plaintext){id}` per secret. Sent by hand rather than through
 //!    `Selection::execute`, which traces whole documents and this one holds the plaintext.
 //! 3. `cacheVolume(key){id}` per declared cache path.
-//! 4. `directory{id}`: an empty directory that becomes `/out`.
-//! 5. `node(id: <image>){... on Container{withWorkdir …{withEnvVariable …{withSecretVariable …
-//!    {withDirectory("/in/<dep>") …{withDirectory("/out", inheritOwner) …{withMountedCache …
-//!    {withExec(args){sync}}}}}}}}}`: runs the command. A non-zero exit comes back as an
-//!    `EXEC_ERROR` (the default `expect: SUCCESS`), which is not cached by the engine, so a retry
-//!    really runs again.
-//! 6. `exitCode`, `stdout`, `stderr` and `directory(path: "/out"){id}` of the synced container.
+//! 4. `host{directory(path: <host dir>, noCache: true){id}}` per dependency: its outputs, which the
+//!    worker restored on the host. `noCache` because the session outlives runs: the engine must
+//!    read the directory as it is now, not as it was the last time it saw that path.
+//! 5. `host{file(path: <run inputs>, noCache: true){id}}`, when the run's inputs file exists.
+//! 6. `directory{id}`: an empty directory that becomes `/out`.
+//! 7. `node(id: <image>){... on Container{withWorkdir …{withEnvVariable …{withSecretVariable …
+//!    {withDirectory("/in/<dep>") …{withFile("/in/_inputs.json") {withDirectory("/out",
+//!    inheritOwner) …{withMountedCache …{withExec(args){sync}}}}}}}}}}`: runs the command. A
+//!    non-zero exit comes back as an `EXEC_ERROR` (the default `expect: SUCCESS`), which is not
+//!    cached by the engine, so a retry really runs again.
+//! 8. `exitCode`, `stdout` and `stderr` of the synced container.
+//! 9. On exit 0, `directory(path: "/out"){export(path: <host step_dir/out>)}`: the engine writes
+//!    `/out` to the host, where the worker stores it as the step's artifact. A transport failure
+//!    here is transient; a refusal (the engine cannot write there) is a step error naming it.
 //!
 //! Every attempt sets `TMS_RUN_ID` and `TMS_ATTEMPT`, so Dagger's exec cache never hands an old
 //! run's result to a new run or attempt: whether a result may be reused is TMS's decision (the
@@ -24,7 +31,7 @@
 use dagger_sdk::core::gql_client::GraphQlExtension;
 use dagger_sdk::core::graphql_client::GraphQLError;
 use dagger_sdk::errors::DaggerError;
-use dagger_sdk::{Container, ContainerWithDirectoryOpts, Id};
+use dagger_sdk::{Container, ContainerWithDirectoryOpts, HostDirectoryOpts, HostFileOpts, Id};
 
 use super::engine::Session;
 use crate::executor::StepRequest;
@@ -44,9 +51,21 @@ pub struct Finished {
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
-    /// The step's `/out`, when the command succeeded.
-    pub out_dir: Option<Id>,
 }
+
+/// The host side of one attempt, as the absolute UTF-8 paths the engine is given.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    /// `(dependency, directory holding its restored outputs)`, mounted at `/in/<dependency>`.
+    pub inputs: Vec<(String, String)>,
+    /// The run's inputs file, when it exists; mounted at [`INPUTS_FILE`].
+    pub run_inputs: Option<String>,
+    /// Where a successful step's `/out` is exported.
+    pub out: String,
+}
+
+/// Where the run's inputs file appears in the container (`$TMS_INPUTS`).
+pub const INPUTS_FILE: &str = "/in/_inputs.json";
 
 /// An SDK error, sorted.
 enum Classified {
@@ -155,12 +174,12 @@ async fn set_secret(s: &Session, name: &str, plaintext: &str) -> Result<Id, Fail
         .ok_or_else(|| Failure::Transient("the engine answered setSecret without an id".into()))
 }
 
-/// Runs one attempt. `deps` are the dependencies' `/out` directories, `caches` the cache mounts
-/// as (path, volume key).
+/// Runs one attempt: `host` says where its inputs are and where `/out` goes, `caches` are the
+/// cache mounts as (path, volume key).
 pub async fn run(
     s: &Session,
     req: &StepRequest,
-    deps: Vec<(String, Id)>,
+    host: &HostPaths,
     caches: &[(String, String)],
 ) -> Result<Finished, Failure> {
     let q = &s.query;
@@ -185,6 +204,41 @@ pub async fn run(
             .map_err(refused(format!("cache volume for `{path}`")))?;
         volumes.push((path.clone(), id));
     }
+    let mut deps = Vec::with_capacity(host.inputs.len());
+    for (dep, path) in &host.inputs {
+        let opts = HostDirectoryOpts {
+            exclude: None,
+            gitignore: None,
+            include: None,
+            no_cache: Some(true),
+        };
+        let id = q
+            .host()
+            .directory_opts(path.as_str(), opts)
+            .id()
+            .await
+            .map_err(refused(format!(
+                "the engine cannot read the output of step `{dep}` from {path}"
+            )))?;
+        deps.push((dep.clone(), id));
+    }
+    let run_inputs = match &host.run_inputs {
+        Some(path) => Some(
+            q.host()
+                .file_opts(
+                    path.as_str(),
+                    HostFileOpts {
+                        no_cache: Some(true),
+                    },
+                )
+                .id()
+                .await
+                .map_err(refused(format!(
+                    "the engine cannot read the run's inputs from {path}"
+                )))?,
+        ),
+        None => None,
+    };
     let empty = q.directory().id().await.map_err(refused("creating /out"))?;
 
     let mut c: Container = q.r#ref(base);
@@ -194,10 +248,18 @@ pub async fn run(
     for (k, v) in &req.step.env {
         c = c.with_env_variable(k.as_str(), v.as_str());
     }
-    // After the step's own variables, so they win (as in the local executor).
+    // After the step's own variables, so they win; the order of the local executor.
     for (k, v) in [
-        ("TMS_OUT", "/out".to_string()),
-        ("TMS_IN", "/in".to_string()),
+        ("TMS_OUT", "/out"),
+        ("TMS_IN", "/in"),
+        ("TMS_INPUTS", INPUTS_FILE),
+    ] {
+        c = c.with_env_variable(k, v);
+    }
+    for (k, v) in &req.input_vars {
+        c = c.with_env_variable(k.as_str(), v.as_str());
+    }
+    for (k, v) in [
         ("TMS_RUN_ID", req.run_id.to_string()),
         ("TMS_STEP", req.step.name.clone()),
         ("TMS_ATTEMPT", req.attempt.to_string()),
@@ -209,6 +271,9 @@ pub async fn run(
     }
     for (dep, id) in deps {
         c = c.with_directory(format!("/in/{dep}"), id);
+    }
+    if let Some(id) = run_inputs {
+        c = c.with_file(INPUTS_FILE, id);
     }
     // Owned by the image's user, so a non-root image can write its outputs.
     c = c.with_directory_opts(
@@ -244,7 +309,6 @@ pub async fn run(
                     exit_code,
                     stdout,
                     stderr,
-                    out_dir: None,
                 }),
                 Classified::Refused(m) => Err(Failure::Step(format!(
                     "the engine could not run the step in image `{image}`: {m}"
@@ -255,11 +319,19 @@ pub async fn run(
     let exit_code = done.exit_code().await.map_err(after_exec)?;
     let stdout = done.stdout().await.map_err(after_exec)?;
     let stderr = done.stderr().await.map_err(after_exec)?;
-    let out_dir = done.directory("/out").id().await.map_err(after_exec)?;
+    let exit_code = i32::try_from(exit_code).unwrap_or(-1);
+    if exit_code == 0 {
+        done.directory("/out")
+            .export(host.out.as_str())
+            .await
+            .map_err(refused(format!(
+                "the engine could not export the step's /out to {}",
+                host.out
+            )))?;
+    }
     Ok(Finished {
-        exit_code: i32::try_from(exit_code).unwrap_or(-1),
+        exit_code,
         stdout,
         stderr,
-        out_dir: Some(out_dir),
     })
 }

@@ -1,12 +1,11 @@
 //! Contract tests of the Dagger executor against the loopback fake engine
 //! (`tms_tests::dagger_engine`): the exact documents sent for a representative pair of steps, and
-//! how every kind of engine answer maps onto outcomes and errors.
+//! how every kind of engine answer maps onto outcomes and errors. The host side of files (inputs
+//! read from the host, `/out` exported to it) is in `tests_files.rs`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use tms_core::error::report;
 use tms_core::runs::progress::ProgressLine;
 use tms_core::workflows::StepSpec;
 use tms_tests::dagger_engine::{ExecErrorStyle, ExecOutput, FakeEngine, Fault, canonicalize};
@@ -14,38 +13,73 @@ use uuid::Uuid;
 
 use super::*;
 
-const RUN: &str = "0190f3c2-7d1e-7000-8000-00000000abcd";
-const SECRET: &str = "s3cr3t-value";
+pub(super) const RUN: &str = "0190f3c2-7d1e-7000-8000-00000000abcd";
+pub(super) const SECRET: &str = "s3cr3t-value";
 
-fn executor(engine: &FakeEngine) -> DaggerExecutor {
+pub(super) fn executor(engine: &FakeEngine) -> DaggerExecutor {
     DaggerExecutor::new(EngineSource::Session {
         port: engine.port,
         token: engine.token.clone(),
     })
 }
 
-fn request(step: StepSpec, attempt: i32, deps: &[&str], secrets: &[(&str, &str)]) -> StepRequest {
-    StepRequest {
-        run_id: Uuid::parse_str(RUN).unwrap(),
-        workflow_id: Uuid::nil(),
-        step,
-        attempt,
-        step_dir: PathBuf::from("/nonexistent/unused-by-dagger"),
-        inputs: deps
-            .iter()
-            .map(|d| (d.to_string(), PathBuf::from("/nonexistent")))
-            .collect(),
-        secrets: secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        masks: Vec::new(),
-        run_inputs: PathBuf::from("/nonexistent/_inputs.json"),
-        input_vars: Default::default(),
+/// A private host directory per test, laid out as the runner lays out a run: `<dir>/<step>` is a
+/// step's directory, `<dir>/<dep>/out` a dependency's outputs, `<dir>/_inputs.json` the run's
+/// inputs (absent unless a test writes it). Removed when dropped.
+pub(super) struct Scratch(PathBuf);
+
+impl Scratch {
+    pub(super) fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("tms-dagger-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `<dir>/<step>/out` as the string the engine is given.
+    pub(super) fn out(&self, step: &str) -> String {
+        self.0.join(step).join("out").display().to_string()
+    }
+
+    /// A request for `step` whose run's secrets (`masks`) are the ones it is given.
+    pub(super) fn req(
+        &self,
+        step: StepSpec,
+        attempt: i32,
+        deps: &[&str],
+        secrets: &[(&str, &str)],
+    ) -> StepRequest {
+        StepRequest {
+            run_id: Uuid::parse_str(RUN).unwrap(),
+            workflow_id: Uuid::nil(),
+            step_dir: self.0.join(&step.name),
+            step,
+            attempt,
+            inputs: deps
+                .iter()
+                .map(|d| (d.to_string(), self.0.join(d).join("out")))
+                .collect(),
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            masks: secrets.iter().map(|(_, v)| v.to_string()).collect(),
+            run_inputs: self.0.join("_inputs.json"),
+            input_vars: Default::default(),
+        }
     }
 }
 
-fn shell_step(name: &str, script: &str) -> StepSpec {
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(super) fn shell_step(name: &str, script: &str) -> StepSpec {
     StepSpec {
         name: name.into(),
         image: "alpine:3.20".into(),
@@ -54,7 +88,7 @@ fn shell_step(name: &str, script: &str) -> StepSpec {
     }
 }
 
-async fn run(
+pub(super) async fn run(
     exec: &DaggerExecutor,
     req: StepRequest,
     caches: Vec<(String, String)>,
@@ -69,11 +103,11 @@ async fn run(
 }
 
 /// A document as the SDK writes it: `query{a{b{c}}}` from `["a", "b", "c"]`.
-fn doc(fields: &[&str]) -> String {
+pub(super) fn doc(fields: &[&str]) -> String {
     format!("query{{{}{}", fields.join("{"), "}".repeat(fields.len()))
 }
 
-fn count(engine: &FakeEngine, doc: &str) -> usize {
+pub(super) fn count(engine: &FakeEngine, doc: &str) -> usize {
     engine.documents().iter().filter(|d| *d == doc).count()
 }
 
@@ -99,6 +133,7 @@ async fn representative_steps_send_exactly_these_documents() {
     });
     let exec = executor(&engine);
     exec.connect().await.unwrap();
+    let dir = Scratch::new();
 
     // argv form, plain env (with characters that need escaping), workdir.
     let build = StepSpec {
@@ -112,12 +147,13 @@ async fn representative_steps_send_exactly_these_documents() {
         workdir: Some("/src".into()),
         ..Default::default()
     };
-    let (res, _) = run(&exec, request(build, 1, &[], &[]), vec![]).await;
+    let (res, _) = run(&exec, dir.req(build, 1, &[], &[]), vec![]).await;
     let out = res.unwrap();
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.log_tail, "built\n");
 
-    // shell form, a secret, a dependency directory, a cache volume, a second attempt.
+    // shell form, a secret, a dependency directory, the run's inputs, a cache volume, attempt 2.
+    std::fs::write(dir.path().join("_inputs.json"), r#"{"mode":"quick"}"#).unwrap();
     let test = StepSpec {
         secrets: vec!["API_TOKEN".into()],
         depends_on: vec!["build".into()],
@@ -128,12 +164,9 @@ async fn representative_steps_send_exactly_these_documents() {
         "/root/.cache/pip".to_string(),
         pipeline::cache_volume_key("wf-1", "/root/.cache/pip"),
     )];
-    let (res, progress) = run(
-        &exec,
-        request(test, 2, &["build"], &[("API_TOKEN", SECRET)]),
-        cache,
-    )
-    .await;
+    let mut req = dir.req(test, 2, &["build"], &[("API_TOKEN", SECRET)]);
+    req.input_vars = BTreeMap::from([("TMS_INPUT_MODE".to_string(), "quick".to_string())]);
+    let (res, progress) = run(&exec, req, cache).await;
     let out = res.unwrap();
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(
@@ -148,14 +181,19 @@ async fn representative_steps_send_exactly_these_documents() {
         }]
     );
 
-    let tms_env = |step: &str, attempt: u8| {
-        vec![
+    let tms_env = |step: &str, attempt: u8, input_vars: &[&str]| {
+        let mut env = vec![
             r#"withEnvVariable(name:"TMS_OUT", value:"/out")"#.to_string(),
             r#"withEnvVariable(name:"TMS_IN", value:"/in")"#.to_string(),
+            r#"withEnvVariable(name:"TMS_INPUTS", value:"/in/_inputs.json")"#.to_string(),
+        ];
+        env.extend(input_vars.iter().map(|v| v.to_string()));
+        env.extend([
             format!(r#"withEnvVariable(name:"TMS_RUN_ID", value:"{RUN}")"#),
             format!(r#"withEnvVariable(name:"TMS_STEP", value:"{step}")"#),
             format!(r#"withEnvVariable(name:"TMS_ATTEMPT", value:"{attempt}")"#),
-        ]
+        ]);
+        env
     };
     let build_chain = [
         vec![
@@ -165,7 +203,7 @@ async fn representative_steps_send_exactly_these_documents() {
             r#"withEnvVariable(name:"CC", value:"gcc")"#.into(),
             r#"withEnvVariable(name:"MODE", value:"release \"fast\"\n")"#.into(),
         ],
-        tms_env("build", 1),
+        tms_env("build", 1, &[]),
         vec![
             r#"withDirectory(inheritOwner:true, path:"/out", source:"dir:2")"#.into(),
             r#"withExec(args:["make","-C","src","all"])"#.into(),
@@ -174,13 +212,18 @@ async fn representative_steps_send_exactly_these_documents() {
     ]
     .concat();
     let test_chain = [
-        vec![r#"node(id:"ctr:5")"#.to_string(), "... on Container".into()],
-        tms_env("test", 2),
+        vec![r#"node(id:"ctr:4")"#.to_string(), "... on Container".into()],
+        tms_env(
+            "test",
+            2,
+            &[r#"withEnvVariable(name:"TMS_INPUT_MODE", value:"quick")"#],
+        ),
         vec![
-            r#"withSecretVariable(name:"API_TOKEN", secret:"secret:6")"#.into(),
-            r#"withDirectory(path:"/in/build", source:"dir:4")"#.into(),
-            r#"withDirectory(inheritOwner:true, path:"/out", source:"dir:8")"#.into(),
-            r#"withMountedCache(cache:"cache:7", path:"/root/.cache/pip")"#.into(),
+            r#"withSecretVariable(name:"API_TOKEN", secret:"secret:5")"#.into(),
+            r#"withDirectory(path:"/in/build", source:"dir:7")"#.into(),
+            r#"withFile(path:"/in/_inputs.json", source:"file:8")"#.into(),
+            r#"withDirectory(inheritOwner:true, path:"/out", source:"dir:9")"#.into(),
+            r#"withMountedCache(cache:"cache:6", path:"/root/.cache/pip")"#.into(),
             r#"withExec(args:["sh","-c","pytest -q | tee /out/report.txt"])"#.into(),
             "sync".into(),
         ],
@@ -188,6 +231,15 @@ async fn representative_steps_send_exactly_these_documents() {
     .concat();
     let on =
         |id: &str, leaf: &str| doc(&[&format!(r#"node(id:"{id}")"#), "... on Container", leaf]);
+    let export = |id: &str, step: &str| {
+        doc(&[
+            &format!(r#"node(id:"{id}")"#),
+            "... on Container",
+            r#"directory(path:"/out")"#,
+            &format!(r#"export(path:"{}")"#, dir.out(step)),
+        ])
+    };
+    let root = dir.path().display();
     let expected = vec![
         doc(&["version"]),
         // build
@@ -197,12 +249,7 @@ async fn representative_steps_send_exactly_these_documents() {
         on("ctr:3", "exitCode"),
         on("ctr:3", "stdout"),
         on("ctr:3", "stderr"),
-        doc(&[
-            r#"node(id:"ctr:3")"#,
-            "... on Container",
-            r#"directory(path:"/out")"#,
-            "id",
-        ]),
+        export("ctr:3", "build"),
         // test
         doc(&["container", r#"from(address:"python:3.12-slim")"#, "id"]),
         doc(&[
@@ -210,17 +257,22 @@ async fn representative_steps_send_exactly_these_documents() {
             "id",
         ]),
         doc(&[r#"cacheVolume(key:"tms:wf-1:/root/.cache/pip")"#, "id"]),
-        doc(&["directory", "id"]),
-        doc(&test_chain.iter().map(String::as_str).collect::<Vec<_>>()),
-        on("ctr:9", "exitCode"),
-        on("ctr:9", "stdout"),
-        on("ctr:9", "stderr"),
         doc(&[
-            r#"node(id:"ctr:9")"#,
-            "... on Container",
-            r#"directory(path:"/out")"#,
+            "host",
+            &format!(r#"directory(noCache:true, path:"{root}/build/out")"#),
             "id",
         ]),
+        doc(&[
+            "host",
+            &format!(r#"file(noCache:true, path:"{root}/_inputs.json")"#),
+            "id",
+        ]),
+        doc(&["directory", "id"]),
+        doc(&test_chain.iter().map(String::as_str).collect::<Vec<_>>()),
+        on("ctr:10", "exitCode"),
+        on("ctr:10", "stdout"),
+        on("ctr:10", "stderr"),
+        export("ctr:10", "test"),
     ];
     let expected: Vec<String> = expected.iter().map(|d| canonicalize(d)).collect();
     let got = engine.documents();
@@ -238,12 +290,22 @@ async fn representative_steps_send_exactly_these_documents() {
     assert_eq!(carrying.len(), 1);
     assert!(carrying[0].raw.starts_with("query{setSecret("));
 
-    // What the engine ran with: the dependency's files, the secret, the cache volume.
+    // What the engine ran with: the dependency's files (exported by `build`, read back from the
+    // host), the run's inputs, the secret, the cache volume.
     let execs = engine.execs();
     assert_eq!(execs.len(), 2);
     assert_eq!(execs[0].workdir.as_deref(), Some("/src"));
     assert_eq!(execs[0].env("MODE"), Some("release \"fast\"\n"));
+    assert!(
+        execs[0].files.is_empty(),
+        "no inputs file yet: nothing mounted"
+    );
     assert_eq!(execs[1].dirs["/in/build"]["app.bin"], "ELF");
+    assert_eq!(execs[1].files["/in/_inputs.json"], r#"{"mode":"quick"}"#);
+    assert_eq!(execs[1].env("TMS_INPUT_MODE"), Some("quick"));
+    let on_host = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(on_host("build/out/app.bin"), "ELF");
+    assert_eq!(on_host("test/out/report.txt"), "ok");
     assert_eq!(execs[1].secrets["API_TOKEN"], SECRET);
     assert_eq!(
         execs[1].caches["/root/.cache/pip"],
@@ -266,12 +328,13 @@ async fn a_failing_command_is_a_failed_outcome_with_its_exit_code_and_masked_out
         out: [("partial".to_string(), "x".to_string())].into(),
     });
     let exec = executor(&engine);
+    let dir = Scratch::new();
 
     let boom = StepSpec {
         secrets: vec!["TOKEN".into()],
         ..shell_step("boom", "exit 3")
     };
-    let (res, progress) = run(&exec, request(boom, 1, &[], &[("TOKEN", SECRET)]), vec![]).await;
+    let (res, progress) = run(&exec, dir.req(boom, 1, &[], &[("TOKEN", SECRET)]), vec![]).await;
     let out = res.expect("an EXEC_ERROR is an outcome, not an executor error");
     assert_eq!(out.exit_code, Some(3));
     assert_eq!(
@@ -281,13 +344,12 @@ async fn a_failing_command_is_a_failed_outcome_with_its_exit_code_and_masked_out
     assert_eq!(progress.len(), 1);
     assert_eq!(progress[0].percent, 40.0);
 
-    // A failed step hands nothing to dependents.
-    let after = shell_step("after", "true");
-    let (res, _) = run(&exec, request(after, 1, &["boom"], &[]), vec![]).await;
-    match res {
-        Err(ExecError::Step(m)) => assert!(m.contains("output of step `boom`"), "{m}"),
-        other => panic!("expected a step error, got {other:?}"),
-    }
+    // A failed step exports nothing: its host `out` was emptied and stays empty.
+    assert!(!engine.documents().iter().any(|d| d.contains("export(")));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("boom/out"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // Engines that send `combinedOutput` instead of stdout/stderr.
     engine.set_exec_error_style(ExecErrorStyle::CombinedOutput);
@@ -295,7 +357,7 @@ async fn a_failing_command_is_a_failed_outcome_with_its_exit_code_and_masked_out
         secrets: vec!["TOKEN".into()],
         ..shell_step("other", "exit 5")
     };
-    let (res, _) = run(&exec, request(other, 1, &[], &[("TOKEN", SECRET)]), vec![]).await;
+    let (res, _) = run(&exec, dir.req(other, 1, &[], &[("TOKEN", SECRET)]), vec![]).await;
     let out = res.unwrap();
     assert_eq!(out.exit_code, Some(5));
     assert_eq!(
@@ -309,6 +371,7 @@ async fn transport_failures_are_transient_and_the_session_is_reopened() {
     let engine = FakeEngine::start().await.unwrap();
     engine.on_exec(|_| ExecOutput::ok("fine\n"));
     let exec = executor(&engine);
+    let dir = Scratch::new();
     exec.connect().await.unwrap();
     let step = StepSpec {
         secrets: vec!["TOKEN".into()],
@@ -327,7 +390,7 @@ async fn transport_failures_are_transient_and_the_session_is_reopened() {
         engine.fail_next(pattern, fault);
         let (res, _) = run(
             &exec,
-            request(step.clone(), 1, &[], &[("TOKEN", SECRET)]),
+            dir.req(step.clone(), 1, &[], &[("TOKEN", SECRET)]),
             vec![],
         )
         .await;
@@ -343,7 +406,7 @@ async fn transport_failures_are_transient_and_the_session_is_reopened() {
         // The next attempt opens a new session (a fresh version check) and succeeds.
         let (res, _) = run(
             &exec,
-            request(step.clone(), 2, &[], &[("TOKEN", SECRET)]),
+            dir.req(step.clone(), 2, &[], &[("TOKEN", SECRET)]),
             vec![],
         )
         .await;
@@ -361,12 +424,13 @@ async fn an_image_that_cannot_be_pulled_is_a_step_error_naming_it() {
     let engine = FakeEngine::start().await.unwrap();
     engine.missing_image("ghcr.io/acme/nope:1");
     let exec = executor(&engine);
+    let dir = Scratch::new();
     exec.connect().await.unwrap();
     let step = StepSpec {
         image: "ghcr.io/acme/nope:1".into(),
         ..shell_step("pull", "true")
     };
-    let (res, _) = run(&exec, request(step, 1, &[], &[]), vec![]).await;
+    let (res, _) = run(&exec, dir.req(step, 1, &[], &[]), vec![]).await;
     match res {
         Err(ExecError::Step(m)) => {
             assert!(m.contains("cannot pull image `ghcr.io/acme/nope:1`"), "{m}");
@@ -380,146 +444,14 @@ async fn an_image_that_cannot_be_pulled_is_a_step_error_naming_it() {
     exec.ready().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_wrong_session_token_is_refused_and_reported() {
-    let engine = FakeEngine::start().await.unwrap();
-    let exec = DaggerExecutor::new(EngineSource::Session {
-        port: engine.port,
-        token: "not-the-token".into(),
-    });
-    let err = report(&exec.connect().await.unwrap_err());
-    assert!(err.contains("rejected the session token"), "{err}");
-    assert!(!err.contains("not-the-token"), "{err}");
-    assert_eq!(engine.rejected(), 1);
-    assert!(engine.documents().is_empty());
-    let (res, _) = run(&exec, request(shell_step("s", "true"), 1, &[], &[]), vec![]).await;
-    assert!(matches!(res, Err(ExecError::Transient(_))), "{res:?}");
-}
-
-#[tokio::test]
-async fn an_engine_that_goes_away_makes_the_executor_unready_until_it_is_back() {
-    let engine = FakeEngine::start().await.unwrap();
-    engine.on_exec(|_| ExecOutput::ok("hi\n"));
-    let (port, token) = (engine.port, engine.token.clone());
-    let exec = executor(&engine);
-    exec.ready().await.unwrap();
-
-    drop(engine);
-    let err = report(&exec.ready().await.unwrap_err());
-    assert!(err.contains("cannot connect"), "{err}");
-    let (res, _) = run(&exec, request(shell_step("s", "true"), 1, &[], &[]), vec![]).await;
-    match res {
-        Err(ExecError::Transient(m)) => assert!(m.contains("not reachable"), "{m}"),
-        other => panic!("expected transient, got {other:?}"),
-    }
-
-    let engine = FakeEngine::start_on(port, &token).await.unwrap();
-    engine.on_exec(|_| ExecOutput::ok("back\n"));
-    // Reconnection is spaced out after failures; wait for it (bounded by the 10 s maximum).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while exec.ready().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "executor never became ready again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (res, _) = run(&exec, request(shell_step("s", "true"), 2, &[], &[]), vec![]).await;
-    assert_eq!(res.unwrap().log_tail, "back\n");
-}
-
-#[tokio::test]
-async fn a_secret_handed_on_through_out_is_masked_in_the_dependent_too() {
-    let engine = FakeEngine::start().await.unwrap();
-    engine.on_exec(|i| match i.env("TMS_STEP") {
-        Some("writer") => ExecOutput {
-            out: [("token".to_string(), i.secrets["TOKEN"].clone())].into(),
-            ..Default::default()
-        },
-        _ => ExecOutput::ok(format!("read {}\n", i.dirs["/in/writer"]["token"])),
-    });
-    let exec = executor(&engine);
-    let writer = StepSpec {
-        secrets: vec!["TOKEN".into()],
-        ..shell_step("writer", "echo $TOKEN > /out/token")
-    };
-    let (res, _) = run(&exec, request(writer, 1, &[], &[("TOKEN", SECRET)]), vec![]).await;
-    res.unwrap();
-    let reader = shell_step("reader", "cat /in/writer/token");
-    let (res, _) = run(&exec, request(reader, 1, &["writer"], &[]), vec![]).await;
-    assert_eq!(res.unwrap().log_tail, "read ***\n");
-}
-
 #[test]
 fn masks_hide_secret_values_but_not_short_ones() {
-    let secrets = BTreeMap::from([
-        ("A".to_string(), SECRET.to_string()),
-        ("B".to_string(), "xy".to_string()),
-    ]);
-    let m = Masks::new(&secrets);
+    let dir = Scratch::new();
+    let mut req = dir.req(shell_step("s", "true"), 1, &[], &[("A", SECRET)]);
+    req.masks = vec!["xy".to_string()];
+    let m = Masks::for_request(&req);
     assert_eq!(
         m.apply(&format!("{SECRET} and xy and {SECRET}")),
         "*** and xy and ***"
     );
-}
-
-/// Whether `pid` has exited (gone, or a zombie waiting to be reaped).
-fn exited(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-    }
-}
-
-#[tokio::test]
-async fn a_cli_found_on_the_system_is_run_as_dagger_session_and_ends_with_the_worker() {
-    let engine = FakeEngine::start().await.unwrap();
-    engine.on_exec(|_| ExecOutput::ok("via cli\n"));
-    // A stand-in CLI: announces the fake engine's session like `dagger session` does, then lives
-    // until its stdin closes.
-    let dir = std::env::temp_dir().join(format!("tms-dagger-cli-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pidfile = dir.join("pid");
-    let cli = dir.join("dagger");
-    std::fs::write(
-        &cli,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = session ] || exit 2\necho $$ > {pid}\necho 'starting engine'\necho '{{\"port\":{port},\"session_token\":\"{token}\"}}'\nexec cat >/dev/null\n",
-            pid = pidfile.display(),
-            port = engine.port,
-            token = engine.token,
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    let exec = DaggerExecutor::new(EngineSource::Cli {
-        path: cli,
-        via: "PATH",
-    });
-    assert_eq!(exec.connect().await.unwrap(), "v1.0.0-beta.23-fake");
-    let (res, _) = run(&exec, request(shell_step("s", "true"), 1, &[], &[]), vec![]).await;
-    assert_eq!(res.unwrap().log_tail, "via cli\n");
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .to_string();
-    assert!(
-        !exited(&pid),
-        "the session must live while the executor does"
-    );
-
-    drop(exec);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !exited(&pid) {
-        assert!(
-            Instant::now() < deadline,
-            "`dagger session` {pid} outlived the executor"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }
