@@ -122,7 +122,8 @@ struct RunInputs {
 }
 
 /// The documents one step without secrets or caches sends, given the IDs the fake engine hands
-/// out from `base` on: the image, each dependency's host directory (read from `run_dir/<dep>/out`),
+/// out from `base` on: the image, each dependency's host directory (restored from the artifact
+/// store into `run_dir/<step>/deps/<dep>`),
 /// the run's inputs file, the empty `/out`, the synced container, whose `/out` is exported to
 /// `run_dir/<step>/out`. Returns the documents and the next free ID.
 fn step_documents(
@@ -142,7 +143,10 @@ fn step_documents(
     for dep in deps {
         docs.push(doc(&[
             "host",
-            &format!(r#"directory(noCache:true, path:"{}")"#, out(dep)),
+            &format!(
+                r#"directory(noCache:true, path:"{}")"#,
+                run_dir.join(step).join("deps").join(dep).display()
+            ),
             "id",
         ]));
         mounts.push(format!(
@@ -229,8 +233,9 @@ async fn the_worker_runs_a_three_step_dag_through_the_engine_with_exact_document
         "{events:?}"
     );
 
-    // b and c read a's and b's files from the host directories a and b exported their `/out` to
-    // (the runner's `run_dir/<step>/out`): the engine keeps nothing between steps.
+    // b and c read a's and b's files from host directories: what a and b exported to their
+    // `run_dir/<step>/out` went to the artifact store and came back restored for each
+    // dependent. The engine keeps nothing between steps.
     let execs = engine.execs();
     assert_eq!(execs.len(), 3);
     assert_eq!(execs[2].workdir.as_deref(), Some("/tmp"));
