@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod imports;
 pub mod metrics;
 pub mod monitoring;
 pub mod queue;

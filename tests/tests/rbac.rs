@@ -45,6 +45,10 @@ fn operation(field: &str, f: &Fixture, caller: &str, refresh: &str) -> Option<(S
         "Query.workflows" => ("{workflows(first:5){edges{node{id}}}}", json!({})),
         "Query.run" => ("query($i:ID!){run(id:$i){id}}", json!({"i": f.run})),
         "Query.runs" => ("{runs(first:5){edges{node{id}}}}", json!({})),
+        "Query.explainCache" => (
+            "query($i:ID!){explainCache(runId:$i,step:\"a\"){hit reason}}",
+            json!({"i": f.run}),
+        ),
         "Query.systemHealth" => ("{systemHealth{status}}", json!({})),
         "Query.queueStats" => ("{queueStats{pending}}", json!({})),
         "Query.workers" => ("{workers{name}}", json!({})),
