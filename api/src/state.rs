@@ -7,6 +7,7 @@ use tms_core::auth::service::AuthService;
 use tms_core::auth::users::UserService;
 use tms_core::bus::{EventBus, EventHub};
 use tms_core::cache::CacheService;
+use tms_core::imports::service::ImportService;
 use tms_core::db::Db;
 use tms_core::monitoring::MonitoringService;
 use tms_core::queue::relay::Relay;
@@ -26,6 +27,7 @@ pub struct Services {
     pub api_tokens: ApiTokenService,
     pub monitoring: MonitoringService,
     pub cache: CacheService,
+    pub imports: ImportService,
 }
 
 impl Services {
@@ -42,6 +44,7 @@ impl Services {
             audit: AuditService::new(db.clone()),
             users: UserService::new(db.clone()),
             cache: CacheService::new(db.clone()),
+            imports: ImportService::new(db.clone()),
         }
     }
 }

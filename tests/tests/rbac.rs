@@ -45,6 +45,23 @@ fn operation(field: &str, f: &Fixture, caller: &str, refresh: &str) -> Option<(S
         "Query.workflows" => ("{workflows(first:5){edges{node{id}}}}", json!({})),
         "Query.run" => ("query($i:ID!){run(id:$i){id}}", json!({"i": f.run})),
         "Query.runs" => ("{runs(first:5){edges{node{id}}}}", json!({})),
+        "Query.importBatches" => ("{importBatches(first:1){edges{node{id}}}}", json!({})),
+        "Mutation.importTasks" => (
+            "mutation($c:String!){importTasks(input:{format:JSON,content:$c,dryRun:true}){dryRun}}",
+            json!({"c": r#"{"tasks":[{"id":"rbac-1","command":"true"}]}"#}),
+        ),
+        "Mutation.verifyImport" => (
+            "mutation($b:ID!){verifyImport(batchId:$b,content:\"{}\"){ok}}",
+            json!({"b": unknown}),
+        ),
+        "Mutation.enableImportPhase" => (
+            "mutation($b:ID!){enableImportPhase(batchId:$b){enabled}}",
+            json!({"b": unknown}),
+        ),
+        "Mutation.rollbackImport" => (
+            "mutation($b:ID!){rollbackImport(batchId:$b){id}}",
+            json!({"b": unknown}),
+        ),
         "Query.explainCache" => (
             "query($i:ID!){explainCache(runId:$i,step:\"a\"){hit reason}}",
             json!({"i": f.run}),

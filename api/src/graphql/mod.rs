@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cache;
 pub mod events;
 pub mod ids;
+pub mod imports;
 pub mod limits;
 pub mod loaders;
 pub mod monitoring;

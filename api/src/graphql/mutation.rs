@@ -113,6 +113,50 @@ impl MutationRoot {
         ))
     }
 
+    /// Imports tasks from a legacy scheduler (a JSON export or a crontab) as workflows with
+    /// disabled schedules; `dryRun` reports what would change and writes nothing.
+    async fn import_tasks(
+        &self,
+        ctx: &Context<'_>,
+        input: crate::graphql::imports::ImportInput,
+    ) -> Result<crate::graphql::imports::ImportReport> {
+        crate::graphql::imports::import_tasks(ctx, input).await
+    }
+
+    /// Compares a source (in the batch's format) with what the import stored, task by task.
+    async fn verify_import(
+        &self,
+        ctx: &Context<'_>,
+        batch_id: ID,
+        content: String,
+    ) -> Result<crate::graphql::imports::ImportVerification> {
+        crate::graphql::imports::verify(ctx, batch_id, content).await
+    }
+
+    /// Enables the schedules of part of a batch: all, those with `tag`, or a deterministic
+    /// `share` (0-1] of them; the same phase twice enables nothing new.
+    async fn enable_import_phase(
+        &self,
+        ctx: &Context<'_>,
+        batch_id: ID,
+        tag: Option<String>,
+        share: Option<f64>,
+    ) -> Result<crate::graphql::imports::ImportPhase> {
+        crate::graphql::imports::enable_phase(ctx, batch_id, tag, share).await
+    }
+
+    /// Undoes a batch: created workflows are deleted (archived when they have runs), updated
+    /// ones get their previous version back. Refused after a later batch touched the same
+    /// workflows unless `force`.
+    async fn rollback_import(
+        &self,
+        ctx: &Context<'_>,
+        batch_id: ID,
+        force: Option<bool>,
+    ) -> Result<crate::graphql::imports::ImportBatch> {
+        crate::graphql::imports::rollback(ctx, batch_id, force).await
+    }
+
     /// Starts a run of the workflow's current version. The same `idempotencyKey` returns the same run.
     async fn trigger_run(
         &self,

@@ -8,6 +8,7 @@ use crate::error::GqlResult;
 use crate::graphql::api_tokens::{self, ApiToken};
 use crate::graphql::audit::{self, AuditChainReport, AuditEventConnection};
 use crate::graphql::cache::{self, CacheExplanation};
+use crate::graphql::imports::{self, ImportBatchConnection};
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size};
 use crate::graphql::loaders::loaders;
 use crate::graphql::monitoring::{self, QueueStats, RunStats, SystemHealth, WorkerStatus};
@@ -31,6 +32,16 @@ impl QueryRoot {
         step: String,
     ) -> Result<CacheExplanation> {
         cache::explain(ctx, run_id, step).await
+    }
+
+    /// Import batches, newest first.
+    async fn import_batches(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ImportBatchConnection> {
+        imports::import_batches(ctx, first, after).await
     }
 
     /// The authenticated caller.

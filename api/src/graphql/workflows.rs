@@ -263,6 +263,11 @@ impl Workflow {
     async fn archived(&self) -> bool {
         self.0.archived_at.is_some()
     }
+    /// The legacy id of the task (group) this workflow was imported from; null when it was
+    /// not imported.
+    async fn legacy_id(&self) -> Option<&str> {
+        self.0.legacy_id.as_deref()
+    }
     async fn archived_at(&self) -> Option<DateTime<Utc>> {
         self.0.archived_at
     }

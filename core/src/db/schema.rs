@@ -23,6 +23,18 @@ pub mod sql_types {
     pub struct PgEventStatus;
 
     #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "import_format"))]
+    pub struct PgImportFormat;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "import_batch_status"))]
+    pub struct PgImportBatchStatus;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "import_action"))]
+    pub struct PgImportAction;
+
+    #[derive(diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "audit_action"))]
     pub struct PgAuditAction;
 
@@ -67,6 +79,9 @@ diesel::table! {
         schedule_timezone -> Nullable<Text>,
         schedule_enabled -> Bool,
         schedule_fired_through -> Nullable<Timestamptz>,
+        legacy_id -> Nullable<Text>,
+        import_checksum -> Nullable<Text>,
+        import_meta -> Nullable<Jsonb>,
     }
 }
 
@@ -129,6 +144,46 @@ diesel::table! {
         output_bytes -> Nullable<Int8>,
         cache_key -> Nullable<Text>,
         cache_parts -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::{PgImportBatchStatus, PgImportFormat};
+
+    import_batches (id) {
+        id -> Uuid,
+        created_at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        format -> PgImportFormat,
+        checksum -> Text,
+        tag -> Nullable<Text>,
+        task_count -> Int4,
+        workflow_count -> Int4,
+        created_count -> Int4,
+        updated_count -> Int4,
+        unchanged_count -> Int4,
+        status -> PgImportBatchStatus,
+        problems -> Jsonb,
+        skipped -> Array<Text>,
+        rolled_back_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::PgImportAction;
+
+    import_batch_workflows (batch_id, workflow_id) {
+        batch_id -> Uuid,
+        workflow_id -> Uuid,
+        legacy_id -> Text,
+        action -> PgImportAction,
+        version -> Int4,
+        previous -> Nullable<Jsonb>,
+        tags -> Array<Text>,
+        has_schedule -> Bool,
+        enabled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -339,3 +394,6 @@ diesel::table! {
         expires_at -> Timestamptz,
     }
 }
+
+diesel::joinable!(import_batch_workflows -> import_batches (batch_id));
+diesel::allow_tables_to_appear_in_same_query!(import_batch_workflows, import_batches);

@@ -3,5 +3,9 @@
 //! database; the import service (`imports::service`) decides what to write.
 
 pub mod model;
+pub mod phases;
+pub mod service;
+pub mod verify;
+pub mod stored;
 
 pub use model::{ImportFormat, LegacyTask, Parsed, Planned, PlannedWorkflow, Problem};

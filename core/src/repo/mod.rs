@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod artifacts;
 pub mod audit;
+pub mod imports;
 pub mod events;
 pub mod history;
 pub mod leases;

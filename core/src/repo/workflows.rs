@@ -24,6 +24,10 @@ pub struct WorkflowRow {
     pub schedule_timezone: Option<String>,
     pub schedule_enabled: bool,
     pub schedule_fired_through: Option<DateTime<Utc>>,
+    /// Set on workflows an import created: the legacy id of the group's root task.
+    pub legacy_id: Option<String>,
+    pub import_checksum: Option<String>,
+    pub import_meta: Option<serde_json::Value>,
 }
 
 impl WorkflowRow {

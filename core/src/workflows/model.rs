@@ -21,6 +21,8 @@ pub struct Workflow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub schedule: Option<Schedule>,
+    /// The legacy id of the task group an import made this workflow from.
+    pub legacy_id: Option<String>,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -35,6 +37,7 @@ impl From<WorkflowRow> for Workflow {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            legacy_id: row.legacy_id,
         }
     }
 }

@@ -1,0 +1,10 @@
+DROP TABLE import_batch_workflows;
+ALTER TABLE workflows
+    DROP CONSTRAINT workflows_legacy_id_key,
+    DROP COLUMN legacy_id,
+    DROP COLUMN import_checksum,
+    DROP COLUMN import_meta;
+DROP TABLE import_batches;
+DROP TYPE import_action;
+DROP TYPE import_batch_status;
+DROP TYPE import_format;
