@@ -147,20 +147,22 @@ pub fn mark_enabled(
 
 /// Applied batches after `batch` that wrote any of its workflows.
 pub fn later_batches_touching(conn: &mut PgConnection, batch: &BatchRow) -> Result<Vec<Uuid>> {
-    let mine = import_batch_workflows::table
-        .filter(import_batch_workflows::batch_id.eq(batch.id))
-        .select(import_batch_workflows::workflow_id);
-    let mut ids: Vec<Uuid> = import_batch_workflows::table
-        .inner_join(import_batches::table)
-        .filter(import_batch_workflows::workflow_id.eq_any(mine))
-        .filter(import_batches::id.ne(batch.id))
-        .filter(import_batches::status.eq(BatchStatus::Applied))
-        .filter(import_batches::created_at.ge(batch.created_at))
-        .select(import_batches::id)
-        .load(conn)?;
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "SELECT DISTINCT b.id FROM import_batches b \
+         JOIN import_batch_workflows w ON w.batch_id = b.id \
+         WHERE b.id <> $1 AND b.status = 'applied' AND b.created_at >= $2 \
+           AND w.workflow_id IN (SELECT workflow_id FROM import_batch_workflows WHERE batch_id = $1) \
+         ORDER BY b.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(batch.id)
+    .bind::<diesel::sql_types::Timestamptz, _>(batch.created_at)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 pub fn has_runs(conn: &mut PgConnection, workflow_id: Uuid) -> Result<bool> {
