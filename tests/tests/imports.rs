@@ -26,22 +26,33 @@ fn export(groups: usize, lone: usize, changed: &[&str]) -> Value {
         let id = |n: usize| format!("g{g:03}-t{n}");
         tasks.push(json!({"id": id(0), "name": format!("extract {g}"), "command": cmd(&id(0)),
                           "schedule": format!("{} 2 * * 1-5", g % 60), "tags": ["etl", format!("team-{}", g % 4)]}));
-        tasks.push(json!({"id": id(1), "command": cmd(&id(1)), "depends_on": [id(0)], "retries": 2}));
-        tasks.push(json!({"id": id(2), "command": cmd(&id(2)), "depends_on": [id(0)],
-                          "env": {"MODE": "fast"}, "timeout_seconds": 600}));
-        tasks.push(json!({"id": id(3), "image": "postgres:16", "command": cmd(&id(3)),
-                          "depends_on": [id(1), id(2)]}));
+        tasks.push(
+            json!({"id": id(1), "command": cmd(&id(1)), "depends_on": [id(0)], "retries": 2}),
+        );
+        tasks.push(
+            json!({"id": id(2), "command": cmd(&id(2)), "depends_on": [id(0)],
+                          "env": {"MODE": "fast"}, "timeout_seconds": 600}),
+        );
+        tasks.push(
+            json!({"id": id(3), "image": "postgres:16", "command": cmd(&id(3)),
+                          "depends_on": [id(1), id(2)]}),
+        );
     }
     for l in 0..lone {
         let id = format!("lone-{l:03}");
-        tasks.push(json!({"id": id, "command": cmd(&id), "schedule": "*/15 * * * *", "tags": ["misc"]}));
+        tasks.push(
+            json!({"id": id, "command": cmd(&id), "schedule": "*/15 * * * *", "tags": ["misc"]}),
+        );
     }
     json!({ "tasks": tasks })
 }
 
 async fn import(env: &TestEnv, format: &str, content: &str, extra: Value) -> anyhow::Result<Value> {
     let mut input = json!({"format": format, "content": content});
-    input.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    input
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let resp = env
         .gql_raw(env.token.as_deref(), IMPORT, json!({ "i": input }))
         .await?;
@@ -80,8 +91,15 @@ async fn a_large_export_imports_as_disabled_workflows_idempotently() -> anyhow::
     let applied = import(&env, "JSON", &source, json!({"tag": "wave-1"})).await?;
     println!("apply of 500 tasks: {:?}", started.elapsed());
     let r = &applied["data"]["importTasks"];
-    assert_eq!(r["created"].as_array().map(Vec::len), Some(200), "{applied}");
-    assert_eq!(r["batch"]["counts"], json!({"tasks": 500, "workflows": 200}));
+    assert_eq!(
+        r["created"].as_array().map(Vec::len),
+        Some(200),
+        "{applied}"
+    );
+    assert_eq!(
+        r["batch"]["counts"],
+        json!({"tasks": 500, "workflows": 200})
+    );
     assert_eq!(r["batch"]["status"], "APPLIED");
     assert_eq!(r["batch"]["tag"], "wave-1");
 
@@ -101,15 +119,31 @@ async fn a_large_export_imports_as_disabled_workflows_idempotently() -> anyhow::
         .unwrap_or_else(|| panic!("no workflow for g007-t0: {wfs}"));
     assert_eq!(group["steps"].as_array().map(Vec::len), Some(4), "{group}");
     assert_eq!(group["schedule"]["enabled"], false, "{group}");
-    let last = group["steps"].as_array().unwrap().iter().find(|s| s["image"] == "postgres:16").unwrap();
-    assert_eq!(last["dependsOn"].as_array().map(Vec::len), Some(2), "{group}");
+    let last = group["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["image"] == "postgres:16")
+        .unwrap();
+    assert_eq!(
+        last["dependsOn"].as_array().map(Vec::len),
+        Some(2),
+        "{group}"
+    );
 
     // The same file again: nothing changes, no batch.
     let after_apply = counts(&env)?;
     let again = import(&env, "JSON", &source, json!({"tag": "wave-1"})).await?;
     let r = &again["data"]["importTasks"];
-    assert_eq!(r["unchanged"].as_array().map(Vec::len), Some(200), "{again}");
-    assert_eq!((r["created"].clone(), r["updated"].clone()), (json!([]), json!([])));
+    assert_eq!(
+        r["unchanged"].as_array().map(Vec::len),
+        Some(200),
+        "{again}"
+    );
+    assert_eq!(
+        (r["created"].clone(), r["updated"].clone()),
+        (json!([]), json!([]))
+    );
     assert_eq!(counts(&env)?, after_apply, "re-import is a no-op");
 
     // Two changed tasks in two groups: exactly two new versions.
@@ -119,24 +153,38 @@ async fn a_large_export_imports_as_disabled_workflows_idempotently() -> anyhow::
     assert_eq!(r["updated"], json!(["g010-t0", "lone-050"]), "{r}");
     let versions = psql(
         &env.database_url,
-        &["-c", "SELECT count(*) FROM workflow_versions WHERE version = 2"],
+        &[
+            "-c",
+            "SELECT count(*) FROM workflow_versions WHERE version = 2",
+        ],
     )?;
     assert_eq!(versions.trim(), "2");
 
     let batches = env
-        .gql("{importBatches(first:10){edges{node{id status counts{tasks}}}}}", json!({}))
+        .gql(
+            "{importBatches(first:10){edges{node{id status counts{tasks}}}}}",
+            json!({}),
+        )
         .await?;
-    assert_eq!(batches["importBatches"]["edges"].as_array().map(Vec::len), Some(2), "{batches}");
+    assert_eq!(
+        batches["importBatches"]["edges"].as_array().map(Vec::len),
+        Some(2),
+        "{batches}"
+    );
     let audit = psql(
         &env.database_url,
-        &["-c", "SELECT count(*) FROM audit_log WHERE action = 'import.apply'"],
+        &[
+            "-c",
+            "SELECT count(*) FROM audit_log WHERE action = 'import.apply'",
+        ],
     )?;
     assert_eq!(audit.trim(), "2", "each applied batch is audited");
     Ok(())
 }
 
 #[tokio::test]
-async fn malformed_sources_are_refused_with_positions_and_nothing_is_written() -> anyhow::Result<()> {
+async fn malformed_sources_are_refused_with_positions_and_nothing_is_written() -> anyhow::Result<()>
+{
     let env = TestEnv::start().await?;
     let before = counts(&env)?;
     let bad = json!({"tasks": [
@@ -149,13 +197,22 @@ async fn malformed_sources_are_refused_with_positions_and_nothing_is_written() -
     let resp = import(&env, "JSON", &bad, json!({})).await?;
     assert_eq!(error_code(&resp), "VALIDATION", "{resp}");
     let text = resp["errors"].to_string();
-    assert!(text.contains("tasks[1]"), "the record's position is named: {text}");
-    assert!(text.contains("ghost"), "the dangling dependency is named: {text}");
+    assert!(
+        text.contains("tasks[1]"),
+        "the record's position is named: {text}"
+    );
+    assert!(
+        text.contains("ghost"),
+        "the dangling dependency is named: {text}"
+    );
     assert_eq!(counts(&env)?, before, "nothing written");
 
     // A dry run lists the problems; skipInvalid imports the rest and records what it left out.
     let dry = import(&env, "JSON", &bad, json!({"dryRun": true})).await?;
-    let problems = dry["data"]["importTasks"]["problems"].as_array().cloned().unwrap_or_default();
+    let problems = dry["data"]["importTasks"]["problems"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(problems.len() >= 3, "{dry}");
     let skip = import(&env, "JSON", &bad, json!({"skipInvalid": true})).await?;
     let r = &skip["data"]["importTasks"];
@@ -167,10 +224,19 @@ async fn malformed_sources_are_refused_with_positions_and_nothing_is_written() -
 
     let syntax = import(&env, "JSON", "{\"tasks\": [", json!({})).await?;
     assert_eq!(error_code(&syntax), "VALIDATION", "{syntax}");
-    let crontab = import(&env, "CRONTAB", "@reboot /usr/bin/start\n* * * *\n", json!({})).await?;
+    let crontab = import(
+        &env,
+        "CRONTAB",
+        "@reboot /usr/bin/start\n* * * *\n",
+        json!({}),
+    )
+    .await?;
     assert_eq!(error_code(&crontab), "VALIDATION", "{crontab}");
     let text = crontab["errors"].to_string();
-    assert!(text.contains(":1") && text.contains(":2"), "each line is named: {text}");
+    assert!(
+        text.contains(":1") && text.contains(":2"),
+        "each line is named: {text}"
+    );
     Ok(())
 }
 
@@ -189,13 +255,21 @@ async fn a_crontab_imports_each_line_as_a_one_step_workflow() -> anyhow::Result<
     let wfs = env
         .gql("{workflows(first:10){edges{node{legacyId steps{run env{name value}} schedule{cron enabled}}}}}", json!({}))
         .await?;
-    let nodes: Vec<&Value> = wfs["workflows"]["edges"].as_array().unwrap().iter().map(|e| &e["node"]).collect();
+    let nodes: Vec<&Value> = wfs["workflows"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .collect();
     assert_eq!(nodes.len(), 4, "{wfs}");
     for n in &nodes {
         assert_eq!(n["steps"].as_array().map(Vec::len), Some(1), "{n}");
         assert_eq!(n["schedule"]["enabled"], false, "{n}");
         assert!(n["legacyId"].as_str().unwrap().starts_with("cron-"), "{n}");
-        assert!(n["steps"][0]["env"].to_string().contains("MAILTO"), "environment lines apply: {n}");
+        assert!(
+            n["steps"][0]["env"].to_string().contains("MAILTO"),
+            "environment lines apply: {n}"
+        );
     }
     Ok(())
 }

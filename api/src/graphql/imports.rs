@@ -258,7 +258,11 @@ pub async fn rollback(ctx: &Context<'_>, batch_id: ID, force: Option<bool>) -> R
 }
 
 /// `Mutation.verifyImport`.
-pub async fn verify(ctx: &Context<'_>, batch_id: ID, content: String) -> Result<ImportVerification> {
+pub async fn verify(
+    ctx: &Context<'_>,
+    batch_id: ID,
+    content: String,
+) -> Result<ImportVerification> {
     let svc = ctx.data_unchecked::<Services>();
     let id = uuid(&batch_id, "batchId").gql()?;
     let v = svc

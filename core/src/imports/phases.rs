@@ -62,7 +62,10 @@ impl ImportService {
         if let Some(s) = share
             && !(s > 0.0 && s <= 1.0)
         {
-            return Err(Error::field("share", "must be greater than 0 and at most 1"));
+            return Err(Error::field(
+                "share",
+                "must be greater than 0 and at most 1",
+            ));
         }
         self.db()
             .run(move |conn| {
@@ -90,10 +93,11 @@ impl ImportService {
                         repo::imports::mark_enabled(conn, batch_id, wf.id, Utc::now())?;
                         enabled.push(r.legacy_id.clone());
                     }
-                    let entry = AuditEntry::by(&who, Action::ImportPhase, format!("import:{batch_id}"))
-                        .detail(serde_json::json!({
-                            "tag": tag, "share": share, "enabled": enabled.len(),
-                        }));
+                    let entry =
+                        AuditEntry::by(&who, Action::ImportPhase, format!("import:{batch_id}"))
+                            .detail(serde_json::json!({
+                                "tag": tag, "share": share, "enabled": enabled.len(),
+                            }));
                     audit::append(conn, entry)?;
                     Ok(Phase { batch_id, enabled })
                 })
@@ -198,19 +202,45 @@ mod tests {
     #[test]
     fn shares_are_stable_nested_and_respect_tags() {
         let rows: Vec<_> = (0..40)
-            .map(|i| row(&format!("t{i}"), if i % 2 == 0 { &["even"] } else { &[] }, i != 7))
+            .map(|i| {
+                row(
+                    &format!("t{i}"),
+                    if i % 2 == 0 { &["even"] } else { &[] },
+                    i != 7,
+                )
+            })
             .collect();
-        let ids = |v: Vec<&BatchWorkflowRow>| v.iter().map(|r| r.legacy_id.clone()).collect::<Vec<_>>();
-        assert_eq!(select(&rows, None, None).len(), 39, "unscheduled ones are never selected");
+        let ids =
+            |v: Vec<&BatchWorkflowRow>| v.iter().map(|r| r.legacy_id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            select(&rows, None, None).len(),
+            39,
+            "unscheduled ones are never selected"
+        );
         let quarter = ids(select(&rows, None, Some(0.25)));
         assert_eq!(quarter.len(), 10);
-        assert_eq!(quarter, ids(select(&rows, None, Some(0.25))), "deterministic");
+        assert_eq!(
+            quarter,
+            ids(select(&rows, None, Some(0.25))),
+            "deterministic"
+        );
         let half = ids(select(&rows, None, Some(0.5)));
-        assert!(quarter.iter().all(|q| half.contains(q)), "a larger share contains the smaller");
+        assert!(
+            quarter.iter().all(|q| half.contains(q)),
+            "a larger share contains the smaller"
+        );
         let mut reversed = rows.clone();
         reversed.reverse();
-        assert_eq!(quarter, ids(select(&reversed, None, Some(0.25))), "order of the source does not matter");
-        assert!(select(&rows, Some("even"), None).iter().all(|r| r.tags == ["even"]));
+        assert_eq!(
+            quarter,
+            ids(select(&reversed, None, Some(0.25))),
+            "order of the source does not matter"
+        );
+        assert!(
+            select(&rows, Some("even"), None)
+                .iter()
+                .all(|r| r.tags == ["even"])
+        );
         assert_eq!(select(&rows, Some("even"), None).len(), 20);
     }
 }

@@ -117,8 +117,11 @@ impl ImportService {
             tokio::task::spawn_blocking(move || {
                 let parsed = super::parse(format, &content);
                 let n = parsed.tasks.len() + parsed.problems.len();
-                let mut skipped: Vec<String> =
-                    parsed.problems.iter().filter_map(|p| p.legacy_id.clone()).collect();
+                let mut skipped: Vec<String> = parsed
+                    .problems
+                    .iter()
+                    .filter_map(|p| p.legacy_id.clone())
+                    .collect();
                 let mut problems = parsed.problems;
                 let planned = super::plan::plan(parsed.tasks, DEFAULT_IMAGE, tag.as_deref());
                 problems.extend(planned.problems);
@@ -169,19 +172,28 @@ impl ImportService {
                 };
                 let mut decisions = Vec::with_capacity(planned.len());
                 for w in &planned {
-                    let found = existing.iter().find(|e| e.legacy_id.as_deref() == Some(&w.legacy_id));
+                    let found = existing
+                        .iter()
+                        .find(|e| e.legacy_id.as_deref() == Some(&w.legacy_id));
                     let d = match found {
                         None => {
-                            if let Some(other) = repo::workflows::find_by_name(conn, &w.input.name)? {
+                            if let Some(other) = repo::workflows::find_by_name(conn, &w.input.name)?
+                            {
                                 return Err(Error::field(
                                     "input.content",
-                                    format!("workflow name `{}` (legacy id {}) is taken by workflow {}", w.input.name, w.legacy_id, other.id),
+                                    format!(
+                                        "workflow name `{}` (legacy id {}) is taken by workflow {}",
+                                        w.input.name, w.legacy_id, other.id
+                                    ),
                                 ));
                             }
                             report.created.push(w.legacy_id.clone());
                             Decision::Create
                         }
-                        Some(e) if e.import_checksum.as_deref() == Some(&w.checksum) && e.archived_at.is_none() => {
+                        Some(e)
+                            if e.import_checksum.as_deref() == Some(&w.checksum)
+                                && e.archived_at.is_none() =>
+                        {
                             report.unchanged.push(w.legacy_id.clone());
                             Decision::Unchanged
                         }
@@ -216,12 +228,13 @@ impl ImportService {
                 for (w, d) in planned.iter().zip(&decisions) {
                     write(conn, &who, batch.id, w, d)?;
                 }
-                let entry = AuditEntry::by(&who, Action::ImportApply, format!("import:{}", batch.id))
-                    .detail(serde_json::json!({
-                        "checksum": checksum, "created": report.created.len(),
-                        "updated": report.updated.len(), "unchanged": report.unchanged.len(),
-                        "skipped": skipped.len(),
-                    }));
+                let entry =
+                    AuditEntry::by(&who, Action::ImportApply, format!("import:{}", batch.id))
+                        .detail(serde_json::json!({
+                            "checksum": checksum, "created": report.created.len(),
+                            "updated": report.updated.len(), "unchanged": report.unchanged.len(),
+                            "skipped": skipped.len(),
+                        }));
                 audit::append(conn, entry)?;
                 report.batch = Some(batch.into());
                 Ok(report)

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
+use super::ImportFormat;
 use super::service::{DEFAULT_IMAGE, ImportService};
 use super::stored::StoredFormat;
-use super::ImportFormat;
 use crate::audit;
 use crate::auth::{Permission, Principal};
 use crate::error::{Error, Result};
@@ -93,7 +93,10 @@ impl ImportService {
                 let mut differences = Vec::new();
                 let mut seen = BTreeSet::new();
                 for w in &planned.workflows {
-                    let stored = repo::imports::workflows_by_legacy_id(conn, std::slice::from_ref(&w.legacy_id))?;
+                    let stored = repo::imports::workflows_by_legacy_id(
+                        conn,
+                        std::slice::from_ref(&w.legacy_id),
+                    )?;
                     let Some(wf) = stored.into_iter().next() else {
                         for id in w.step_legacy_ids.values() {
                             seen.insert(id.clone());
@@ -115,7 +118,9 @@ impl ImportService {
                         .unwrap_or_default();
                     let by_legacy: BTreeMap<&String, &StepSpec> = names
                         .iter()
-                        .filter_map(|(step, id)| Some((id, spec.steps.iter().find(|s| &s.name == step)?)))
+                        .filter_map(|(step, id)| {
+                            Some((id, spec.steps.iter().find(|s| &s.name == step)?))
+                        })
                         .collect();
                     for (step_name, id) in &w.step_legacy_ids {
                         seen.insert(id.clone());
@@ -127,7 +132,11 @@ impl ImportService {
                                     differences.push(Difference {
                                         legacy_id: id.clone(),
                                         kind: DifferenceKind::Changed,
-                                        detail: format!("differs in {} (workflow `{}`)", fields.join(", "), wf.name),
+                                        detail: format!(
+                                            "differs in {} (workflow `{}`)",
+                                            fields.join(", "),
+                                            wf.name
+                                        ),
                                     });
                                 }
                             }
@@ -152,7 +161,9 @@ impl ImportService {
                 }
                 // Tasks the batch stored that the source no longer has.
                 for r in repo::imports::batch_workflows(conn, batch_id)? {
-                    let Some(wf) = repo::workflows::find(conn, r.workflow_id)? else { continue };
+                    let Some(wf) = repo::workflows::find(conn, r.workflow_id)? else {
+                        continue;
+                    };
                     let names: BTreeMap<String, String> = wf
                         .import_meta
                         .as_ref()

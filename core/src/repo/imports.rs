@@ -72,7 +72,9 @@ pub fn list_batches(
         q = q.filter(
             import_batches::created_at
                 .lt(at)
-                .or(import_batches::created_at.eq(at).and(import_batches::id.lt(id))),
+                .or(import_batches::created_at
+                    .eq(at)
+                    .and(import_batches::id.lt(id))),
         );
     }
     Ok(q.load(conn)?)
@@ -87,10 +89,7 @@ pub fn find_batch(conn: &mut PgConnection, id: Uuid) -> Result<Option<BatchRow>>
 }
 
 /// Imported workflows with these legacy ids, locked for the import's transaction.
-pub fn workflows_by_legacy_id(
-    conn: &mut PgConnection,
-    ids: &[String],
-) -> Result<Vec<WorkflowRow>> {
+pub fn workflows_by_legacy_id(conn: &mut PgConnection, ids: &[String]) -> Result<Vec<WorkflowRow>> {
     Ok(workflows::table
         .filter(workflows::legacy_id.eq_any(ids))
         .select(WorkflowRow::as_select())

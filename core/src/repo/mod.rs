@@ -3,9 +3,9 @@
 pub mod api_tokens;
 pub mod artifacts;
 pub mod audit;
-pub mod imports;
 pub mod events;
 pub mod history;
+pub mod imports;
 pub mod leases;
 pub mod login_throttle;
 pub mod monitoring;
