@@ -146,7 +146,9 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         App::new()
             .wrap(actix_web::middleware::from_fn(metrics::track))
             .app_data(web::Data::new(state.clone()))
-            .app_data(web::PayloadConfig::new(256 * 1024))
+            // Large enough for an import source (16 MiB, `imports::MAX_CONTENT_BYTES`) in a
+            // variable; GraphQL documents themselves stay limited to 32 KiB.
+            .app_data(web::PayloadConfig::new(17 * 1024 * 1024))
             .configure(http::routes)
     })
     .shutdown_timeout(10)
