@@ -71,7 +71,8 @@ impl ImportService {
         batch_id: Uuid,
         content: String,
     ) -> Result<Verification> {
-        audit::require(self.db(), who, Permission::ReadWorkflows).await?;
+        // Maintainers and admins, like the other import operations (it is a mutation).
+        audit::require(self.db(), who, Permission::WriteWorkflows).await?;
         let batch = self
             .db()
             .run(move |c| repo::imports::find_batch(c, batch_id))
