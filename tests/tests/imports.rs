@@ -273,3 +273,94 @@ async fn a_crontab_imports_each_line_as_a_one_step_workflow() -> anyhow::Result<
     }
     Ok(())
 }
+
+/// 200 lines: every schedule form (ranges, steps, lists, names, macros, numbered days of the
+/// week), environment lines, comments and blank lines.
+fn big_crontab() -> (String, usize) {
+    let forms = [
+        "0 2 * * *",
+        "*/5 * * * *",
+        "0 9-17 * * MON-FRI",
+        "15,45 8-18/2 * * *",
+        "0 0 1 jan,jul *",
+        "30 4 * * 1-5",
+        "0 */6 * * 0",
+        "0 12 * * 7",
+        "5 3 * * 1-5/2",
+        "0 22 * * sat,sun",
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+        "@midnight",
+        "0 6 1-15 * *",
+        "0 0 * feb-apr *",
+    ];
+    let mut lines = vec!["# generated legacy crontab".to_string(), String::new()];
+    let mut jobs = 0;
+    let mut i = 0;
+    while lines.len() < 200 {
+        match i % 10 {
+            0 => lines.push(format!("BATCH_ZONE=zone{i}")),
+            1 => lines.push(format!("# job group {i}")),
+            2 => lines.push(String::new()),
+            _ => {
+                lines.push(format!(
+                    "{} /opt/legacy/job-{i}.sh --n {i}",
+                    forms[i % forms.len()]
+                ));
+                jobs += 1;
+            }
+        }
+        i += 1;
+    }
+    (lines.join("\n"), jobs)
+}
+
+#[tokio::test]
+async fn a_200_line_crontab_with_every_form_imports_line_by_line() -> anyhow::Result<()> {
+    let env = TestEnv::start().await?;
+    let (crontab, jobs) = big_crontab();
+    assert_eq!(crontab.lines().count(), 200);
+    let resp = import(&env, "CRONTAB", &crontab, json!({})).await?;
+    let r = &resp["data"]["importTasks"];
+    assert_eq!(r["problems"], json!([]), "{resp}");
+    assert_eq!(r["created"].as_array().map(Vec::len), Some(jobs), "{resp}");
+    assert_eq!(
+        r["batch"]["counts"],
+        json!({"tasks": jobs, "workflows": jobs})
+    );
+    // Numbered days of the week became names, with their crontab meaning.
+    let crons = psql(
+        &env.database_url,
+        &[
+            "-c",
+            "SELECT DISTINCT schedule_cron FROM workflows ORDER BY 1",
+        ],
+    )?;
+    assert!(crons.contains("30 4 * * MON-FRI"), "{crons}");
+    assert!(crons.contains("0 */6 * * SUN"), "0 is Sunday: {crons}");
+    assert!(crons.contains("0 12 * * SUN"), "7 is Sunday too: {crons}");
+    assert!(crons.contains("5 3 * * MON,WED,FRI"), "{crons}");
+    // Each line got the environment lines above it, and only those.
+    let env_of = psql(
+        &env.database_url,
+        &[
+            "-c",
+            "SELECT v.spec->'steps'->0->'env'->>'BATCH_ZONE' FROM workflows w \
+                 JOIN workflow_versions v ON v.workflow_id = w.id \
+                 WHERE v.spec->'steps'->0->>'run' LIKE '%job-13.sh%'",
+        ],
+    )?;
+    assert_eq!(env_of.trim(), "zone10", "{env_of}");
+    let again = import(&env, "CRONTAB", &crontab, json!({})).await?;
+    assert_eq!(
+        again["data"]["importTasks"]["unchanged"]
+            .as_array()
+            .map(Vec::len),
+        Some(jobs),
+        "{again}"
+    );
+    Ok(())
+}

@@ -797,6 +797,7 @@ fn dummy_arg(ty: &Value) -> Option<String> {
         "WorkflowInput" => {
             "{name: \"x\", steps: [{name: \"a\", image: \"alpine\", run: \"true\"}]}".into()
         }
+        "ImportInput" => "{format: JSON, content: \"{}\", dryRun: true}".into(),
         "RunStatus" => "QUEUED".into(),
         "Role" => "VIEWER".into(),
         other => panic!("no placeholder for input type {other}: extend dummy_arg"),
