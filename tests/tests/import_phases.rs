@@ -300,5 +300,35 @@ async fn rollback_restores_the_exact_prior_state() -> anyhow::Result<()> {
     );
     let runs = psql(&env.database_url, &["-c", "SELECT count(*) FROM runs"])?;
     assert_eq!(runs.trim(), "1", "run history stays");
+
+    // Importing the same tasks again brings the archived workflow back (as an update); rolling
+    // that back archives it again, exactly as it was.
+    let archived = dump(&env)?;
+    let b4 = apply(&env, &source(3, &[])).await?;
+    let back = psql(
+        &env.database_url,
+        &[
+            "-c",
+            "SELECT archived_at IS NULL FROM workflows WHERE legacy_id = 't01'",
+        ],
+    )?;
+    assert_eq!(back.trim(), "t", "re-imported workflow is active again");
+    env.gql(
+        "mutation($b:ID!){rollbackImport(batchId:$b){status}}",
+        json!({"b": b4}),
+    )
+    .await?;
+    let after = dump(&env)?;
+    let legacy = |d: &str| {
+        d.lines()
+            .filter(|l| l.contains("\"legacy_id\":\"t01\""))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        legacy(&after),
+        legacy(&archived),
+        "t01 is archived again, as it was"
+    );
     Ok(())
 }

@@ -298,6 +298,11 @@ fn write(
                 repo::workflows::set_schedule(conn, old.id, new.as_ref())?;
             }
             let row = repo::workflows::set_current(conn, old.id, &w.input.name, desc, next)?;
+            // Importing the tasks again brings back a workflow a rollback archived.
+            let row = match row.archived_at {
+                Some(_) => repo::imports::unarchive(conn, old.id)?,
+                None => row,
+            };
             (row, ImportAction::Updated, Some(previous_state(old)))
         }
     };
@@ -322,7 +327,8 @@ fn write(
 fn previous_state(old: &WorkflowRow) -> serde_json::Value {
     serde_json::json!({
         "name": old.name, "description": old.description, "currentVersion": old.current_version,
-        "updatedAt": old.updated_at, "scheduleCron": old.schedule_cron,
+        "updatedAt": old.updated_at, "archivedAt": old.archived_at,
+        "scheduleCron": old.schedule_cron,
         "scheduleTimezone": old.schedule_timezone, "scheduleEnabled": old.schedule_enabled,
         "scheduleFiredThrough": old.schedule_fired_through, "importChecksum": old.import_checksum,
         "importMeta": old.import_meta,

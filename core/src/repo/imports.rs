@@ -185,6 +185,14 @@ pub fn archive_and_stop(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// Takes a workflow out of the archive.
+pub fn unarchive(conn: &mut PgConnection, id: Uuid) -> Result<WorkflowRow> {
+    Ok(diesel::update(workflows::table.find(id))
+        .set(workflows::archived_at.eq(None::<DateTime<Utc>>))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?)
+}
+
 /// Deletes a workflow without runs and its versions.
 pub fn delete_workflow(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     use crate::db::schema::{cache_entries, workflow_versions};
@@ -202,6 +210,8 @@ struct Previous {
     description: String,
     current_version: i32,
     updated_at: DateTime<Utc>,
+    #[serde(default)]
+    archived_at: Option<DateTime<Utc>>,
     schedule_cron: Option<String>,
     schedule_timezone: Option<String>,
     schedule_enabled: bool,
@@ -227,7 +237,7 @@ pub fn restore_previous(conn: &mut PgConnection, id: Uuid, prev: &serde_json::Va
             workflows::schedule_fired_through.eq(p.schedule_fired_through),
             workflows::import_checksum.eq(&p.import_checksum),
             workflows::import_meta.eq(&p.import_meta),
-            workflows::archived_at.eq(None::<DateTime<Utc>>),
+            workflows::archived_at.eq(p.archived_at),
         ))
         .execute(conn)?;
     let pinned = runs::table
