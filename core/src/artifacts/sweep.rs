@@ -27,6 +27,9 @@ pub async fn sweep(
     retention: Duration,
     grace: Duration,
 ) -> Result<SweepReport, ArtifactError> {
+    // Listing happens before the lock: a blob stored after it is simply not a candidate, and
+    // steps finishing meanwhile are not held up by a long listing of a large bucket.
+    let listed = blobs.list().await?;
     let blobs = blobs.clone();
     let handle = tokio::runtime::Handle::current();
     let now = chrono::Utc::now();
@@ -40,13 +43,14 @@ pub async fn sweep(
                     .execute(conn)?;
                 let expired = artifacts::expire(conn, runs_before, unused_before)?;
                 let live = artifacts::live_blobs(conn)?;
-                // Still inside the lock: the deletions finish before any new registration.
+                // Still inside the lock: the deletions finish before any new registration, so
+                // a step reusing a listed blob either made it live above or checks for it after.
                 let deleted = handle.block_on(async {
                     let mut report = SweepReport {
                         expired,
                         ..Default::default()
                     };
-                    for (sha, modified) in blobs.list().await? {
+                    for (sha, modified) in listed {
                         if live.contains(&sha) || modified >= unused_before {
                             report.blobs_kept += 1;
                         } else {
