@@ -5,6 +5,7 @@
 pub mod crontab;
 pub mod json;
 pub mod model;
+mod names;
 pub mod phases;
 pub mod plan;
 pub mod service;
