@@ -98,10 +98,7 @@ impl From<Batch> for ImportBatch {
             id: ID(b.id.to_string()),
             created_at: b.created_at,
             actor: b.actor_id.map(|a| ID(a.to_string())),
-            format: match b.format {
-                tms_core::imports::stored::StoredFormat::Json => ImportFormat::Json,
-                tms_core::imports::stored::StoredFormat::Crontab => ImportFormat::Crontab,
-            },
+            format: tms_core::imports::ImportFormat::from(b.format).into(),
             checksum: b.checksum,
             tag: b.tag,
             counts: ImportCounts {

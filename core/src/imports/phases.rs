@@ -46,6 +46,21 @@ pub fn select<'a>(
     chosen
 }
 
+/// The batch, locked for the caller's transaction; `CONFLICT` with `rolled_back` when it was
+/// rolled back.
+fn applied_batch(
+    conn: &mut diesel::PgConnection,
+    batch_id: Uuid,
+    rolled_back: &str,
+) -> Result<repo::imports::BatchRow> {
+    let batch = repo::imports::find_batch_for_update(conn, batch_id)?
+        .ok_or(Error::NotFound("import batch"))?;
+    if batch.status != BatchStatus::Applied {
+        return Err(Error::Conflict(rolled_back.into()));
+    }
+    Ok(batch)
+}
+
 impl ImportService {
     /// Enables the schedules of a phase of `batch_id` (see [`select`]). Schedules already on
     /// stay on; running the same phase twice enables nothing new.
@@ -70,11 +85,7 @@ impl ImportService {
         self.db()
             .run(move |conn| {
                 conn.transaction::<_, Error, _>(|conn| {
-                    let batch = repo::imports::find_batch_for_update(conn, batch_id)?
-                        .ok_or(Error::NotFound("import batch"))?;
-                    if batch.status != BatchStatus::Applied {
-                        return Err(Error::Conflict("the batch was rolled back".into()));
-                    }
+                    applied_batch(conn, batch_id, "the batch was rolled back")?;
                     let rows = repo::imports::batch_workflows(conn, batch_id)?;
                     let now = repo::schedules::db_now(conn)?;
                     let mut enabled = Vec::new();
@@ -120,11 +131,7 @@ impl ImportService {
         self.db()
             .run(move |conn| {
                 conn.transaction::<_, Error, _>(|conn| {
-                    let batch = repo::imports::find_batch_for_update(conn, batch_id)?
-                        .ok_or(Error::NotFound("import batch"))?;
-                    if batch.status != BatchStatus::Applied {
-                        return Err(Error::Conflict("the batch was already rolled back".into()));
-                    }
+                    let batch = applied_batch(conn, batch_id, "the batch was already rolled back")?;
                     let rows = repo::imports::batch_workflows(conn, batch_id)?;
                     let later = repo::imports::later_batches_touching(conn, &batch)?;
                     if !force && !later.is_empty() {

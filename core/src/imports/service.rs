@@ -225,8 +225,10 @@ impl ImportService {
                     rolled_back_at: None,
                 };
                 repo::imports::insert_batch(conn, &batch)?;
+                // One clock reading for the whole batch (schedules start from it).
+                let now = repo::schedules::db_now(conn)?;
                 for (w, d) in planned.iter().zip(&decisions) {
-                    write(conn, &who, batch.id, w, d)?;
+                    write(conn, &who, batch.id, now, w, d)?;
                 }
                 let entry =
                     AuditEntry::by(&who, Action::ImportApply, format!("import:{}", batch.id))
@@ -264,6 +266,7 @@ fn write(
     conn: &mut diesel::PgConnection,
     who: &Principal,
     batch_id: Uuid,
+    now: DateTime<Utc>,
     w: &PlannedWorkflow,
     d: &Decision,
 ) -> Result<()> {
@@ -271,7 +274,6 @@ fn write(
         steps: w.input.steps.clone(),
     };
     let desc = w.input.description.as_deref().unwrap_or("");
-    let now = repo::schedules::db_now(conn)?;
     let meta = serde_json::json!({
         "stepLegacyIds": w.step_legacy_ids, "taskChecksums": w.task_checksums, "tags": w.tags,
     });

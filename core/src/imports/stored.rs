@@ -34,3 +34,12 @@ impl From<super::ImportFormat> for StoredFormat {
         }
     }
 }
+
+impl From<StoredFormat> for super::ImportFormat {
+    fn from(f: StoredFormat) -> Self {
+        match f {
+            StoredFormat::Json => super::ImportFormat::Json,
+            StoredFormat::Crontab => super::ImportFormat::Crontab,
+        }
+    }
+}

@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use super::ImportFormat;
 use super::service::{DEFAULT_IMAGE, ImportService};
-use super::stored::StoredFormat;
 use crate::audit;
 use crate::auth::{Permission, Principal};
 use crate::error::{Error, Result};
 use crate::repo;
+use crate::repo::workflows::WorkflowRow;
 use crate::workflows::StepSpec;
 
 /// How a task differs between the source and what is stored.
@@ -63,6 +63,14 @@ fn step_diff(want: &StepSpec, have: &StepSpec) -> Vec<&'static str> {
     d
 }
 
+/// Step name → legacy id, as the import stored it on the workflow.
+fn step_legacy_ids(wf: &WorkflowRow) -> BTreeMap<String, String> {
+    wf.import_meta
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m["stepLegacyIds"].clone()).ok())
+        .unwrap_or_default()
+}
+
 impl ImportService {
     /// Compares `content` (in the batch's format) with what is stored for it.
     pub async fn verify(
@@ -78,10 +86,7 @@ impl ImportService {
             .run(move |c| repo::imports::find_batch(c, batch_id))
             .await?
             .ok_or(Error::NotFound("import batch"))?;
-        let format = match batch.format {
-            StoredFormat::Json => ImportFormat::Json,
-            StoredFormat::Crontab => ImportFormat::Crontab,
-        };
+        let format = ImportFormat::from(batch.format);
         let tag = batch.tag.clone();
         let planned = tokio::task::spawn_blocking(move || {
             let parsed = super::parse(format, &content);
@@ -112,11 +117,7 @@ impl ImportService {
                     let spec = repo::workflows::version(conn, wf.id, wf.current_version)?
                         .ok_or(Error::NotFound("workflow version"))?
                         .spec()?;
-                    let names: BTreeMap<String, String> = wf
-                        .import_meta
-                        .as_ref()
-                        .and_then(|m| serde_json::from_value(m["stepLegacyIds"].clone()).ok())
-                        .unwrap_or_default();
+                    let names = step_legacy_ids(&wf);
                     let by_legacy: BTreeMap<&String, &StepSpec> = names
                         .iter()
                         .filter_map(|(step, id)| {
@@ -165,11 +166,7 @@ impl ImportService {
                     let Some(wf) = repo::workflows::find(conn, r.workflow_id)? else {
                         continue;
                     };
-                    let names: BTreeMap<String, String> = wf
-                        .import_meta
-                        .as_ref()
-                        .and_then(|m| serde_json::from_value(m["stepLegacyIds"].clone()).ok())
-                        .unwrap_or_default();
+                    let names = step_legacy_ids(&wf);
                     for id in names.values().filter(|id| !seen.contains(*id)) {
                         differences.push(Difference {
                             legacy_id: id.clone(),
