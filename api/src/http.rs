@@ -33,6 +33,8 @@ pub struct AppState {
     pub revocations: tms_core::auth::revocations::RevocationHub,
     /// Single sign-on, when `TMS_OIDC_ISSUER` is set.
     pub sso: Option<tms_core::auth::sso::SsoService>,
+    /// Fired on SIGTERM/SIGINT: WebSockets close with 1001 while requests in flight drain.
+    pub shutting_down: tokio_util::sync::CancellationToken,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -95,7 +95,8 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
 
     let redis = lazy_connection(&cfg.common.redis_url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let bus = EventBus::new(redis.clone());
-    let relay = Relay::new(db.clone(), redis, &cfg.common.queue);
+    let relay =
+        Relay::new(db.clone(), redis, &cfg.common.queue).with_reconcile(cfg.common.reconcile());
     let stop = CancellationToken::new();
     let relay_task = tokio::spawn(relay.clone().run(stop.clone()));
 
@@ -140,7 +141,9 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
         revocations,
         sso,
+        shutting_down: CancellationToken::new(),
     };
+    let shutting_down = state.shutting_down.clone();
 
     let server = HttpServer::new(move || {
         App::new()
@@ -151,7 +154,10 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
             .app_data(web::PayloadConfig::new(17 * 1024 * 1024))
             .configure(http::routes)
     })
-    .shutdown_timeout(10)
+    .shutdown_timeout(cfg.common.shutdown_grace_seconds)
+    // Signals are ours: WebSockets must be told to go away before the server waits for
+    // connections to drain, or they would hold the shutdown for the whole grace.
+    .disable_signals()
     // Subscriptions send many small frames; without TCP_NODELAY, Nagle's algorithm and the
     // peer's delayed ACK hold every second frame back ~40 ms.
     .on_connect(|conn, _| {
@@ -163,11 +169,35 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
     .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addrs = server.addrs();
     tracing::info!(addr = ?addrs, "tms-api listening");
-    server.run().await?;
+    let running = server.run();
+    let handle = running.handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: draining requests, closing WebSockets with 1001");
+        shutting_down.cancel();
+        handle.stop(true).await;
+    });
+    running.await?;
     stop.cancel();
     let _ = relay_task.await;
     if let Some(t) = scheduler_task {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGTERM not watched; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

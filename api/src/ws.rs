@@ -197,10 +197,25 @@ pub async fn graphql_ws(
 
     let mut session = session;
     let done = connection_done;
+    let shutting_down = state.shutting_down.clone();
     actix_web::rt::spawn(async move {
         let _done = done.drop_guard();
         let mut protocol_machine = std::pin::pin!(protocol_machine);
-        while let Some(out) = protocol_machine.next().await {
+        loop {
+            let out = tokio::select! {
+                out = protocol_machine.next() => out,
+                // The api is stopping: "going away" (1001) tells clients to reconnect (to another
+                // instance) and resume with `afterSeq`.
+                _ = shutting_down.cancelled() => {
+                    let reason = CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("server shutting down; reconnect and resume with afterSeq".into()),
+                    };
+                    let _ = session.close(Some(reason)).await;
+                    return;
+                }
+            };
+            let Some(out) = out else { break };
             match out {
                 WsMessage::Text(text) => {
                     match tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await {

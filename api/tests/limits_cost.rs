@@ -127,6 +127,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
         allowed_origins: Default::default(),
         revocations: tms_core::auth::revocations::RevocationHub::detached(),
         sso: None,
+        shutting_down: Default::default(),
     };
     let app =
         test::init_service(App::new().app_data(web::Data::new(state)).configure(routes)).await;

@@ -60,6 +60,8 @@ async fn deployment(runs: usize) -> Deployment {
                 description: None,
                 steps: vec![step("a", &[]), step("b", &["a"]), step("c", &["a"])],
                 schedule: None,
+                max_concurrent_runs: None,
+                rate_limit: None,
             },
         )
         .await

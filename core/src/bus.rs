@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -30,31 +30,46 @@ pub fn lazy_connection(url: &str) -> Result<ConnectionManager> {
     ConnectionManager::new_lazy_with_config(client, config).map_err(Error::from)
 }
 
+/// Bus messages waiting to be published; when Redis is away for longer than this many messages
+/// take to commit, the newest are dropped (and counted): Postgres holds every run event, and
+/// subscribers repair gaps from there.
+pub const PUBLISH_BUFFER: usize = 10_000;
+/// How long one batch of publishes may take before it is given up (Redis paused or gone).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Publishes sent per Redis round trip at most.
+const PUBLISH_BATCH: usize = 256;
+
+/// One message for the bus.
+struct Outgoing {
+    channel: &'static str,
+    payload: String,
+}
+
+/// Publishes on Redis off the critical path: the commit is the promise, so callers hand their
+/// messages to one background publisher per process (order kept) and never wait on Redis.
 #[derive(Clone)]
 pub struct EventBus {
     conn: ConnectionManager,
+    tx: mpsc::Sender<Outgoing>,
 }
 
 impl EventBus {
+    /// Starts the process's publisher on the current tokio runtime.
     pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+        let (tx, rx) = mpsc::channel(PUBLISH_BUFFER);
+        tokio::spawn(publish_loop(conn.clone(), rx));
+        Self { conn, tx }
     }
 
-    /// Publishes persisted events. A failure is logged and swallowed: Postgres holds the events,
-    /// and subscribers catch up from there.
+    /// Queues persisted events for publishing and returns at once. A full buffer drops the
+    /// newest (counted in `tms_event_publish_dropped_total`): Postgres holds the events, and
+    /// subscribers catch up from there.
     pub async fn publish(&self, events: &[RunEvent]) {
         crate::metrics::runs::count_published(events);
         for ev in events {
-            let payload = match serde_json::to_string(ev) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "event not serialisable");
-                    continue;
-                }
-            };
-            let mut conn = self.conn.clone();
-            if let Err(e) = conn.publish::<_, _, ()>(EVENTS_CHANNEL, payload).await {
-                tracing::warn!(run_id = %ev.run_id, seq = ev.seq, error = %e, "event publish failed; it stays in Postgres");
+            match serde_json::to_string(ev) {
+                Ok(payload) => self.send(EVENTS_CHANNEL, payload),
+                Err(e) => tracing::error!(error = %e, "event not serialisable"),
             }
         }
     }
@@ -62,26 +77,72 @@ impl EventBus {
     /// Tells the worker driving `run_id` to stop it. Lost messages are covered by the worker's
     /// lease renewal, which also checks for cancellation requests.
     pub async fn request_cancel(&self, run_id: uuid::Uuid) {
-        let mut conn = self.conn.clone();
-        if let Err(e) = conn
-            .publish::<_, _, ()>(CANCEL_CHANNEL, run_id.to_string())
-            .await
-        {
-            tracing::warn!(%run_id, error = %e, "cancel request not published; the worker's lease check will see it");
+        self.send(CANCEL_CHANNEL, run_id.to_string());
+    }
+
+    fn send(&self, channel: &'static str, payload: String) {
+        match self.tx.try_send(Outgoing { channel, payload }) {
+            Ok(()) => crate::metrics::events::PUBLISH_BUFFERED.inc(),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = crate::metrics::events::PUBLISH_DROPPED.get();
+                crate::metrics::events::PUBLISH_DROPPED.inc();
+                // One line per thousand drops: an outage must not flood the log.
+                if dropped.is_multiple_of(1000) {
+                    tracing::warn!(
+                        channel,
+                        dropped = dropped + 1,
+                        "publish buffer full (Redis slow or away); messages dropped, run events stay in Postgres"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(channel, "publisher stopped; message not published");
+            }
         }
     }
 
     /// Publishes one message on `channel`; the caller decides what a failure means.
+    /// Waits at most [`PUBLISH_TIMEOUT`] for Redis.
     pub async fn publish_raw(&self, channel: &str, payload: String) -> Result<()> {
         let mut conn = self.conn.clone();
-        conn.publish::<_, _, ()>(channel, payload).await?;
-        Ok(())
+        match tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, ()>(channel, payload))
+            .await
+        {
+            Ok(res) => Ok(res?),
+            Err(_) => Err(Error::Unavailable("redis: publish timed out".into())),
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// Sends queued messages in order, a batch per round trip, until every [`EventBus`] is gone.
+/// A batch Redis does not take within [`PUBLISH_TIMEOUT`] is dropped and counted.
+async fn publish_loop(conn: ConnectionManager, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let n = batch.len();
+        crate::metrics::events::PUBLISH_BUFFERED.sub(n as i64);
+        let mut pipe = redis::pipe();
+        for m in &batch {
+            pipe.cmd("PUBLISH").arg(m.channel).arg(&m.payload).ignore();
+        }
+        let mut c = conn.clone();
+        let failure =
+            match tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut c)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {PUBLISH_TIMEOUT:?}")),
+            };
+        if let Some(error) = failure {
+            crate::metrics::events::PUBLISH_DROPPED.inc_by(n as u64);
+            tracing::warn!(count = n, %error, "bus messages not published; run events stay in Postgres");
+        }
+        batch.clear();
     }
 }
 

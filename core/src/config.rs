@@ -18,9 +18,13 @@ pub const KNOWN_ENV: &[&str] = &[
     "TMS_ARTIFACTS",
     "TMS_ARTIFACT_MAX_STEP_BYTES",
     "TMS_ARTIFACT_MAX_RUN_BYTES",
-    "TMS_RUN_RETENTION_DAYS",
+    "TMS_RETENTION_DAYS",
     "TMS_ARTIFACT_SWEEP_SECONDS",
     "TMS_RUN_LEASE_SECONDS",
+    "TMS_MAX_DELIVERIES",
+    "TMS_RECONCILE_SECONDS",
+    "TMS_LOST_JOB_SECONDS",
+    "TMS_SHUTDOWN_GRACE_SECONDS",
     "TMS_SCHEDULER_ENABLED",
     "TMS_SCHEDULER_POLL_MS",
     "TMS_JWT_SECRET",
@@ -178,9 +182,35 @@ pub struct CommonConfig {
     #[arg(long, env = "TMS_SCHEDULER_POLL_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub scheduler_poll_ms: u64,
+
+    /// How often the reconciler looks for runs nobody drives whose job is not on the queue
+    /// (worker died, job lost with Redis, Redis came back empty), in seconds.
+    #[arg(long, env = "TMS_RECONCILE_SECONDS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reconcile_seconds: u64,
+
+    /// A run nobody drives is re-enqueued when its job is not on the queue this many seconds
+    /// after it was sent (a fresh job may be between the queue and a worker's claim).
+    #[arg(long, env = "TMS_LOST_JOB_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lost_job_seconds: u64,
+
+    /// On SIGTERM: how long the api drains requests in flight, and how long a worker lets its
+    /// running steps finish before stopping them and handing their runs back, in seconds.
+    #[arg(long, env = "TMS_SHUTDOWN_GRACE_SECONDS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_seconds: u64,
 }
 
 impl CommonConfig {
+    /// The reconciler's timing.
+    pub fn reconcile(&self) -> crate::queue::relay::Reconcile {
+        crate::queue::relay::Reconcile {
+            every: std::time::Duration::from_secs(self.reconcile_seconds),
+            lost_after: std::time::Duration::from_secs(self.lost_job_seconds),
+        }
+    }
+
     /// The scheduler's settings, or `None` when this process runs no scheduler. The lease lasts
     /// at least four polls, so a leader renewing on time never loses it.
     pub fn scheduler(&self) -> Option<crate::schedules::SchedulerConfig> {

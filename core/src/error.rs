@@ -182,8 +182,13 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 Error::Duplicate(info.constraint_name().unwrap_or("unknown").to_string())
             }
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                Error::Unavailable(info.message().to_string())
+            D::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => Error::Unavailable(format!("{DATABASE_UNREACHABLE}: {}", info.message())),
+            // A server shutting down (SQLSTATE 57P01) ends its sessions with this message.
+            D::DatabaseError(_, info) if info.message().starts_with("terminating connection") => {
+                Error::Unavailable(format!("{DATABASE_UNREACHABLE}: {}", info.message()))
             }
             D::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 tracing::warn!(detail = %info.message(), "serialization failure");
@@ -195,9 +200,13 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
+/// How every `Unavailable` that means "Postgres cannot be reached" begins, so the pool can tell
+/// them from other outages (Redis) and fail fast while the database is away.
+pub const DATABASE_UNREACHABLE: &str = "database unreachable";
+
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(e: diesel::r2d2::PoolError) -> Self {
-        Error::Unavailable(format!("database pool: {e}"))
+        Error::Unavailable(format!("{DATABASE_UNREACHABLE}: pool: {e}"))
     }
 }
 

@@ -126,6 +126,8 @@ async fn setup() -> (Db, String, Uuid, Uuid, Uuid) {
                 description: None,
                 steps: vec![step("a", &[]), step("b", &["a"])],
                 schedule: None,
+                max_concurrent_runs: None,
+                rate_limit: None,
             },
         )
         .await
@@ -240,12 +242,15 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
         .expect("cache entry");
     }
 
+    let old_events = count_events(&db, old_run).await;
+    assert!(old_events > 0, "a triggered run has events");
     // Within the grace: references are dropped, but manifests and blobs just used stay.
     let report = sweep(&db, &blobs, 30 * DAY, Duration::from_secs(3600))
         .await
         .expect("sweep within grace");
     let expected = SweepReport {
         expired: Expired {
+            run_events: old_events,
             task_outputs: 2,
             cache_entries: 1,
             manifests: 0,
@@ -255,6 +260,15 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
     };
     assert_eq!(report, expected);
     assert_eq!(blob_files(&store_dir.0), all);
+    assert_eq!(
+        count_events(&db, old_run).await,
+        0,
+        "the old run's events expired"
+    );
+    assert!(
+        count_events(&db, live_run).await > 0,
+        "a live run keeps its events"
+    );
 
     // Past the grace: what only the old run and the expired entry referenced goes.
     let report = sweep(&db, &blobs, 30 * DAY, Duration::ZERO)
@@ -262,6 +276,7 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
         .expect("sweep");
     let expected = SweepReport {
         expired: Expired {
+            run_events: 0,
             task_outputs: 0,
             cache_entries: 0,
             manifests: 2,
@@ -356,4 +371,17 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
             ..Default::default()
         }
     );
+}
+
+async fn count_events(db: &Db, run: uuid::Uuid) -> usize {
+    use diesel::prelude::*;
+    use tms_core::db::schema::run_events;
+    db.run(move |c| {
+        Ok(run_events::table
+            .filter(run_events::run_id.eq(run))
+            .count()
+            .get_result::<i64>(c)? as usize)
+    })
+    .await
+    .expect("count events")
 }

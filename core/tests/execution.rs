@@ -14,7 +14,7 @@ use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
 use tms_core::repo;
 use tms_core::runs::eta::Estimator;
-use tms_core::runs::execution::{Execution, TaskEnd};
+use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution, TaskEnd};
 use tms_core::runs::service::{RunService, TriggerRequest};
 use tms_core::runs::{EventKind, EventStatus, RunStatus, TaskStatus};
 use tms_core::workflows::service::WorkflowService;
@@ -34,6 +34,9 @@ struct Setup {
     bus: EventBus,
     url: String,
     run_id: Uuid,
+    workflow_id: Uuid,
+    runs: RunService,
+    who: tms_core::auth::Principal,
 }
 
 /// A fresh migrated database with one queued run of a two-step chain a -> b.
@@ -81,6 +84,8 @@ async fn setup() -> Setup {
                 description: None,
                 steps: vec![step("a", &[]), step("b", &["a"])],
                 schedule: None,
+                max_concurrent_runs: None,
+                rate_limit: None,
             },
         )
         .await
@@ -98,22 +103,42 @@ async fn setup() -> Setup {
         bus,
         url,
         run_id: run.id,
+        workflow_id: wf.id,
+        runs,
+        who,
     }
 }
 
 impl Setup {
     async fn claim(&self, owner: &str) -> Option<Execution> {
+        match self.claim_run(self.run_id, owner, 10).await {
+            Claimed::Run(exec, _) => Some(exec),
+            _ => None,
+        }
+    }
+
+    async fn claim_run(&self, run_id: Uuid, owner: &str, max_deliveries: i32) -> Claimed {
+        let policy = ClaimPolicy {
+            lease: LEASE,
+            max_deliveries,
+        };
         Execution::claim(
             self.db.clone(),
             self.bus.clone(),
             Estimator::new(),
-            self.run_id,
+            run_id,
             owner.into(),
-            LEASE,
+            policy,
         )
         .await
         .expect("claim")
-        .map(|(exec, _)| exec)
+    }
+
+    /// Ends every lease on the run now, as if its holder had stopped renewing it.
+    fn expire_lease(&self, run_id: Uuid) {
+        self.sql(&format!(
+            "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id = '{run_id}'"
+        ));
     }
 
     /// `(kind, status, step)` of every event so far, in sequence order, checking that the
@@ -304,4 +329,132 @@ async fn an_unknown_stored_state_is_an_error_not_a_guess() {
     ))
     .execute(&mut conn);
     assert!(bad.is_err(), "the database accepted an unknown task status");
+}
+
+#[tokio::test]
+async fn a_later_claim_fences_off_an_earlier_holder_even_of_the_same_name() {
+    let s = setup().await;
+    let first = s.claim("w1").await.expect("first claim");
+    // Paused past its lease (SIGSTOP), then delivered again to the same worker name.
+    s.expire_lease(s.run_id);
+    let second = s.claim("w1").await.expect("re-claim after expiry");
+    let refused = first.start_attempt("a", 1).await;
+    assert!(
+        matches!(refused, Err(Error::Conflict(_))),
+        "the fenced-off holder wrote: {refused:?}"
+    );
+    assert_eq!(
+        first.renew(LEASE).await.expect("renew"),
+        None,
+        "fenced renewal"
+    );
+    second.resume().await.expect("the new holder writes");
+    second
+        .start_attempt("a", 1)
+        .await
+        .expect("the new holder writes");
+}
+
+#[tokio::test]
+async fn a_run_delivered_too_often_is_dead_lettered_not_looped() {
+    let s = setup().await;
+    for n in 1..=2 {
+        assert!(
+            matches!(s.claim_run(s.run_id, "w", 2).await, Claimed::Run(..)),
+            "delivery {n} is driven"
+        );
+        s.expire_lease(s.run_id);
+    }
+    assert!(matches!(
+        s.claim_run(s.run_id, "w", 2).await,
+        Claimed::DeadLettered
+    ));
+    let run =
+        s.db.run({
+            let id = s.run_id;
+            move |c| repo::runs::find(c, id)
+        })
+        .await
+        .expect("find")
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.dead_lettered_at.is_some(), "marked dead-lettered");
+    assert!(
+        run.error.as_deref().unwrap_or("").contains("dead-lettered"),
+        "{:?}",
+        run.error
+    );
+    let events = s.events().await;
+    assert_eq!(
+        events.last(),
+        Some(&(EventKind::Run, Some(EventStatus::Failed), None)),
+        "{events:?}"
+    );
+    assert!(matches!(s.claim_run(s.run_id, "w", 2).await, Claimed::Gone));
+}
+
+#[tokio::test]
+async fn runs_over_max_concurrent_runs_wait_in_order_and_are_released_when_one_ends() {
+    let s = setup().await;
+    s.sql(&format!(
+        "UPDATE workflows SET max_concurrent_runs = 1 WHERE id = '{}'",
+        s.workflow_id
+    ));
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        let req = TriggerRequest {
+            workflow_id: s.workflow_id,
+            inputs: None,
+            idempotency_key: None,
+            no_cache: false,
+        };
+        later.push(s.runs.trigger(Some(&s.who), req).await.expect("trigger").id);
+    }
+    // The newest run waits even though it was delivered first: an older one is ahead of it.
+    assert!(matches!(
+        s.claim_run(later[1], "w2", 10).await,
+        Claimed::Waiting(_)
+    ));
+    let first = s.claim("w1").await.expect("the oldest run starts");
+    first.resume().await.expect("resume");
+    assert!(matches!(
+        s.claim_run(later[0], "w2", 10).await,
+        Claimed::Waiting(_)
+    ));
+    let unsent = |id: Uuid| {
+        let db = s.db.clone();
+        async move {
+            db.run(move |c| {
+                use diesel::prelude::*;
+                use tms_core::db::schema::job_outbox as o;
+                Ok(o::table
+                    .filter(o::run_id.eq(id))
+                    .filter(o::sent_at.is_null())
+                    .count()
+                    .get_result::<i64>(c)?)
+            })
+            .await
+            .expect("outbox")
+        }
+    };
+    // (No relay runs here: the triggers' own outbox rows stay unsent.)
+    let before = (unsent(later[0]).await, unsent(later[1]).await);
+    first
+        .finish_run(RunStatus::Succeeded, None)
+        .await
+        .expect("finish");
+    assert_eq!(
+        unsent(later[0]).await,
+        before.0 + 1,
+        "the oldest waiting run is put back on the queue when a slot frees"
+    );
+    assert_eq!(unsent(later[1]).await, before.1, "only as many as slots are free");
+    assert!(matches!(
+        s.claim_run(later[0], "w2", 10).await,
+        Claimed::Run(..)
+    ));
+    assert!(matches!(
+        s.claim_run(later[1], "w3", 10).await,
+        Claimed::Waiting(_)
+    ));
 }

@@ -73,6 +73,8 @@ async fn only_the_current_epoch_fires_and_a_tick_fires_once() {
                     timezone: None,
                     enabled: None,
                 }),
+                max_concurrent_runs: None,
+                rate_limit: None,
             },
         )
         .await

@@ -52,6 +52,12 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(3..=600))]
     pub run_lease_seconds: u64,
 
+    /// A run claimed this many times without ending is dead-lettered (failed, with
+    /// `Run.deadLetteredAt` set) instead of being retried forever: its job keeps failing to start.
+    #[arg(long, env = "TMS_MAX_DELIVERIES", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_deliveries: u32,
+
     /// Where step outputs are stored: a directory, `file:///dir`, or `s3://bucket/prefix`
     /// (credentials, region and endpoint from the standard AWS_* variables). Every worker of a
     /// deployment must use the same store. Default: $TMS_DATA_DIR/artifacts, else
@@ -69,10 +75,11 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub artifact_max_run_bytes: u64,
 
-    /// Days the outputs of a finished run are kept (cache entries keep theirs until they expire).
-    #[arg(long, env = "TMS_RUN_RETENTION_DAYS", default_value_t = 30,
+    /// Days a finished run keeps its events, stored outputs and step directories (the run and
+    /// its tasks stay; cache entries keep their outputs until they expire).
+    #[arg(long, env = "TMS_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3650))]
-    pub run_retention_days: u64,
+    pub retention_days: u64,
 
     /// Seconds between sweeps of expired outputs (0: never sweep from this worker).
     #[arg(long, env = "TMS_ARTIFACT_SWEEP_SECONDS", default_value_t = 3600)]

@@ -34,9 +34,8 @@ use crate::executor::dagger::{DaggerExecutor, EngineSource};
 use crate::executor::local::LocalExecutor;
 use crate::runner::Runner;
 
-/// On SIGTERM, how long runs in progress may continue before their steps are stopped and the
-/// runs handed back (another worker resumes them).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Runs a worker drives at once per step slot: runs mostly wait on their steps.
+const RUNS_PER_SLOT: usize = 4;
 
 async fn wait_for_redis(bus: &EventBus, shutdown: &CancellationToken) {
     let mut delay = Duration::from_millis(200);
@@ -133,6 +132,8 @@ fn watch_signals(token: CancellationToken) {
 }
 
 async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynError> {
+    // The job left the queue: the reconciler now judges the run by its lease.
+    tms_core::queue::picked_up(&runner.redis, &runner.queue, job.run_id).await;
     // The run is driven on its own task so that losing the apalis worker (Redis outage, restart)
     // does not abort it. Errors are logged, not returned: Postgres is the source of truth, and
     // the reconciler re-enqueues any run left unfinished once its lease lapses.
@@ -198,7 +199,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
 
     // Workers relay and reconcile too, so runs keep moving while no api instance is up.
     let stop = CancellationToken::new();
-    let relay = Relay::new(db.clone(), redis.clone(), &cfg.common.queue);
+    let relay = Relay::new(db.clone(), redis.clone(), &cfg.common.queue)
+        .with_reconcile(cfg.common.reconcile());
     let monitoring = MonitoringService::new(db.clone(), bus.clone(), &relay);
     let runs = RunService::new(db.clone(), bus.clone(), relay.clone(), Estimator::new());
     let relay_task = tokio::spawn(relay.run(stop.clone()));
@@ -208,7 +210,8 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             blobs,
             sweeper::Every {
                 interval: Duration::from_secs(cfg.artifact_sweep_seconds),
-                retention: Duration::from_secs(cfg.run_retention_days * 86_400),
+                retention: Duration::from_secs(cfg.retention_days * 86_400),
+                work_root: work_root.clone(),
             },
             stop.clone(),
         ));
@@ -251,8 +254,15 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         work_root: work_root.clone(),
         worker_name: name.clone(),
         default_timeout: Duration::from_secs(cfg.step_timeout_seconds),
-        lease: Duration::from_secs(cfg.run_lease_seconds),
+        policy: tms_core::runs::execution::ClaimPolicy {
+            lease: Duration::from_secs(cfg.run_lease_seconds),
+            max_deliveries: cfg.max_deliveries as i32,
+        },
+        run_slots: Arc::new(tokio::sync::Semaphore::new(concurrency * RUNS_PER_SLOT)),
+        redis: redis.clone(),
+        queue: cfg.common.queue.clone(),
         active: Default::default(),
+        draining: CancellationToken::new(),
         stopping: CancellationToken::new(),
     });
     cancel::listen(&cfg.common.redis_url, runner.clone(), stop.clone())
@@ -264,6 +274,16 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     );
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone());
+    // Draining starts with the signal, alongside the queue consumer's own stop: no new step
+    // starts, running ones get the grace to finish, then the rest is handed back.
+    let grace = Duration::from_secs(cfg.common.shutdown_grace_seconds);
+    let drain_task = {
+        let (runner, shutdown) = (runner.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            runner.shutdown(grace).await;
+        })
+    };
     // Workers run the schedule loop too, so schedules fire while no api instance is up; only
     // the lease holder fires, and it hands the lease back as soon as shutdown begins.
     let scheduler_task = cfg.common.scheduler().map(|sc| {
@@ -292,7 +312,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         let worker = WorkerBuilder::new(apalis_name)
             .backend(backend)
             .data(runner.clone())
-            .concurrency(concurrency * 4)
+            .concurrency(concurrency * RUNS_PER_SLOT)
             .build(handle);
         let stop = shutdown.clone();
         let res = worker
@@ -315,7 +335,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     if let Some(t) = scheduler_task {
         let _ = t.await;
     }
-    runner.shutdown(SHUTDOWN_GRACE).await;
+    let _ = drain_task.await;
     heartbeat_stop.cancel();
     let _ = heartbeat_task.await;
     stop.cancel();

@@ -12,7 +12,7 @@ use tms_core::db::Db;
 use tms_core::runs::TaskStatus;
 use tms_core::runs::dag::Dag;
 use tms_core::runs::eta::Estimator;
-use tms_core::runs::execution::{Execution, Resumed};
+use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution, Resumed};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result};
 use tokio::sync::Semaphore;
@@ -38,20 +38,46 @@ pub struct Runner {
     pub slots: Arc<Semaphore>,
     pub work_root: PathBuf,
     pub worker_name: String,
+    /// The queue's Redis connection and name (to mark a job picked up).
+    pub redis: redis::aio::ConnectionManager,
+    pub queue: String,
     pub default_timeout: Duration,
-    pub lease: Duration,
+    pub policy: ClaimPolicy,
+    /// Runs driven at once by this process, whatever happens to the queue consumer: a consumer
+    /// rebuilt after a Redis reconnect waits for the previous one's runs to free their slots.
+    pub run_slots: Arc<Semaphore>,
     /// Runs this process is driving, so a duplicate delivery does not drive one twice and a
     /// cancellation request finds its run.
     pub active: Arc<ActiveRuns>,
-    /// Fired at shutdown: runs stop their steps and hand their lease back.
+    /// Fired when shutdown begins: runs start no new step; each hands its run back once its
+    /// running steps have finished.
+    pub draining: CancellationToken,
+    /// Fired when the shutdown grace is over: runs stop their steps and hand their lease back.
     pub stopping: CancellationToken,
+}
+
+/// How a drive ended.
+enum Drove {
+    /// The run reached its end (finished or cancelled) and it is recorded.
+    Ended,
+    /// This worker let go of the run: lease lost, or handed back at shutdown.
+    LetGo,
 }
 
 impl Runner {
     /// Executes the run if this worker can take its lease; returns quietly when another worker
-    /// holds it or the run already ended (a duplicate delivery).
+    /// holds it or the run already ended (a duplicate delivery), or its workflow's limits make
+    /// it wait.
     pub async fn drive(self: &Arc<Self>, run_id: Uuid) -> Result<()> {
-        if self.stopping.is_cancelled() {
+        let permit = tokio::select! {
+            p = self.run_slots.clone().acquire_owned() => p,
+            _ = self.draining.cancelled() => return Ok(()),
+        };
+        let Ok(_permit) = permit else {
+            return Ok(());
+        };
+        if self.draining.is_cancelled() {
+            // Not claimed: the reconciler re-enqueues the run for another worker.
             return Ok(());
         }
         let Some(active) = self.active.enter(run_id) else {
@@ -64,12 +90,20 @@ impl Runner {
             self.estimator.clone(),
             run_id,
             self.worker_name.clone(),
-            self.lease,
+            self.policy,
         )
         .await?;
-        let Some((exec, claim)) = claimed else {
-            tracing::info!(%run_id, "run is finished or leased by another worker; skipping delivery");
-            return Ok(());
+        let (exec, claim) = match claimed {
+            Claimed::Run(exec, claim) => (exec, claim),
+            Claimed::Gone => {
+                tracing::info!(%run_id, "run is finished or leased by another worker; skipping delivery");
+                return Ok(());
+            }
+            Claimed::Waiting(until) => {
+                tracing::info!(%run_id, %until, "run waits for its workflow's limits");
+                return Ok(());
+            }
+            Claimed::DeadLettered => return Ok(()),
         };
         tracing::info!(%run_id, delivery = claim.deliveries, "driving run");
         let ctl = Control::new(self.stopping.child_token());
@@ -77,18 +111,23 @@ impl Runner {
         if claim.cancel_requested {
             ctl.cancel_by_user();
         }
-        let renewer = tokio::spawn(keep_lease(exec.clone(), self.lease, ctl.clone()));
+        let renewer = tokio::spawn(keep_lease(exec.clone(), self.policy.lease, ctl.clone()));
         let result = self.drive_claimed(&exec, claim.workflow_id, &ctl).await;
         renewer.abort();
-        if self.stopping.is_cancelled() {
-            if let Err(e) = exec.release().await {
-                tracing::warn!(%run_id, error = %e, "lease not handed back; it will expire");
+        match &result {
+            Ok(Drove::Ended) => {}
+            _ if self.draining.is_cancelled() => {
+                if let Err(e) = exec.release().await {
+                    tracing::warn!(%run_id, error = %e, "lease not handed back; it will expire");
+                }
+                tracing::warn!(%run_id, "worker stopping; run handed back for another worker to resume");
             }
-            tracing::warn!(%run_id, "worker stopping; run handed back for another worker to resume");
-        } else if ctl.let_go() {
-            tracing::warn!(%run_id, "lease lost; another worker will finish the run");
+            _ if ctl.let_go() => {
+                tracing::warn!(%run_id, "lease lost; another worker will finish the run")
+            }
+            _ => {}
         }
-        result
+        result.map(|_| ())
     }
 
     /// Cancels `run_id` if this worker is driving it (a cancellation request arrived).
@@ -103,11 +142,14 @@ impl Runner {
         }
     }
 
-    /// Lets runs in progress finish for up to `grace`, then stops their steps and hands them back.
+    /// Graceful stop: runs start no new step; running steps may finish for up to `grace`
+    /// (their results are recorded), then the rest are stopped; every unfinished run is handed
+    /// back for another worker to resume.
     pub async fn shutdown(&self, grace: Duration) {
+        self.draining.cancel();
         let deadline = tokio::time::Instant::now() + grace;
         while !self.active.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.stopping.cancel();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -121,7 +163,7 @@ impl Runner {
         exec: &Execution,
         workflow_id: Uuid,
         ctl: &Control,
-    ) -> Result<()> {
+    ) -> Result<Drove> {
         let run_id = exec.run_id();
         let Resumed {
             spec,
@@ -167,10 +209,12 @@ impl Runner {
             let cancelling = ctl.user_cancelled();
             if ctl.let_go() {
                 running.shutdown().await;
-                return Ok(());
+                return Ok(Drove::LetGo);
             }
+            let draining = self.draining.is_cancelled();
             // A cancelled run starts nothing new; its running steps stop and report themselves.
-            if !cancelling {
+            // A draining worker starts nothing new either, and hands the run back below.
+            if !cancelling && !draining {
                 for (name, dep) in dag.blocked() {
                     exec.skip(&name, &dep).await?;
                     dag.set(&name, TaskStatus::Skipped);
@@ -196,6 +240,10 @@ impl Runner {
                 }
             }
             if running.is_empty() {
+                if draining && !cancelling && (!dag.ready().is_empty() || !dag.blocked().is_empty())
+                {
+                    return Ok(Drove::LetGo);
+                }
                 break;
             }
             tokio::select! {
@@ -220,13 +268,14 @@ impl Runner {
                     None => {}
                 },
                 _ = ctl.stop.cancelled(), if !cancelling => {}
+                _ = self.draining.cancelled(), if !draining => {}
             }
         }
 
         if ctl.user_cancelled() {
             exec.cancel("cancelled by request").await?;
             tracing::info!(%run_id, "run cancelled");
-            return Ok(());
+            return Ok(Drove::Ended);
         }
         let outcome = dag.outcome();
         exec.finish_run(outcome.status, outcome.error).await?;
@@ -234,7 +283,7 @@ impl Runner {
         if outcome.status == tms_core::runs::RunStatus::Succeeded {
             let _ = tokio::fs::remove_dir_all(&run_dir).await;
         }
-        Ok(())
+        Ok(Drove::Ended)
     }
 }
 

@@ -146,6 +146,12 @@ impl Run {
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
     }
+    /// When the run was given up (dead-lettered) because its job kept failing to start or to
+    /// get anywhere over `TMS_MAX_DELIVERIES` deliveries; the run is then `FAILED` with the
+    /// reason in `error`. Null for every other run.
+    async fn dead_lettered_at(&self) -> Option<DateTime<Utc>> {
+        self.0.dead_lettered_at
+    }
     /// How many times a worker picked this run up (more than 1 after a worker crash).
     async fn deliveries(&self) -> i32 {
         self.0.deliveries

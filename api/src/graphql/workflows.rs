@@ -64,6 +64,26 @@ pub struct WorkflowInput {
     pub steps: Vec<StepInput>,
     /// Fires runs on a cron schedule; leaving it out of an update removes the schedule.
     pub schedule: Option<ScheduleInput>,
+    /// At most this many runs of the workflow execute at once (1-100000); more wait `QUEUED`
+    /// and start in the order they were created. Leaving it out of an update removes the limit.
+    pub max_concurrent_runs: Option<i32>,
+    /// At most `runs` runs start in any `perSeconds` window; more wait `QUEUED`, in order.
+    /// Leaving it out of an update removes the limit.
+    pub rate_limit: Option<RateLimitInput>,
+}
+
+/// A start rate: at most `runs` runs (1-100000) per `perSeconds` seconds (1-86400).
+#[derive(InputObject)]
+pub struct RateLimitInput {
+    pub runs: i32,
+    pub per_seconds: i32,
+}
+
+/// A workflow's start rate: at most `runs` runs start in any `perSeconds` window.
+#[derive(SimpleObject, Clone, Copy)]
+pub struct RateLimit {
+    pub runs: i32,
+    pub per_seconds: i32,
 }
 
 /// A cron schedule: `cron` has five fields (minute hour day month weekday) or six with leading
@@ -106,6 +126,17 @@ fn non_negative(v: Option<i32>, field: String, errs: &mut Vec<FieldError>) -> Op
         Some(n) if n >= 0 => Some(n as u32),
         Some(_) => {
             errs.push(FieldError::new(field, "must not be negative"));
+            None
+        }
+    }
+}
+
+fn positive(v: Option<i32>, field: String, errs: &mut Vec<FieldError>) -> Option<u32> {
+    match v {
+        None => None,
+        Some(n) if n > 0 => Some(n as u32),
+        Some(_) => {
+            errs.push(FieldError::new(field, "must be at least 1"));
             None
         }
     }
@@ -155,10 +186,29 @@ impl WorkflowInput {
                 cache_paths: s.cache_paths,
             });
         }
+        let max_concurrent_runs = positive(
+            self.max_concurrent_runs,
+            "input.maxConcurrentRuns".into(),
+            &mut errs,
+        );
+        let rate_limit = self.rate_limit.and_then(|r| {
+            let runs = positive(Some(r.runs), "input.rateLimit.runs".into(), &mut errs);
+            let per_seconds = positive(
+                Some(r.per_seconds),
+                "input.rateLimit.perSeconds".into(),
+                &mut errs,
+            );
+            Some(tms_core::workflows::RateLimit {
+                runs: runs?,
+                per_seconds: per_seconds?,
+            })
+        });
         if !errs.is_empty() {
             return Err(Error::Validation(errs));
         }
         Ok(CoreInput {
+            max_concurrent_runs,
+            rate_limit,
             name: self.name,
             description: self.description,
             steps,
@@ -270,6 +320,17 @@ impl Workflow {
     }
     async fn archived_at(&self) -> Option<DateTime<Utc>> {
         self.0.archived_at
+    }
+    /// At most this many runs execute at once; null: no limit.
+    async fn max_concurrent_runs(&self) -> Option<i32> {
+        self.0.max_concurrent_runs.map(|n| n as i32)
+    }
+    /// At most `runs` runs start per `perSeconds`; null: no limit.
+    async fn rate_limit(&self) -> Option<RateLimit> {
+        self.0.rate_limit.map(|r| RateLimit {
+            runs: r.runs as i32,
+            per_seconds: r.per_seconds as i32,
+        })
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -3,7 +3,7 @@
 pub mod schema;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::PgConnection;
@@ -24,7 +24,14 @@ pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 pub struct Db {
     pool: PgPool,
     queries: Arc<AtomicU64>,
+    /// False after Postgres could not be reached, until a connection is had again: meanwhile
+    /// callers wait [`UNREACHABLE_ACQUIRE`] for a connection instead of the full timeout, so
+    /// requests answer `UNAVAILABLE` at once during an outage.
+    reachable: Arc<AtomicBool>,
 }
+
+/// How long a caller waits for a pooled connection while the database is known unreachable.
+const UNREACHABLE_ACQUIRE: Duration = Duration::from_millis(250);
 
 /// Counts every statement a pooled connection starts, so the cost of a code path can be measured
 /// (and exported) as a number of round trips rather than guessed.
@@ -55,7 +62,11 @@ impl Db {
             .test_on_check_out(false)
             .connection_customizer(Box::new(CountQueries(queries.clone())))
             .build_unchecked(manager);
-        Ok(Self { pool, queries })
+        Ok(Self {
+            pool,
+            queries,
+            reachable: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// How many SQL statements this pool's connections have started since it was built.
@@ -73,14 +84,28 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut PgConnection) -> Result<T> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, reachable) = (self.pool.clone(), self.reachable.clone());
         // The caller's span goes along, so work in the blocking call (e.g. enqueueing a job
         // with the trace context) sees it.
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let got = if reachable.load(Ordering::Relaxed) {
+                pool.get()
+            } else {
+                pool.get_timeout(UNREACHABLE_ACQUIRE)
+            };
+            let mut conn = match got {
+                Ok(conn) => conn,
+                Err(e) => {
+                    reachable.store(false, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+            };
+            let res = f(&mut conn);
+            let unreachable = matches!(&res, Err(Error::Unavailable(m)) if m.starts_with(crate::error::DATABASE_UNREACHABLE));
+            reachable.store(!unreachable, Ordering::Relaxed);
+            res
         })
         .await
         .map_err(|e| Error::Internal(format!("blocking task: {e}")))?

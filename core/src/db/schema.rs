@@ -82,6 +82,9 @@ diesel::table! {
         legacy_id -> Nullable<Text>,
         import_checksum -> Nullable<Text>,
         import_meta -> Nullable<Jsonb>,
+        max_concurrent_runs -> Nullable<Int4>,
+        rate_limit_runs -> Nullable<Int4>,
+        rate_limit_seconds -> Nullable<Int4>,
     }
 }
 
@@ -119,6 +122,8 @@ diesel::table! {
         cancel_requested_at -> Nullable<Timestamptz>,
         trigger -> PgRunTrigger,
         scheduled_for -> Nullable<Timestamptz>,
+        not_before -> Nullable<Timestamptz>,
+        dead_lettered_at -> Nullable<Timestamptz>,
     }
 }
 

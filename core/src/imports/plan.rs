@@ -367,6 +367,8 @@ fn build(
         )),
         steps,
         schedule,
+        max_concurrent_runs: None,
+        rate_limit: None,
     };
     if let Err(errs) = validate_workflow(&input) {
         let reasons: Vec<String> = errs

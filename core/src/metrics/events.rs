@@ -61,4 +61,28 @@ pub fn delivered(at: chrono::DateTime<chrono::Utc>) {
 pub(crate) fn init() {
     LazyLock::force(&SUBSCRIPTIONS_OPEN);
     LazyLock::force(&EVENT_DELIVERY);
+    LazyLock::force(&PUBLISH_DROPPED);
+    LazyLock::force(&PUBLISH_BUFFERED);
 }
+
+pub static PUBLISH_DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "tms_event_publish_dropped_total",
+            "Bus messages dropped because Redis was too slow or away and the publish buffer was \
+             full, or because publishing failed (run events stay in Postgres; subscribers repair \
+             gaps from there).",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static PUBLISH_BUFFERED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "tms_event_publish_buffered",
+            "Bus messages committed and waiting to be published on Redis.",
+        )
+        .expect("valid metric"),
+    )
+});

@@ -32,6 +32,16 @@ pub static QUEUE_OLDEST_AGE: LazyLock<Gauge> = LazyLock::new(|| {
     )
 });
 
+pub static REENQUEUED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "tms_queue_reenqueued_total",
+            "Runs the reconciler put on the queue again (worker died, job lost, Redis emptied).",
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Publishes one reading of the queue.
 pub fn set(stats: &crate::monitoring::QueueStats) {
     QUEUE_JOBS
@@ -52,4 +62,5 @@ pub(crate) fn init() {
         QUEUE_JOBS.with_label_values(&[s]);
     }
     LazyLock::force(&QUEUE_OLDEST_AGE);
+    LazyLock::force(&REENQUEUED);
 }

@@ -104,6 +104,16 @@ pub static WORKER_SLOTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+pub static DEAD_LETTERED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "tms_runs_dead_lettered_total",
+            "Runs given up (failed and marked dead-lettered) after too many deliveries.",
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Counts the final states among published events.
 pub fn count_published(events: &[RunEvent]) {
     for ev in events {
@@ -145,6 +155,7 @@ pub fn cache_lookup(hit: bool) {
 }
 
 pub(crate) fn init() {
+    LazyLock::force(&DEAD_LETTERED);
     for s in RUN_STATUSES {
         RUNS_TOTAL.with_label_values(&[s]);
         RUN_DURATION.with_label_values(&[s]);

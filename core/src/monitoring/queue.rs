@@ -1,7 +1,7 @@
 //! Reads the run queue's depth from apalis-redis's own keys (its stats API is broken, see
 //! STACK.md) and the oldest waiting run from Postgres: `{q}:active` is ready jobs,
 //! `{q}:scheduled` jobs due later (retries and delayed pushes), `{q}:inflight:{worker}` jobs
-//! a worker holds (workers listed in the `{q}:workers` ZSET), `{q}:dead` given-up jobs.
+//! a worker holds (workers listed in the `{q}:workers` ZSET), `{q}:dead` given-up jobs; dead-lettered runs come from Postgres.
 
 use chrono::Utc;
 use redis::aio::ConnectionManager;
@@ -45,7 +45,14 @@ pub async fn read(conn: &mut ConnectionManager, queue: &str, db: &Db) -> Result<
         let counts: Vec<i64> = p.query_async(conn).await?;
         counts.into_iter().sum()
     };
-    let oldest = db.run(repo::monitoring::oldest_queued).await?;
+    let (oldest, dead_runs) = db
+        .run(|c| {
+            Ok((
+                repo::monitoring::oldest_queued(c)?,
+                repo::monitoring::dead_lettered(c)?,
+            ))
+        })
+        .await?;
     let age = oldest
         .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
         .unwrap_or(0.0);
@@ -53,7 +60,8 @@ pub async fn read(conn: &mut ConnectionManager, queue: &str, db: &Db) -> Result<
         pending: active + due,
         running,
         retrying: later,
-        dead,
+        // Given-up jobs of the queue and dead-lettered runs alike.
+        dead: dead + dead_runs,
         oldest_pending_age_seconds: age,
     })
 }

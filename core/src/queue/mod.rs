@@ -47,6 +47,27 @@ pub fn wake_channel(queue: &str) -> String {
     format!("{queue}:wake")
 }
 
+/// Redis set of the runs whose job is on the queue and not yet picked up by a worker. The relay
+/// adds a run before pushing its job, a worker removes it on pick-up; the reconciler re-enqueues
+/// unattended runs missing from it (a job lost with Redis, or a Redis that came back empty).
+pub fn pending_key(queue: &str) -> String {
+    format!("{queue}:pending-runs")
+}
+
+/// A worker picked up `run_id`'s job: it is no longer waiting on the queue. Bounded (1 s) and
+/// best effort: a stale entry only delays the reconciler's re-enqueue of a lost run.
+pub async fn picked_up(conn: &redis::aio::ConnectionManager, queue: &str, run_id: Uuid) {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("SREM");
+    cmd.arg(pending_key(queue)).arg(run_id.to_string());
+    let srem = cmd.query_async::<()>(&mut conn);
+    match tokio::time::timeout(Duration::from_secs(1), srem).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%run_id, error = %e, "pending-run mark not cleared"),
+        Err(_) => tracing::debug!(%run_id, "pending-run mark not cleared in time"),
+    }
+}
+
 pub fn storage(conn: redis::aio::ConnectionManager, queue: &str) -> RunStorage {
     apalis_redis::RedisStorage::new(conn).with_config(storage_config(queue))
 }

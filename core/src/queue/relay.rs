@@ -9,19 +9,39 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::queue::{RunJob, RunStorage, storage, wake_channel};
+use crate::queue::{RunJob, RunStorage, pending_key, storage, wake_channel};
 use crate::repo;
 
-/// A run whose lease expired is enqueued again unless it was enqueued this recently.
-pub const RESEND_AFTER_SECONDS: i64 = 15;
-/// A never-leased run is presumed lost from Redis when not enqueued for this long. Queued runs
-/// legitimately wait in Redis while workers are busy, so this is deliberately long.
-pub const LOST_AFTER_SECONDS: i64 = 300;
-/// How often the reconciler looks.
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// A job still marked as waiting on the queue this long after it was sent is re-sent anyway
+/// (its mark outlived the job, e.g. a worker died between fetching and picking it up). Queued
+/// runs legitimately wait while workers are busy, so this is deliberately long.
+pub const STALE_MARK_SECONDS: f64 = 300.0;
+/// How long one Redis call of the relay may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How quickly the reconciler notices lost jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconcile {
+    /// How often it looks (`TMS_RECONCILE_SECONDS`).
+    pub every: Duration,
+    /// A run nobody drives whose job is not on the queue is re-enqueued once its job was sent
+    /// this long ago (`TMS_LOST_JOB_SECONDS`): a fresh job may be between the queue and a
+    /// worker's claim.
+    pub lost_after: Duration,
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(2),
+            lost_after: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Relay {
@@ -29,6 +49,7 @@ pub struct Relay {
     conn: ConnectionManager,
     queue: String,
     notify: Arc<Notify>,
+    reconcile: Reconcile,
 }
 
 impl Relay {
@@ -38,7 +59,14 @@ impl Relay {
             conn,
             queue: queue.to_string(),
             notify: Arc::new(Notify::new()),
+            reconcile: Reconcile::default(),
         }
+    }
+
+    /// The reconciler's timing (defaults: look every 2 s, lost after 5 s).
+    pub fn with_reconcile(mut self, reconcile: Reconcile) -> Self {
+        self.reconcile = reconcile;
+        self
     }
 
     /// The Redis connection the queue is reached through (monitoring reads its keys).
@@ -56,7 +84,8 @@ impl Relay {
         self.notify.notify_one();
     }
 
-    /// Runs until `stop` fires: relays on every poke and at least every 500 ms; reconciles every 5 s.
+    /// Runs until `stop` fires: relays on every poke and at least every 500 ms; reconciles as
+    /// often as configured.
     pub async fn run(self, stop: CancellationToken) {
         let storage = storage(self.conn.clone(), &self.queue);
         let mut last_reconcile = tokio::time::Instant::now();
@@ -74,7 +103,7 @@ impl Relay {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-            if last_reconcile.elapsed() > RECONCILE_EVERY {
+            if last_reconcile.elapsed() >= self.reconcile.every {
                 last_reconcile = tokio::time::Instant::now();
                 if let Err(e) = self.reconcile().await {
                     tracing::warn!(error = %e, "reconciler failed");
@@ -93,6 +122,7 @@ impl Relay {
     /// worker's run lease makes the duplicate harmless.
     pub async fn relay_once(&self, storage: &RunStorage) -> Result<usize> {
         let storage = storage.clone();
+        let (redis_conn, queue) = (self.conn.clone(), self.queue.clone());
         let handle = tokio::runtime::Handle::current();
         let pushed = self
             .db
@@ -105,6 +135,19 @@ impl Relay {
                     }
                     let mut sent = Vec::with_capacity(rows.len());
                     let mut storage = storage;
+                    // Marked as waiting before the push: a mark without a job only delays the
+                    // reconciler, a job without a mark would be re-sent needlessly.
+                    let mut marks = redis::cmd("SADD");
+                    marks.arg(pending_key(&queue));
+                    for row in &rows {
+                        marks.arg(row.run_id.to_string());
+                    }
+                    let mut redis_conn = redis_conn;
+                    match handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, marks.query_async::<()>(&mut redis_conn))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(Error::Unavailable(format!("queue mark: {e}"))),
+                        Err(_) => return Err(Error::Unavailable("queue mark timed out".into())),
+                    }
                     for row in &rows {
                         let job: RunJob = match serde_json::from_value(row.payload.clone()) {
                             Ok(job) => job,
@@ -117,10 +160,7 @@ impl Relay {
                             }
                         };
                         // Blocking on the runtime is fine here: this closure runs on the blocking pool.
-                        match handle.block_on(tokio::time::timeout(
-                            Duration::from_secs(5),
-                            storage.push(job),
-                        )) {
+                        match handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, storage.push(job))) {
                             Ok(Ok(())) => sent.push(row.id),
                             Ok(Err(e)) => {
                                 if sent.is_empty() {
@@ -149,31 +189,57 @@ impl Relay {
         Ok(pushed)
     }
 
-    /// Writes a fresh outbox row for every unfinished run that has neither a live lease nor a
-    /// recent enqueue (its job was lost with Redis, or its worker died).
+    /// Writes a fresh outbox row for every unfinished run that nobody drives and whose job is
+    /// not on the queue: its worker died or handed it back, its job was lost with Redis, or
+    /// Redis came back empty. Runs held back by their workflow's limits are left to wait.
+    /// Nothing happens while Redis is unreachable (nothing could be delivered anyway).
     pub async fn reconcile(&self) -> Result<usize> {
-        let n = self
+        let quiet = self.reconcile.lost_after.as_secs_f64();
+        let candidates = self
             .db
-            .run(|conn| {
+            .run(move |conn| repo::leases::unattended(conn, quiet, 500))
+            .await?;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let mut ismember = redis::cmd("SMISMEMBER");
+        ismember.arg(pending_key(&self.queue));
+        for c in &candidates {
+            ismember.arg(c.id.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let on_queue: Vec<bool> =
+            match tokio::time::timeout(REDIS_TIMEOUT, ismember.query_async(&mut conn)).await {
+                Ok(res) => res?,
+                Err(_) => return Err(Error::Unavailable("redis: SMISMEMBER timed out".into())),
+            };
+        let lost: Vec<Uuid> = candidates
+            .iter()
+            .zip(on_queue)
+            .filter(|(c, queued)| !queued || c.sent_ago > STALE_MARK_SECONDS)
+            .map(|(c, _)| c.id)
+            .collect();
+        if lost.is_empty() {
+            return Ok(0);
+        }
+        let n = lost.len();
+        self.db
+            .run(move |conn| {
                 use diesel::Connection;
-                conn.transaction::<usize, Error, _>(|conn| {
-                    let ids = repo::leases::orphaned(
-                        conn,
-                        RESEND_AFTER_SECONDS,
-                        LOST_AFTER_SECONDS,
-                        100,
-                    )?;
-                    for id in &ids {
+                conn.transaction::<(), Error, _>(|conn| {
+                    for id in &lost {
                         crate::queue::enqueue(conn, *id)?;
                     }
-                    Ok(ids.len())
+                    Ok(())
                 })
             })
             .await?;
-        if n > 0 {
-            tracing::info!(count = n, "re-enqueued unleased runs");
-            self.poke();
-        }
+        tracing::info!(
+            count = n,
+            "re-enqueued runs nobody drives whose job was not on the queue"
+        );
+        crate::metrics::queue::REENQUEUED.inc_by(n as u64);
+        self.poke();
         Ok(n)
     }
 }

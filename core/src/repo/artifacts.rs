@@ -167,12 +167,14 @@ pub fn entry(conn: &mut PgConnection, key: &str) -> Result<Option<CacheEntryRow>
 /// What the sweep did in the database.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Expired {
+    /// Run events of runs finished before the retention (the runs and tasks stay).
+    pub run_events: usize,
     pub task_outputs: usize,
     pub cache_entries: usize,
     pub manifests: usize,
 }
 
-/// Forgets outputs of runs finished before `runs_before`, expired cache entries, and
+/// Forgets the events and outputs of runs finished before `runs_before`, expired cache entries, and
 /// manifests nothing references that were last used before `unused_before`. Caller holds
 /// [`SWEEP_LOCK`] exclusively.
 pub fn expire(
@@ -183,6 +185,11 @@ pub fn expire(
     let old_runs = runs::table
         .filter(runs::finished_at.lt(runs_before))
         .select(runs::id);
+    let run_events = diesel::delete(
+        crate::db::schema::run_events::table
+            .filter(crate::db::schema::run_events::run_id.eq_any(old_runs)),
+    )
+    .execute(conn)?;
     let task_outputs = diesel::update(
         tasks::table
             .filter(tasks::run_id.eq_any(old_runs))
@@ -201,6 +208,7 @@ pub fn expire(
     .bind::<diesel::sql_types::Timestamptz, _>(unused_before)
     .execute(conn)?;
     Ok(Expired {
+        run_events,
         task_outputs,
         cache_entries,
         manifests,

@@ -21,7 +21,7 @@ pub fn claim(
 ) -> Result<Option<RunRow>> {
     let sql = "UPDATE runs SET lease_owner = $2, \
                lease_expires_at = now() + make_interval(secs => $3), \
-               deliveries = deliveries + 1 \
+               deliveries = deliveries + 1, not_before = NULL \
                WHERE id = $1 AND status IN ($4, $5) \
                AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now()) \
                RETURNING *";
@@ -38,10 +38,13 @@ pub fn claim(
 
 /// Extends the lease. `None` means it was lost (expired and taken, or the run ended);
 /// otherwise whether a cancellation of the run was requested, read in the same statement.
+/// `epoch` is the run's delivery count at the claim: a later claim, even by the same owner,
+/// fences this one off.
 pub fn renew_lease(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
+    epoch: i32,
     lease_seconds: i64,
 ) -> Result<Option<bool>> {
     #[derive(QueryableByName)]
@@ -51,7 +54,7 @@ pub fn renew_lease(
     }
     let renewed: Option<Renewed> = diesel::sql_query(
         "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3) \
-         WHERE id = $1 AND lease_owner = $2 AND status IN ($4, $5) \
+         WHERE id = $1 AND lease_owner = $2 AND status IN ($4, $5) AND deliveries = $6 \
          RETURNING cancel_requested_at IS NOT NULL AS cancel_requested",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
@@ -59,64 +62,71 @@ pub fn renew_lease(
     .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
     .bind::<PgRunStatus, _>(RunStatus::Queued)
     .bind::<PgRunStatus, _>(RunStatus::Running)
+    .bind::<diesel::sql_types::Integer, _>(epoch)
     .get_result(conn)
     .optional()?;
     Ok(renewed.map(|r| r.cancel_requested))
 }
 
 /// Gives the lease up by expiring it now, so the reconciler hands the run to another worker.
-pub fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<()> {
+pub fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str, epoch: i32) -> Result<()> {
     diesel::update(
         runs::table
             .filter(runs::id.eq(id))
-            .filter(runs::lease_owner.eq(owner)),
+            .filter(runs::lease_owner.eq(owner))
+            .filter(runs::deliveries.eq(epoch)),
     )
     .set(runs::lease_expires_at.eq(Some(Utc::now() - chrono::Duration::seconds(1))))
     .execute(conn)?;
     Ok(())
 }
 
-/// Unfinished runs the reconciler should enqueue again: those whose lease expired (their worker
-/// died or gave them back) and that were not enqueued in the last `resend_after` seconds, and
-/// never-leased ones not enqueued for `lost_after` seconds (their job was lost with Redis).
-pub fn orphaned(
+/// An unfinished run nobody drives and no job is known to be on its way to: the reconciler
+/// checks whether the queue still holds its job.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Unattended {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    /// Seconds since its job was last handed to the queue.
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub sent_ago: f64,
+}
+
+/// Unfinished runs without a live lease, not held back by their workflow's limits, with no
+/// outbox row waiting, whose job was last sent more than `quiet_seconds` ago (oldest first).
+pub fn unattended(
     conn: &mut PgConnection,
-    resend_after: i64,
-    lost_after: i64,
+    quiet_seconds: f64,
     limit: i64,
-) -> Result<Vec<Uuid>> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let rows: Vec<Id> = diesel::sql_query(
-        "SELECT r.id FROM runs r WHERE r.status IN ($4, $5) \
-         AND NOT EXISTS (SELECT 1 FROM job_outbox o WHERE o.run_id = r.id AND o.sent_at IS NULL) \
-         AND ((r.lease_expires_at < now() AND NOT EXISTS (SELECT 1 FROM job_outbox o \
-                 WHERE o.run_id = r.id AND o.sent_at > now() - make_interval(secs => $1))) \
-           OR (r.lease_expires_at IS NULL AND NOT EXISTS (SELECT 1 FROM job_outbox o \
-                 WHERE o.run_id = r.id AND o.sent_at > now() - make_interval(secs => $2)))) \
-         ORDER BY r.id LIMIT $3",
+) -> Result<Vec<Unattended>> {
+    Ok(diesel::sql_query(
+        "SELECT r.id, COALESCE(EXTRACT(EPOCH FROM now() - max(o.sent_at))::float8, 1e9) AS sent_ago \
+         FROM runs r LEFT JOIN job_outbox o ON o.run_id = r.id \
+         WHERE r.status IN ($3, $4) \
+           AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()) \
+           AND (r.not_before IS NULL OR r.not_before <= now()) \
+         GROUP BY r.id \
+         HAVING bool_and(o.id IS NULL OR o.sent_at IS NOT NULL) \
+            AND (max(o.sent_at) IS NULL OR max(o.sent_at) < now() - make_interval(secs => $1)) \
+         ORDER BY min(r.created_at) LIMIT $2",
     )
-    .bind::<diesel::sql_types::Double, _>(resend_after as f64)
-    .bind::<diesel::sql_types::Double, _>(lost_after as f64)
+    .bind::<diesel::sql_types::Double, _>(quiet_seconds)
     .bind::<diesel::sql_types::BigInt, _>(limit)
     .bind::<PgRunStatus, _>(RunStatus::Queued)
     .bind::<PgRunStatus, _>(RunStatus::Running)
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    .load(conn)?)
 }
 
-/// Locks the run row and tells whether `owner` still holds its lease.
-pub fn holds_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> Result<bool> {
-    let holder: Option<Option<String>> = runs::table
+/// Locks the run row and tells whether `owner` still holds the lease it took at delivery
+/// `epoch` (a later claim fences earlier holders off, even the same owner's).
+pub fn holds_lease(conn: &mut PgConnection, id: Uuid, owner: &str, epoch: i32) -> Result<bool> {
+    let holder: Option<(Option<String>, i32)> = runs::table
         .find(id)
-        .select(runs::lease_owner)
+        .select((runs::lease_owner, runs::deliveries))
         .for_update()
         .first(conn)
         .optional()?;
-    Ok(matches!(holder, Some(Some(h)) if h == owner))
+    Ok(matches!(holder, Some((Some(h), e)) if h == owner && e == epoch))
 }
 
 /// Whether a worker holds a live lease on the run, judged by the database clock (the one that

@@ -7,6 +7,7 @@ pub mod events;
 pub mod history;
 pub mod imports;
 pub mod leases;
+pub mod limits;
 pub mod login_throttle;
 pub mod monitoring;
 pub mod outbox;

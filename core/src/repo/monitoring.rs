@@ -126,3 +126,12 @@ pub fn oldest_queued(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>> {
         .select(diesel::dsl::min(r::created_at))
         .first(conn)?)
 }
+
+/// Runs given up after too many deliveries (dead-lettered).
+pub fn dead_lettered(conn: &mut PgConnection) -> Result<i64> {
+    use crate::db::schema::runs::dsl as r;
+    Ok(r::runs
+        .filter(r::dead_lettered_at.is_not_null())
+        .count()
+        .get_result(conn)?)
+}

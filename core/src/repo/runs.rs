@@ -30,6 +30,10 @@ pub struct RunRow {
     pub cancel_requested_at: Option<DateTime<Utc>>,
     pub trigger: RunTrigger,
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Held back by its workflow's limits until then (a finishing run may wake it earlier).
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the run was given up because its job kept failing to start.
+    pub dead_lettered_at: Option<DateTime<Utc>>,
 }
 
 impl RunRow {
@@ -215,6 +219,14 @@ pub fn finish(
     ))
     .execute(conn)?;
     Ok(n == 1)
+}
+
+/// Marks a run as given up after too many deliveries.
+pub fn mark_dead_lettered(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    diesel::update(runs::table.find(id))
+        .set(runs::dead_lettered_at.eq(Some(chrono::Utc::now())))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A partial update of a task row: `None` leaves a column alone, `Some(None)` clears it.

@@ -28,6 +28,11 @@ pub struct WorkflowRow {
     pub legacy_id: Option<String>,
     pub import_checksum: Option<String>,
     pub import_meta: Option<serde_json::Value>,
+    /// Runs of this workflow executing at once, at most; `None`: no limit.
+    pub max_concurrent_runs: Option<i32>,
+    /// At most `rate_limit_runs` runs start per `rate_limit_seconds` (both set or neither).
+    pub rate_limit_runs: Option<i32>,
+    pub rate_limit_seconds: Option<i32>,
 }
 
 impl WorkflowRow {
@@ -175,6 +180,23 @@ pub fn set_current(
 }
 
 /// Replaces the workflow's schedule (`None` removes it).
+/// Sets the workflow's run limits (`None`: no limit).
+pub fn set_limits(
+    conn: &mut PgConnection,
+    id: Uuid,
+    max_concurrent_runs: Option<u32>,
+    rate: Option<crate::workflows::RateLimit>,
+) -> Result<WorkflowRow> {
+    Ok(diesel::update(workflows::table.find(id))
+        .set((
+            workflows::max_concurrent_runs.eq(max_concurrent_runs.map(|n| n as i32)),
+            workflows::rate_limit_runs.eq(rate.map(|r| r.runs as i32)),
+            workflows::rate_limit_seconds.eq(rate.map(|r| r.per_seconds as i32)),
+        ))
+        .returning(WorkflowRow::as_returning())
+        .get_result(conn)?)
+}
+
 pub fn set_schedule(
     conn: &mut PgConnection,
     id: Uuid,

@@ -92,3 +92,27 @@ pub fn cancel_remaining(
     }
     Ok(events)
 }
+
+/// Gives a run up for good: every unfinished task is cancelled with `why`, and the run fails
+/// with `why` and is marked dead-lettered.
+pub fn dead_letter(
+    conn: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    why: &str,
+) -> Result<Vec<RunEvent>> {
+    let mut events = Vec::new();
+    for t in repo::runs::tasks_of(conn, run_id)? {
+        if !t.status.is_terminal() {
+            let change = TaskChange::finished(TaskStatus::Cancelled, Some(why.to_string()));
+            let ev = task_changed(&t.name, TaskStatus::Cancelled, Some(why.to_string()));
+            events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
+        }
+    }
+    if repo::runs::finish(conn, run_id, RunStatus::Failed, Some(why))? {
+        repo::runs::mark_dead_lettered(conn, run_id)?;
+        let ev = run_changed(RunStatus::Failed, Some(why.to_string()));
+        events.push(record(conn, est, run_id, ev)?);
+    }
+    Ok(events)
+}

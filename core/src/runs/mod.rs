@@ -6,6 +6,7 @@ pub mod eta;
 pub mod events;
 pub mod execution;
 pub mod inputs;
+pub mod limits;
 pub mod model;
 pub mod progress;
 pub mod reads;

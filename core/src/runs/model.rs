@@ -30,6 +30,8 @@ pub struct Run {
     pub trigger: RunTrigger,
     /// The schedule tick a scheduled run belongs to.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Set when the run was given up after too many deliveries.
+    pub dead_lettered_at: Option<DateTime<Utc>>,
 }
 
 impl From<RunRow> for Run {
@@ -52,6 +54,7 @@ impl From<RunRow> for Run {
             cancel_requested_at: row.cancel_requested_at,
             trigger: row.trigger,
             scheduled_for: row.scheduled_for,
+            dead_lettered_at: row.dead_lettered_at,
         }
     }
 }

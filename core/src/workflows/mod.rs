@@ -7,4 +7,4 @@ pub mod spec;
 pub mod validate;
 
 pub use model::{Workflow, WorkflowVersion};
-pub use spec::{ScheduleInput, StepSpec, WorkflowInput, WorkflowSpec};
+pub use spec::{RateLimit, ScheduleInput, StepSpec, WorkflowInput, WorkflowSpec};

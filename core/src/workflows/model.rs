@@ -23,6 +23,8 @@ pub struct Workflow {
     pub schedule: Option<Schedule>,
     /// The legacy id of the task group an import made this workflow from.
     pub legacy_id: Option<String>,
+    pub max_concurrent_runs: Option<u32>,
+    pub rate_limit: Option<crate::workflows::RateLimit>,
 }
 
 impl From<WorkflowRow> for Workflow {
@@ -38,6 +40,14 @@ impl From<WorkflowRow> for Workflow {
             created_at: row.created_at,
             updated_at: row.updated_at,
             legacy_id: row.legacy_id,
+            max_concurrent_runs: row.max_concurrent_runs.map(|n| n as u32),
+            rate_limit: row
+                .rate_limit_runs
+                .zip(row.rate_limit_seconds)
+                .map(|(runs, secs)| crate::workflows::RateLimit {
+                    runs: runs as u32,
+                    per_seconds: secs as u32,
+                }),
         }
     }
 }

@@ -52,6 +52,14 @@ impl WorkflowService {
                     if let Some(s) = schedule::stored(input.schedule.as_ref(), None, now) {
                         wf = repo::workflows::set_schedule(conn, wf.id, Some(&s))?;
                     }
+                    if input.max_concurrent_runs.is_some() || input.rate_limit.is_some() {
+                        wf = repo::workflows::set_limits(
+                            conn,
+                            wf.id,
+                            input.max_concurrent_runs,
+                            input.rate_limit,
+                        )?;
+                    }
                     let entry = AuditEntry::by(&who, Action::WorkflowCreate, resource(wf.id))
                         .detail(serde_json::json!({
                             "name": wf.name, "version": wf.current_version,
@@ -107,6 +115,13 @@ impl WorkflowService {
                     if new != old {
                         repo::workflows::set_schedule(conn, id, new.as_ref())?;
                     }
+                    // Like the schedule, limits left out of an edit are removed.
+                    repo::workflows::set_limits(
+                        conn,
+                        id,
+                        input.max_concurrent_runs,
+                        input.rate_limit,
+                    )?;
                     let entry = AuditEntry::by(&who, Action::WorkflowUpdate, resource(id)).detail(
                         serde_json::json!({
                             "name": input.name, "version": next,

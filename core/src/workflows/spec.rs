@@ -13,6 +13,19 @@ pub struct WorkflowInput {
     /// `None` means the workflow has no schedule (an edit without one removes it).
     #[serde(default)]
     pub schedule: Option<ScheduleInput>,
+    /// At most this many runs of the workflow execute at once; more wait queued, in order.
+    #[serde(default)]
+    pub max_concurrent_runs: Option<u32>,
+    /// At most `runs` runs start per `per_seconds`; more wait queued, in order.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-workflow start rate: at most `runs` runs start in any `per_seconds` window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub runs: u32,
+    pub per_seconds: u32,
 }
 
 /// A schedule as submitted: a cron expression (five fields, or six with leading seconds), an

@@ -68,7 +68,37 @@ pub fn validate_workflow(input: &WorkflowInput) -> Result<(), Vec<FieldError>> {
     if let Some(schedule) = &input.schedule {
         errs.extend(validate_schedule(schedule));
     }
+    errs.extend(validate_limits(input));
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// Largest `maxConcurrentRuns` and `rateLimit.runs`; longest `rateLimit.perSeconds` (a day).
+pub const MAX_RUN_LIMIT: u32 = 100_000;
+pub const MAX_RATE_WINDOW_SECONDS: u32 = 86_400;
+
+/// Problems with the per-workflow run limits.
+fn validate_limits(input: &WorkflowInput) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut within = |v: u32, max: u32, field: &str| {
+        if !(1..=max).contains(&v) {
+            errs.push(FieldError::new(
+                field,
+                format!("must be between 1 and {max}"),
+            ));
+        }
+    };
+    if let Some(n) = input.max_concurrent_runs {
+        within(n, MAX_RUN_LIMIT, "input.maxConcurrentRuns");
+    }
+    if let Some(r) = input.rate_limit {
+        within(r.runs, MAX_RUN_LIMIT, "input.rateLimit.runs");
+        within(
+            r.per_seconds,
+            MAX_RATE_WINDOW_SECONDS,
+            "input.rateLimit.perSeconds",
+        );
+    }
+    errs
 }
 
 pub const MAX_CRON_LEN: usize = 200;

@@ -38,6 +38,30 @@ pub struct Execution {
     est: Arc<Estimator>,
     run_id: Uuid,
     owner: String,
+    /// The run's delivery count when this worker claimed it: a fencing token every write and
+    /// renewal checks, so a holder that lost its lease (paused past it) cannot write afterwards.
+    epoch: i32,
+}
+
+/// How a worker takes runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimPolicy {
+    pub lease: Duration,
+    /// A run claimed more often than this without ending is dead-lettered (its job keeps failing
+    /// to start or to get anywhere) instead of looping.
+    pub max_deliveries: i32,
+}
+
+/// What became of a delivery.
+pub enum Claimed {
+    /// The run is this worker's to drive.
+    Run(Execution, Claim),
+    /// Finished, or driven by another worker: a duplicate delivery.
+    Gone,
+    /// Over its workflow's limits; it waits queued until `until` or until a run finishes.
+    Waiting(chrono::DateTime<chrono::Utc>),
+    /// Given up after too many deliveries; the run is now failed and marked dead-lettered.
+    DeadLettered,
 }
 
 /// What a claim tells the worker about the run it now holds.
@@ -82,35 +106,62 @@ pub struct TaskEnd {
 }
 
 impl Execution {
-    /// Takes (or re-takes) the run's lease for `owner`. `None` when another worker holds a live
-    /// lease or the run has ended: a duplicate delivery, to be acknowledged without effect.
+    /// Takes (or re-takes) the run's lease for `owner`, unless the run ended or another worker
+    /// holds a live lease (a duplicate delivery, acknowledged without effect), its workflow's
+    /// limits make it wait, or it was delivered too often (dead-lettered).
     pub async fn claim(
         db: Db,
         bus: EventBus,
         est: Arc<Estimator>,
         run_id: Uuid,
         owner: String,
-        lease: Duration,
-    ) -> Result<Option<(Self, Claim)>> {
-        let (o, secs) = (owner.clone(), lease.as_secs() as i64);
-        let claimed = db
-            .run(move |c| repo::leases::claim(c, run_id, &o, secs))
+        policy: ClaimPolicy,
+    ) -> Result<Claimed> {
+        let (o, secs) = (owner.clone(), policy.lease.as_secs() as i64);
+        let admission = db
+            .run(move |c| crate::runs::limits::admit(c, run_id, &o, secs))
             .await?;
-        Ok(claimed.map(|run| {
-            let claim = Claim {
-                workflow_id: run.workflow_id,
-                deliveries: run.deliveries,
-                cancel_requested: run.cancel_requested_at.is_some(),
-            };
-            let exec = Self {
-                db,
-                bus,
-                est,
-                run_id,
-                owner,
-            };
-            (exec, claim)
-        }))
+        let run = match admission {
+            crate::runs::limits::Admission::Admitted(run) => run,
+            crate::runs::limits::Admission::Gone => return Ok(Claimed::Gone),
+            crate::runs::limits::Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
+        };
+        let claim = Claim {
+            workflow_id: run.workflow_id,
+            deliveries: run.deliveries,
+            cancel_requested: run.cancel_requested_at.is_some(),
+        };
+        let exec = Self {
+            db,
+            bus,
+            est,
+            run_id,
+            owner,
+            epoch: run.deliveries,
+        };
+        if run.deliveries > policy.max_deliveries {
+            exec.dead_letter(run.deliveries).await?;
+            return Ok(Claimed::DeadLettered);
+        }
+        Ok(Claimed::Run(exec, claim))
+    }
+
+    /// Gives the run up: unfinished tasks are cancelled, the run fails with the reason and is
+    /// marked dead-lettered (visible in the API and `tms_runs_dead_lettered_total`).
+    async fn dead_letter(&self, deliveries: i32) -> Result<()> {
+        let (run_id, est) = (self.run_id, self.est.clone());
+        let why = format!(
+            "dead-lettered: delivered {deliveries} times without finishing (see the workers' logs for run {run_id})"
+        );
+        self.write(move |conn| {
+            let events = crate::runs::events::dead_letter(conn, &est, run_id, &why)?;
+            crate::runs::limits::wake_next(conn, run_id)?;
+            Ok(((), events))
+        })
+        .await?;
+        crate::metrics::runs::DEAD_LETTERED.inc();
+        tracing::error!(%run_id, deliveries, "run dead-lettered after too many deliveries");
+        Ok(())
     }
 
     pub fn run_id(&self) -> Uuid {
@@ -120,16 +171,17 @@ impl Execution {
     /// Extends the lease. `None`: it was lost; otherwise whether a cancellation was requested.
     pub async fn renew(&self, lease: Duration) -> Result<Option<bool>> {
         let (id, o, secs) = (self.run_id, self.owner.clone(), lease.as_secs() as i64);
+        let epoch = self.epoch;
         self.db
-            .run(move |c| repo::leases::renew_lease(c, id, &o, secs))
+            .run(move |c| repo::leases::renew_lease(c, id, &o, epoch, secs))
             .await
     }
 
     /// Gives the lease back (shutdown), so the reconciler hands the run to another worker.
     pub async fn release(&self) -> Result<()> {
-        let (id, o) = (self.run_id, self.owner.clone());
+        let (id, o, epoch) = (self.run_id, self.owner.clone(), self.epoch);
         self.db
-            .run(move |c| repo::leases::release_lease(c, id, &o))
+            .run(move |c| repo::leases::release_lease(c, id, &o, epoch))
             .await
     }
 
@@ -282,6 +334,7 @@ impl Execution {
                 if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
                     return Ok((None, vec![]));
                 }
+                crate::runs::limits::wake_next(conn, run_id)?;
                 let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
                 let took = repo::runs::find(conn, run_id)?
                     .and_then(|r| Some(r.finished_at? - r.started_at?))
@@ -300,8 +353,12 @@ impl Execution {
     /// Records a user's cancellation: every task not yet finished, then the run.
     pub async fn cancel(&self, why: &str) -> Result<()> {
         let (run_id, why, est) = (self.run_id, why.to_string(), self.est.clone());
-        self.write(move |conn| Ok(((), cancel_remaining(conn, &est, run_id, &why)?)))
-            .await
+        self.write(move |conn| {
+            let events = cancel_remaining(conn, &est, run_id, &why)?;
+            crate::runs::limits::wake_next(conn, run_id)?;
+            Ok(((), events))
+        })
+        .await
     }
 
     async fn change(
@@ -332,12 +389,13 @@ impl Execution {
         let mut delay = Duration::from_millis(200);
         let mut tries = 0;
         loop {
-            let (run_id, owner, f) = (self.run_id, self.owner.clone(), f.clone());
+            let (run_id, owner, epoch, f) =
+                (self.run_id, self.owner.clone(), self.epoch, f.clone());
             let res = self
                 .db
                 .run(move |conn| {
                     conn.transaction::<_, Error, _>(|conn| {
-                        if !repo::leases::holds_lease(conn, run_id, &owner)? {
+                        if !repo::leases::holds_lease(conn, run_id, &owner, epoch)? {
                             return Err(Error::Conflict("run lease lost".into()));
                         }
                         f(conn)
