@@ -448,7 +448,11 @@ async fn runs_over_max_concurrent_runs_wait_in_order_and_are_released_when_one_e
         before.0 + 1,
         "the oldest waiting run is put back on the queue when a slot frees"
     );
-    assert_eq!(unsent(later[1]).await, before.1, "only as many as slots are free");
+    assert_eq!(
+        unsent(later[1]).await,
+        before.1,
+        "only as many as slots are free"
+    );
     assert!(matches!(
         s.claim_run(later[0], "w2", 10).await,
         Claimed::Run(..)
