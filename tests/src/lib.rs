@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub mod chaos;
 pub mod otlp;
 pub mod principals;
 pub mod prometheus;
