@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::db::{Effects, Snapshot};
+use super::evidence::evidence;
 use super::faults::Fault;
 use super::load::{Outcome, Trigger};
-use super::{excerpt, secs};
+use super::secs;
 
 /// The longest a `triggerRun` round trip may take, accepted or refused.
 pub const TRIGGER_LIMIT: Duration = Duration::from_secs(1);
@@ -87,12 +88,13 @@ fn triggers(inp: &Inputs, accepted: &[(String, String)], v: &mut Verdict) {
     ));
     let show = |list: &[&Trigger]| {
         list.iter()
-            .take(10)
+            .take(30)
             .map(|t| {
                 format!(
-                    "  key {} on api :{} at +{} took {}: {:?}",
+                    "  key {} on api :{} at {} (+{}) took {}: {:?}",
                     t.key,
                     t.api_port,
+                    t.wall.format("%H:%M:%S%.3f"),
                     secs(t.at),
                     secs(t.took),
                     t.outcome
@@ -146,14 +148,19 @@ fn runs(inp: &Inputs, accepted: &[(String, String)], v: &mut Verdict) {
         .collect();
     v.figures
         .push(format!("runs succeeded: {}", count("succeeded")));
+    let others: Vec<String> = by_status
+        .iter()
+        .filter(|(s, _)| *s != "succeeded")
+        .map(|(s, ids)| format!("{s} {}", ids.len()))
+        .collect();
     v.figures.push(format!(
-        "runs lost (accepted, not ended): {} {:?}",
+        "runs lost (accepted, not ended): {}{}",
         lost.len(),
-        by_status
-            .iter()
-            .filter(|(s, _)| *s != "succeeded")
-            .map(|(s, ids)| format!("{s}: {}", ids.len()))
-            .collect::<Vec<_>>()
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (not succeeded: {})", others.join(", "))
+        }
     ));
     for (status, ids) in &by_status {
         if status == "succeeded" {
@@ -354,56 +361,4 @@ fn fault_times(faults: &[Fault]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Everything known about run `id`: its row, tasks, events, effect lines, log lines naming it.
-pub fn evidence(inp: &Inputs, id: &str) -> String {
-    let snap = inp.snapshot;
-    let mut out = match snap.runs.get(id) {
-        Some(r) => format!(
-            "  run {id} key {} status {} deliveries {} last_seq {} lease_owner '{}' error '{}'",
-            r.key, r.status, r.deliveries, r.last_seq, r.lease_owner, r.error
-        ),
-        None => format!("  run {id}: no row in runs"),
-    };
-    let tasks: Vec<String> = snap
-        .tasks
-        .get(id)
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            let fx = inp.effects.attempts(id, &t.name);
-            let err = if t.error.is_empty() {
-                String::new()
-            } else {
-                format!(" error '{}'", t.error)
-            };
-            format!("{} {}#{}{err} effects{fx:?}", t.name, t.status, t.attempt)
-        })
-        .collect();
-    out += &format!("\n    tasks: {}", tasks.join(", "));
-    let events: Vec<String> = snap
-        .events
-        .get(id)
-        .into_iter()
-        .flatten()
-        .map(|e| e.brief())
-        .collect();
-    let skip = events.len().saturating_sub(30);
-    out += &format!(
-        "\n    events{}: {}",
-        if skip > 0 {
-            format!(" (last 30 of {})", events.len())
-        } else {
-            String::new()
-        },
-        events[skip..].join(" | ")
-    );
-    for (label, text) in inp.logs {
-        let lines = excerpt(text, id, 6);
-        if !lines.is_empty() {
-            out += &format!("\n    {label} log:\n      {}", lines.join("\n      "));
-        }
-    }
-    out
 }

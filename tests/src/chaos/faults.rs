@@ -6,14 +6,16 @@
 //! worker was ready) until the first step that *started after that moment* finished
 //! successfully, read from `tasks.started_at` / `tasks.finished_at` in Postgres. It is the
 //! time the system needed to do new work again, not the time to finish the work the fault
-//! interrupted (the final checks cover that).
+//! interrupted: that is the settling time, from the same moment until every run that was
+//! queued or running then has ended. The next fault is injected once the system settled (or
+//! `SETTLE_BOUND` passed).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, excerpt, rows, secs, sql};
+use super::{LEASE_SECONDS, SHUTDOWN_GRACE_SECONDS, rows, secs, shutdown_excerpt, sql};
 use crate::proxy::Mode;
 use crate::{PrivateRedis, TestEnv};
 
@@ -60,12 +62,16 @@ pub struct Fault {
     pub victim: String,
     pub started: DateTime<Utc>,
     pub ended: DateTime<Utc>,
-    /// `None`: no step started after the fault finished within `RECOVERY_BOUND`.
+    /// `None`: no step started after the fault finished within `SETTLE_BOUND`.
     pub recovery: Option<Duration>,
+    /// Runs queued or running when the fault ended.
+    pub open_at_end: usize,
+    /// `None`: some of them were still open `SETTLE_BOUND` after the fault ended.
+    pub settled: Option<Duration>,
 }
 
-/// How long the suite waits for a fault's recovery before moving on.
-pub const RECOVERY_BOUND: Duration = Duration::from_secs(45);
+/// How long after a fault ended the suite waits for its recovery and settling before moving on.
+pub const SETTLE_BOUND: Duration = Duration::from_secs(20);
 /// How long a worker may take to exit after SIGTERM before it counts as hung.
 const TERM_BOUND: Duration = Duration::from_secs(SHUTDOWN_GRACE_SECONDS + 15);
 
@@ -126,14 +132,35 @@ impl Chaos<'_> {
                 p.signal(libc::SIGCONT);
                 format!("redis-server pid {}", p.pid())
             }
-            FaultKind::RedisRestart | FaultKind::RedisRestartEmpty => {
+            FaultKind::RedisRestart => {
                 let pid = self.redis_proc()?.pid();
                 self.redis.stop();
-                if kind == FaultKind::RedisRestartEmpty {
-                    self.redis.clear_data()?;
-                }
                 self.redis.spawn()?;
                 format!("redis-server pid {pid}")
+            }
+            FaultKind::RedisRestartEmpty => {
+                // Jobs only wait in the queue when no worker takes them: the workers pause
+                // (shorter than a lease) until runs are queued, so the wipe loses real jobs.
+                let live: Vec<usize> = (0..self.env.workers.len())
+                    .filter(|&i| !self.env.workers[i].killed)
+                    .collect();
+                for &i in &live {
+                    self.env.workers[i].signal(libc::SIGSTOP);
+                }
+                let queued = self.wait_queued(2, Duration::from_secs(3)).await;
+                let pid = self.redis_proc()?.pid();
+                self.redis.stop();
+                let wiped = self.redis.clear_data();
+                let spawned = self.redis.spawn();
+                for &i in &live {
+                    self.env.workers[i].signal(libc::SIGCONT);
+                }
+                wiped?;
+                spawned?;
+                format!(
+                    "redis-server pid {pid}, wiped with {} runs queued (workers paused meanwhile)",
+                    queued?
+                )
             }
             FaultKind::PostgresStop => {
                 let Some(proxy) = self.env.pg_proxy.as_ref() else {
@@ -152,11 +179,23 @@ impl Chaos<'_> {
             }
         };
         let ended = Utc::now();
-        let recovery = self.recovery_after(ended).await?;
+        let deadline = Instant::now() + SETTLE_BOUND;
+        let open = sql(
+            &self.env.database_url,
+            "SELECT id FROM runs WHERE status IN ('queued', 'running')",
+        )
+        .await?;
+        let open: Vec<&str> = open.lines().filter(|l| !l.is_empty()).collect();
+        let recovery = self.recovery_after(ended, deadline).await?;
+        let settled = self.settled(ended, &open, deadline).await?;
+        let fmt =
+            |d: Option<Duration>| d.map_or(format!("not within {}", secs(SETTLE_BOUND)), secs);
         eprintln!(
-            "chaos: injected {} on {victim}; recovered in {}",
+            "chaos: injected {} on {victim}; recovered in {}, its {} open runs ended in {}",
             kind.name(),
-            recovery.map_or("(not within bound)".to_string(), secs)
+            fmt(recovery),
+            open.len(),
+            fmt(settled)
         );
         self.faults.push(Fault {
             kind,
@@ -164,6 +203,8 @@ impl Chaos<'_> {
             started,
             ended,
             recovery,
+            open_at_end: open.len(),
+            settled,
         });
         Ok(())
     }
@@ -199,20 +240,20 @@ impl Chaos<'_> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let tail = excerpt(&w.log_text(), "", 15).join("\n    ");
+        let tail = shutdown_excerpt(&w.log_text(), 8).join("\n    ");
         match status {
             Some(s) if s.success() => {
                 eprintln!("chaos: worker{i} exited 0 {} after SIGTERM", secs(t0.elapsed()))
             }
             Some(s) => self.failures.push(format!(
-                "worker{i} ({}) exited with {s} {} after SIGTERM (expected 0 after at most {SHUTDOWN_GRACE_SECONDS}s of grace); its log ends:\n    {tail}",
+                "worker{i} ({}) exited with {s} {} after SIGTERM (expected 0 after at most {SHUTDOWN_GRACE_SECONDS}s of grace); its log (shutdown lines, then its end):\n    {tail}",
                 worker_name(i),
                 secs(t0.elapsed())
             )),
             None => {
                 w.kill9();
                 self.failures.push(format!(
-                    "worker{i} ({}) had not exited {} after SIGTERM (grace {SHUTDOWN_GRACE_SECONDS}s); killed. Its log ends:\n    {tail}",
+                    "worker{i} ({}) had not exited {} after SIGTERM (grace {SHUTDOWN_GRACE_SECONDS}s); killed. Its log (shutdown lines, then its end):\n    {tail}",
                     worker_name(i),
                     secs(TERM_BOUND)
                 ));
@@ -253,9 +294,60 @@ impl Chaos<'_> {
         }
     }
 
-    /// Waits (bounded) for the first step started at or after `ended` to succeed.
-    async fn recovery_after(&self, ended: DateTime<Utc>) -> Result<Option<Duration>> {
-        let deadline = Instant::now() + RECOVERY_BOUND;
+    /// Waits (at most `bound`) until at least `n` runs are queued; returns how many are.
+    async fn wait_queued(&self, n: i64, bound: Duration) -> Result<i64> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let q = sql(
+                &self.env.database_url,
+                "SELECT count(*) FROM runs WHERE status = 'queued'",
+            )
+            .await?;
+            let queued: i64 = q.trim().parse().unwrap_or(0);
+            if queued >= n || Instant::now() > deadline {
+                return Ok(queued);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (until `deadline`) for every run in `open` to end; the time since `ended`.
+    async fn settled(
+        &self,
+        ended: DateTime<Utc>,
+        open: &[&str],
+        deadline: Instant,
+    ) -> Result<Option<Duration>> {
+        if open.is_empty() {
+            return Ok(Some(Duration::ZERO));
+        }
+        let q = format!(
+            "SELECT count(*), extract(epoch FROM max(finished_at) - '{}'::timestamptz) FROM runs \
+             WHERE id IN ('{}') AND status NOT IN ('queued', 'running')",
+            ts(ended),
+            open.join("','")
+        );
+        loop {
+            let out = sql(&self.env.database_url, &q).await?;
+            let row = rows(&out).into_iter().next().unwrap_or_default();
+            let ended_count: usize = row.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+            if ended_count == open.len() {
+                let s: f64 = row.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+                return Ok(Some(Duration::from_secs_f64(s.max(0.0))));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits (until `deadline`) for the first step started at or after `ended` to succeed.
+    async fn recovery_after(
+        &self,
+        ended: DateTime<Utc>,
+        deadline: Instant,
+    ) -> Result<Option<Duration>> {
         let q = format!(
             "SELECT extract(epoch FROM min(finished_at) - '{}'::timestamptz) FROM tasks \
              WHERE status = 'succeeded' AND started_at >= '{}'::timestamptz",

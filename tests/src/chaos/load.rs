@@ -25,6 +25,8 @@ pub struct Trigger {
     pub api_port: u16,
     /// Since the load started.
     pub at: Duration,
+    /// When it was sent, to read against the faults' times.
+    pub wall: chrono::DateTime<chrono::Utc>,
     pub took: Duration,
     pub outcome: Outcome,
 }
@@ -148,6 +150,7 @@ impl Triggerer {
     async fn trigger(&self, key: &str, n: usize) -> Trigger {
         let api_port = self.api_ports[(self.index + n) % self.api_ports.len()];
         let at = self.started.elapsed();
+        let wall = chrono::Utc::now();
         let t0 = Instant::now();
         let resp = self
             .client
@@ -183,6 +186,7 @@ impl Triggerer {
             key: key.to_string(),
             api_port,
             at,
+            wall,
             took,
             outcome,
         }

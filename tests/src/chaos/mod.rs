@@ -1,9 +1,10 @@
 //! The fault-injection suite's parts (issue 12): continuous triggering (`load`), the faults and
 //! their recovery times (`faults`), what Postgres and the side-effect file hold afterwards
-//! (`db`), and the checks with their evidence (`checks`).
+//! (`db`), and the checks (`checks`) with their evidence (`evidence`).
 
 pub mod checks;
 pub mod db;
+pub mod evidence;
 pub mod faults;
 pub mod load;
 
@@ -74,13 +75,40 @@ pub fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
-/// The last `n` lines of `text` that contain `needle` (all lines when it is empty).
+/// Log lines that say nothing about faults (the local executor's note on every step).
+const NOISE: &[&str] = &["local executor ignores the image"];
+
+/// The last `n` lines of `text` that contain `needle` (any line when it is empty), noise left
+/// out.
 pub fn excerpt(text: &str, needle: &str, n: usize) -> Vec<String> {
-    let hits: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(needle) && !NOISE.iter().any(|x| l.contains(x)))
+        .collect();
     hits[hits.len().saturating_sub(n)..]
         .iter()
-        .map(|l| truncate(l, 300))
+        .map(|l| truncate(l, 400))
         .collect()
+}
+
+/// The last `n` lines of `text` that mention shutting down or a signal, then its last `n`
+/// lines: what a process did with SIGTERM.
+pub fn shutdown_excerpt(text: &str, n: usize) -> Vec<String> {
+    let words = ["shut", "signal", "sigterm", "drain", "grace"];
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            words.iter().any(|w| l.contains(w))
+        })
+        .collect();
+    let mut out: Vec<String> = hits[hits.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| truncate(l, 400))
+        .collect();
+    out.push("…".into());
+    out.extend(excerpt(text, "", n));
+    out
 }
 
 fn truncate(s: &str, max: usize) -> String {
