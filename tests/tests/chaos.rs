@@ -70,6 +70,10 @@ async fn accepted_runs_succeed_once_through_worker_redis_and_postgres_faults() -
     let wf = env.create_workflow("chaos", steps(&effects_path)).await?;
     let db = env.database_url.clone();
     let ports = vec![env.api_port, api2];
+    let apis = vec![
+        (env.api_port, "api0".to_string()),
+        (api2, "api1".to_string()),
+    ];
     let token = env.token.clone().unwrap_or_default();
 
     let mut chaos = Chaos {
@@ -178,6 +182,7 @@ async fn accepted_runs_succeed_once_through_worker_redis_and_postgres_faults() -
         snapshot: &snapshot,
         effects: &effects,
         logs: &logs,
+        apis: &apis,
         faults: &faults,
     });
     for f in &verdict.figures {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::db::{Effects, Snapshot};
-use super::evidence::evidence;
+use super::evidence::{evidence, trigger_evidence};
 use super::faults::Fault;
 use super::load::{Outcome, Trigger};
 use super::secs;
@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     pub effects: &'a Effects,
     /// (process label, its whole log) of every api, worker (dead ones too) and Redis.
     pub logs: &'a [(String, String)],
+    /// (port, label in `logs`) of each api.
+    pub apis: &'a [(u16, String)],
     pub faults: &'a [Fault],
 }
 
@@ -105,18 +107,20 @@ fn triggers(inp: &Inputs, accepted: &[(String, String)], v: &mut Verdict) {
     };
     if !failed.is_empty() {
         v.failures.push(format!(
-            "{} triggerRun calls failed with something other than UNAVAILABLE:\n{}",
+            "{} triggerRun calls failed with something other than UNAVAILABLE:\n{}\n{}",
             failed.len(),
-            show(&failed)
+            show(&failed),
+            trigger_evidence(inp, &failed)
         ));
     }
     if !slow.is_empty() {
         v.failures.push(format!(
-            "{} triggerRun calls took longer than {} (faults: {}):\n{}",
+            "{} triggerRun calls took longer than {} (faults: {}):\n{}\n{}",
             slow.len(),
             secs(TRIGGER_LIMIT),
             fault_times(inp.faults),
-            show(&slow)
+            show(&slow),
+            trigger_evidence(inp, &slow)
         ));
     }
     let answered: HashMap<&str, ()> = accepted.iter().map(|(id, _)| (id.as_str(), ())).collect();
