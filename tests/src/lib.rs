@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+pub mod chaos;
 pub mod otlp;
 pub mod principals;
 pub mod prometheus;
@@ -77,6 +78,13 @@ impl Proc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`, `libc::SIGSTOP`) to the process; false when it
+    /// could not be delivered.
+    pub fn signal(&self, signal: i32) -> bool {
+        // SAFETY: kill(2) on the PID of a child this Proc owns and has not reaped.
+        unsafe { libc::kill(self.pid() as i32, signal) == 0 }
+    }
 }
 
 impl Drop for Proc {
@@ -120,6 +128,9 @@ pub struct EnvOptions {
     /// The api's port, when a setting must name it before start (the SSO redirect URL);
     /// default: a free one.
     pub api_port: Option<u16>,
+    /// The api and worker processes reach Postgres through a `Proxy` the test controls
+    /// (`TestEnv::pg_proxy`), so it can cut them off without stopping the shared server.
+    pub postgres_proxy: bool,
 }
 
 impl Default for EnvOptions {
@@ -130,6 +141,7 @@ impl Default for EnvOptions {
             worker_env: Vec::new(),
             api_env: Vec::new(),
             api_port: None,
+            postgres_proxy: false,
         }
     }
 }
@@ -168,6 +180,11 @@ pub struct TestEnv {
     http: reqwest::Client,
     pub token: Option<String>,
     api_env: Vec<(String, String)>,
+    /// With `EnvOptions::postgres_proxy`: the proxy between the processes and Postgres.
+    pub pg_proxy: Option<proxy::Proxy>,
+    /// With `pg_proxy`: the `DATABASE_URL` the processes get (the proxy's port in place of
+    /// the server's); without, they get `database_url`.
+    proxied_database_url: Option<String>,
 }
 
 impl TestEnv {
@@ -181,7 +198,20 @@ impl TestEnv {
         let dir = tempdir::Dir::new("tms-e2e");
         let work_dir = dir.path().join("work");
         let artifacts_dir = dir.path().join("artifacts");
+        let (pg_proxy, proxied_database_url) = if opts.postgres_proxy {
+            let pg_port = services::database_port(&database_url)?;
+            let proxy = proxy::Proxy::start(pg_port).await?;
+            let url = database_url.replace(
+                &format!("127.0.0.1:{pg_port}"),
+                &format!("127.0.0.1:{}", proxy.port),
+            );
+            (Some(proxy), Some(url))
+        } else {
+            (None, None)
+        };
         let mut env = TestEnv {
+            pg_proxy,
+            proxied_database_url,
             database_url,
             redis_url,
             queue: format!("q-{}", uuid::Uuid::new_v4().simple()),
@@ -214,7 +244,12 @@ impl TestEnv {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("DATABASE_URL", &self.database_url)
+            .env(
+                "DATABASE_URL",
+                self.proxied_database_url
+                    .as_deref()
+                    .unwrap_or(&self.database_url),
+            )
             .env("REDIS_URL", &self.redis_url)
             .env("TMS_QUEUE", &self.queue)
             .env("TMS_DB_POOL_SIZE", "5")

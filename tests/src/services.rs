@@ -36,6 +36,13 @@ pub fn database_url(name: &str) -> Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// The loopback port in a database URL of the shared Postgres (`…@127.0.0.1:<port>/…`).
+pub fn database_port(url: &str) -> Result<u16> {
+    url.split(['@', '/'])
+        .find_map(|p| p.strip_prefix("127.0.0.1:").and_then(|x| x.parse().ok()))
+        .ok_or_else(|| anyhow!("no loopback port in {url}"))
+}
+
 /// The maintenance database, for statements about other databases.
 pub fn admin_url() -> String {
     required_env("TMS_TEST_DATABASE_URL")
@@ -95,6 +102,8 @@ impl PrivateRedis {
                 "--appendonly",
                 "yes",
             ])
+            .arg("--logfile")
+            .arg(&log)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -121,5 +130,27 @@ impl PrivateRedis {
         if let Some(mut p) = self.proc.take() {
             p.kill9();
         }
+    }
+
+    /// The running server's process (for SIGSTOP/SIGCONT), if any.
+    pub fn process(&self) -> Option<&Proc> {
+        self.proc.as_ref()
+    }
+
+    /// Deletes everything the server persisted (AOF, RDB), so the next `spawn` starts empty.
+    /// Call it while the server is stopped.
+    pub fn clear_data(&self) -> Result<()> {
+        for entry in std::fs::read_dir(self.dir.path())? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "redis.log") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
     }
 }
