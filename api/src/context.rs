@@ -10,6 +10,9 @@ use tms_core::{Error, auth::service::AuthService};
 pub struct RequestAuth {
     pub principal: Option<Principal>,
     pub token_error: Option<&'static str>,
+    /// The token could not be checked because a backing service (Postgres) is unreachable:
+    /// the request answers `UNAVAILABLE`, not `UNAUTHENTICATED` (the token may well be good).
+    pub unavailable: bool,
 }
 
 impl RequestAuth {
@@ -24,24 +27,32 @@ impl RequestAuth {
             .filter(|t| !t.is_empty())
         else {
             return Self {
-                principal: None,
                 token_error: Some("Authorization header must be `Bearer <token>`"),
+                ..Self::default()
             };
         };
         match auth.authenticate(token).await {
             Ok(p) => Self {
                 principal: Some(p),
-                token_error: None,
+                ..Self::default()
             },
             Err(Error::Unauthenticated(msg)) => Self {
-                principal: None,
                 token_error: Some(msg),
+                ..Self::default()
             },
+            Err(Error::Unavailable(e)) => {
+                tracing::warn!(error = %e, "access token not checked: a backing service is unavailable");
+                Self {
+                    token_error: Some("could not verify the access token"),
+                    unavailable: true,
+                    ..Self::default()
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not resolve access token");
                 Self {
-                    principal: None,
                     token_error: Some("could not verify the access token"),
+                    ..Self::default()
                 }
             }
         }
@@ -51,6 +62,9 @@ impl RequestAuth {
 impl RequestAuth {
     /// The caller, or an `UNAUTHENTICATED` error when a bad token was sent.
     pub fn caller(&self) -> Result<Option<&Principal>, Error> {
+        if self.unavailable {
+            return Err(Error::Unavailable("access token not checked".into()));
+        }
         match self.token_error {
             Some(msg) => Err(Error::Unauthenticated(msg)),
             None => Ok(self.principal.as_ref()),

@@ -213,3 +213,54 @@ async fn sigterm_closes_websockets_with_1001_and_the_api_exits_0() -> Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_run_whose_job_keeps_failing_to_start_is_dead_lettered() -> Result<()> {
+    let mut env = TestEnv::start_with(EnvOptions::api_only()).await?;
+    let wf = env
+        .create_workflow(
+            "poison",
+            json!([{"name": "a", "image": "alpine:3.20", "run": "true"}]),
+        )
+        .await?;
+    let run = env.trigger(&wf).await?;
+    // A poison payload: the stored definition no longer reads as a workflow, so every
+    // delivery fails before any step starts.
+    psql(
+        &env.database_url,
+        &[
+            "-c",
+            &format!(
+                "UPDATE workflow_versions SET spec = '{{\"steps\": 5}}' WHERE workflow_id = '{wf}'"
+            ),
+        ],
+    )?;
+    env.start_worker(&[
+        ("TMS_MAX_DELIVERIES".into(), "3".into()),
+        ("TMS_RECONCILE_SECONDS".into(), "1".into()),
+        ("TMS_LOST_JOB_SECONDS".into(), "1".into()),
+    ])
+    .await?;
+    let done = env.wait_run(&run, Duration::from_secs(60)).await?;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    let r = env
+        .gql(
+            "query($id: ID!) { run(id: $id) { deadLetteredAt deliveries error } queueStats { dead } }",
+            json!({"id": run}),
+        )
+        .await?;
+    assert!(r["run"]["deadLetteredAt"].is_string(), "{r}");
+    assert_eq!(
+        r["run"]["deliveries"], 4,
+        "given up on the delivery after the third: {r}"
+    );
+    assert!(
+        r["run"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("dead-lettered"),
+        "{r}"
+    );
+    assert!(r["queueStats"]["dead"].as_i64().unwrap_or(0) >= 1, "{r}");
+    Ok(())
+}

@@ -97,6 +97,8 @@ pub fn server(probe: Probe, addr: std::net::SocketAddr) -> std::io::Result<actix
     })
     .workers(1)
     .disable_signals()
+    // Probes and scrapes are short: a shutdown does not wait long for them.
+    .shutdown_timeout(2)
     .bind(addr)?
     .run())
 }

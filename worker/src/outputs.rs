@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use tms_core::artifacts::{Artifacts, Saved};
+use std::time::Duration;
+
+use tms_core::artifacts::{ArtifactError, Artifacts, Saved};
 use tms_core::cache;
 use tms_core::runs::execution::{CacheStore, Execution};
 use tms_core::workflows::StepSpec;
@@ -80,19 +82,58 @@ pub fn dependency_outputs(
         .collect()
 }
 
-/// Restores each dependency's outputs into `step_dir/deps/<name>`.
+/// Why outputs could not be stored or restored.
+#[derive(Debug)]
+pub enum OutputError {
+    /// The step's own doing (too large, a symlink in `/out`, a corrupt blob): the attempt fails.
+    Failed(String),
+    /// Postgres stayed unreachable for [`UNAVAILABLE_PATIENCE`]: not the step's fault, so the
+    /// run is interrupted and resumed later instead of the step being failed.
+    Unavailable(String),
+}
+
+/// How long storing or restoring outputs waits out an unreachable database.
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
+
+fn unavailable(e: &ArtifactError) -> bool {
+    matches!(e, ArtifactError::Db(tms_core::Error::Unavailable(_)))
+}
+
+/// Retries `op` while the database is unreachable, for up to [`UNAVAILABLE_PATIENCE`].
+async fn patiently<T, F, Fut>(what: &str, mut op: F) -> Result<T, OutputError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ArtifactError>>,
+{
+    let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if unavailable(&e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(OutputError::Unavailable(format!("{what}: {}", report(&e))));
+                }
+                tracing::warn!(error = %report(&e), "{what}: database unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(OutputError::Failed(format!("{what}: {}", report(&e)))),
+        }
+    }
+}
+
+/// Restores each dependency's outputs under `<step_dir>/deps/<dep>`.
 pub async fn restore(
     artifacts: &Artifacts,
     step_dir: &Path,
     deps: &[(String, String)],
-) -> Result<Vec<(String, PathBuf)>, String> {
+) -> Result<Vec<(String, PathBuf)>, OutputError> {
     let mut dirs = Vec::with_capacity(deps.len());
     for (dep, manifest) in deps {
         let dir = step_dir.join("deps").join(dep);
-        artifacts
-            .restore(manifest, &dir)
-            .await
-            .map_err(|e| format!("restoring the outputs of step `{dep}`: {}", report(&e)))?;
+        let what = format!("restoring the outputs of step `{dep}`");
+        patiently(&what, || artifacts.restore(manifest, &dir)).await?;
         dirs.push((dep.clone(), dir));
     }
     Ok(dirs)
@@ -103,12 +144,13 @@ pub async fn save(
     artifacts: &Artifacts,
     exec: &Execution,
     step_dir: &Path,
-) -> Result<Saved, String> {
-    let stored = exec.stored_bytes().await.map_err(|e| report(&e))?;
-    artifacts
-        .save(&step_dir.join("out"), stored)
-        .await
-        .map_err(|e| format!("storing the step's outputs: {}", report(&e)))
+) -> Result<Saved, OutputError> {
+    let out = step_dir.join("out");
+    patiently("storing the step's outputs", || async {
+        let stored = exec.stored_bytes().await?;
+        artifacts.save(&out, stored).await
+    })
+    .await
 }
 
 fn report(e: &(dyn std::error::Error + 'static)) -> String {

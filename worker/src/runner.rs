@@ -125,6 +125,15 @@ impl Runner {
             _ if ctl.let_go() => {
                 tracing::warn!(%run_id, "lease lost; another worker will finish the run")
             }
+            Err(e) => {
+                // Given back at once rather than held until the lease lapses: the run is
+                // delivered again soon, and one that never gets anywhere reaches
+                // `TMS_MAX_DELIVERIES` and is dead-lettered instead of looping slowly forever.
+                tracing::warn!(%run_id, error = %e, "run interrupted; handing it back");
+                if let Err(e) = exec.release().await {
+                    tracing::warn!(%run_id, error = %e, "lease not handed back; it will expire");
+                }
+            }
             _ => {}
         }
         result.map(|_| ())

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::control::Control;
 use crate::executor::{ExecError, SharedExecutor, StepRequest};
+use crate::outputs::OutputError;
 use crate::outputs::{self, RunData};
 
 /// Waits between attempts to reach an unavailable executor: 1 s, doubling, at most 30 s.
@@ -97,7 +98,11 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<Ended> {
     }
     // Inputs that cannot be restored fail the step without running it: retrying cannot help.
     let restored = match &job.deps {
-        Ok(deps) => outputs::restore(&env.artifacts, &job.step_dir, deps).await,
+        Ok(deps) => match outputs::restore(&env.artifacts, &job.step_dir, deps).await {
+            Ok(dirs) => Ok(dirs),
+            Err(OutputError::Failed(why)) => Err(why),
+            Err(OutputError::Unavailable(why)) => return Err(Error::Unavailable(why)),
+        },
         Err(why) => Err(why.clone()),
     };
     attempts(env, job, restored, cache).await
@@ -173,7 +178,9 @@ async fn attempts(
         if end.error.is_none() {
             match outputs::save(&env.artifacts, &env.exec, &job.step_dir).await {
                 Ok(saved) => output = Some(saved),
-                Err(why) => end.error = Some(secrets::mask(&why, &env.masks)),
+                Err(OutputError::Failed(why)) => end.error = Some(secrets::mask(&why, &env.masks)),
+                // Not the step's fault: the run is interrupted and resumed, not failed.
+                Err(OutputError::Unavailable(why)) => return Err(Error::Unavailable(why)),
             }
         }
         if end.error.is_some() && try_no < retries && missing.is_none() {
