@@ -106,6 +106,20 @@ async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
     }
 }
 
+/// Awaits one part of the shutdown for at most 10 s (each part's own work is bounded well
+/// below that), so the process always exits; a part that overstays is named in the log.
+async fn bounded<F: std::future::Future>(what: &str, part: F) {
+    if tokio::time::timeout(Duration::from_secs(10), part)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            part = what,
+            "shutdown step did not finish in 10s; exiting without it"
+        );
+    }
+}
+
 fn default_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
@@ -159,7 +173,12 @@ fn main() -> anyhow::Result<()> {
     let cfg = WorkerConfig::parse();
     let _telemetry = tms_core::telemetry::init("tms-worker");
     tms_core::metrics::init();
-    tokio::runtime::Runtime::new()?.block_on(run(cfg))
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(run(cfg));
+    // Blocking calls still in flight (a database or Redis call with its own timeout) must not
+    // hold the exit up.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
@@ -315,12 +334,27 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
             .concurrency(concurrency * RUNS_PER_SLOT)
             .build(handle);
         let stop = shutdown.clone();
-        let res = worker
-            .run_until(async move {
-                stop.cancelled().await;
-                Ok::<(), std::io::Error>(())
-            })
-            .await;
+        let consumer = worker.run_until(async move {
+            stop.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        });
+        // The consumer waits for its in-flight jobs, which end within the grace; past that
+        // (e.g. a fetch stuck on a Redis that went away) it is left behind rather than holding
+        // the process up: every run it held is handed back or finished by then.
+        let overdue = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace + Duration::from_secs(10)).await;
+            }
+        };
+        let res = tokio::select! {
+            res = consumer => res,
+            _ = overdue => {
+                tracing::warn!("queue consumer did not stop in time; leaving it behind");
+                Ok(())
+            }
+        };
         generation_done.cancel();
         if shutdown.is_cancelled() {
             break res;
@@ -332,15 +366,16 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         }
         generation += 1;
     };
+    tracing::info!("queue consumer stopped");
     if let Some(t) = scheduler_task {
-        let _ = t.await;
+        bounded("scheduler", t).await;
     }
-    let _ = drain_task.await;
+    bounded("drain", drain_task).await;
     heartbeat_stop.cancel();
-    let _ = heartbeat_task.await;
+    bounded("heartbeat", heartbeat_task).await;
     stop.cancel();
-    let _ = relay_task.await;
-    probe_handle.stop(true).await;
+    bounded("relay", relay_task).await;
+    bounded("probe server", probe_handle.stop(true)).await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "queue consumer ended with an error");
     }
