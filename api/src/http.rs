@@ -49,6 +49,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route(
+            "/runs/{id}/steps/{name}/log",
+            web::get().to(crate::step_logs::download),
+        )
         .configure(crate::sso::routes);
 }
 

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod origin;
 pub mod sso;
 pub mod state;
+pub mod step_logs;
 pub mod ws;
 
 use actix_web::{App, HttpServer, web};

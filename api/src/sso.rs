@@ -40,17 +40,18 @@ fn cookie_for(secure: bool, value: String, max_age: i64) -> Cookie<'static> {
 
 /// `{"errors":[{"message","extensions":{"code"}}]}` with the matching status; the cause of an
 /// internal failure goes to the log only.
-fn error_response(e: &Error) -> HttpResponse {
+pub(crate) fn error_response(e: &Error) -> HttpResponse {
     let code = e.code().as_str();
     let status = match code {
         "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
         "VALIDATION" => StatusCode::BAD_REQUEST,
         "NOT_FOUND" => StatusCode::NOT_FOUND,
         "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
-        tracing::error!(code, error = %e, "sso request failed");
+        tracing::error!(code, error = %e, "http request failed");
     }
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))

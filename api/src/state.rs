@@ -28,6 +28,7 @@ pub struct Services {
     pub monitoring: MonitoringService,
     pub cache: CacheService,
     pub imports: ImportService,
+    pub logs: tms_core::runs::logs::LogService,
 }
 
 impl Services {
@@ -45,6 +46,7 @@ impl Services {
             users: UserService::new(db.clone()),
             cache: CacheService::new(db.clone()),
             imports: ImportService::new(db.clone()),
+            logs: tms_core::runs::logs::LogService::new(db.clone()),
         }
     }
 }

@@ -251,6 +251,7 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
     let expected = SweepReport {
         expired: Expired {
             run_events: old_events,
+            step_logs: 0,
             task_outputs: 2,
             cache_entries: 1,
             manifests: 0,
@@ -277,6 +278,7 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
     let expected = SweepReport {
         expired: Expired {
             run_events: 0,
+            step_logs: 0,
             task_outputs: 0,
             cache_entries: 0,
             manifests: 2,

@@ -110,9 +110,10 @@ async fn an_unreachable_database_is_logged_with_its_cause_and_the_client_sees_un
     // Killed under a query (the server's notice, or the socket closing before the client read
     // it), or refused when the pool asked for a new one: either way, the cause.
     assert!(
-        line.contains("service unavailable: terminating connection due to administrator command")
-            || line.contains("service unavailable: server closed the connection unexpectedly")
-            || line.contains("is not currently accepting connections"),
+        line.contains("service unavailable: database unreachable")
+            && (line.contains("terminating connection due to administrator command")
+                || line.contains("server closed the connection unexpectedly")
+                || line.contains("is not currently accepting connections")),
         "{line}"
     );
 

@@ -58,6 +58,12 @@ pub struct WorkerConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_deliveries: u32,
 
+    /// Most output kept per step attempt as its full log (default 10 MiB); beyond it a marker
+    /// line says the rest was not stored (the last lines are still kept as `logTail`).
+    #[arg(long, env = "TMS_STEP_LOG_MAX_BYTES", default_value_t = 10 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    pub step_log_max_bytes: u64,
+
     /// Where step outputs are stored: a directory, `file:///dir`, or `s3://bucket/prefix`
     /// (credentials, region and endpoint from the standard AWS_* variables). Every worker of a
     /// deployment must use the same store. Default: $TMS_DATA_DIR/artifacts, else

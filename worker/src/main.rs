@@ -5,6 +5,7 @@ mod config;
 mod control;
 mod executor;
 mod http;
+mod logs;
 mod outputs;
 mod runner;
 mod step;
@@ -273,6 +274,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         work_root: work_root.clone(),
         worker_name: name.clone(),
         default_timeout: Duration::from_secs(cfg.step_timeout_seconds),
+        log_max_bytes: cfg.step_log_max_bytes as usize,
         policy: tms_core::runs::execution::ClaimPolicy {
             lease: Duration::from_secs(cfg.run_lease_seconds),
             max_deliveries: cfg.max_deliveries as i32,

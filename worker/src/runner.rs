@@ -42,6 +42,8 @@ pub struct Runner {
     pub redis: redis::aio::ConnectionManager,
     pub queue: String,
     pub default_timeout: Duration,
+    /// `TMS_STEP_LOG_MAX_BYTES`.
+    pub log_max_bytes: usize,
     pub policy: ClaimPolicy,
     /// Runs driven at once by this process, whatever happens to the queue consumer: a consumer
     /// rebuilt after a Redis reconnect waits for the previous one's runs to free their slots.
@@ -208,6 +210,7 @@ impl Runner {
             default_timeout: self.default_timeout,
             ctl: ctl.clone(),
             workflow_id,
+            log_max_bytes: self.log_max_bytes,
             masks: Arc::new(tms_core::secrets::values(
                 spec.steps.iter().flat_map(|s| s.secrets.iter()),
             )),

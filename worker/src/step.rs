@@ -43,6 +43,8 @@ pub struct StepEnv {
     pub masks: Arc<Vec<String>>,
     pub artifacts: tms_core::artifacts::Artifacts,
     pub run: Arc<RunData>,
+    /// `TMS_STEP_LOG_MAX_BYTES`: most output kept per attempt as the step's full log.
+    pub log_max_bytes: usize,
 }
 
 /// One step to execute.
@@ -163,6 +165,7 @@ async fn attempts(
                     input_vars: env.run.input_vars.clone(),
                     secrets: secrets.clone(),
                     masks: env.masks.to_vec(),
+                    log: None,
                 };
                 let span = tracing::info_span!("step.attempt", attempt);
                 match run_attempt(&env, req, permit).instrument(span).await? {
@@ -250,9 +253,30 @@ async fn stopped(env: &StepEnv, name: &str) -> Result<Ended> {
     Ok(Ended { end, output: None })
 }
 
+/// One attempt, its output kept as the step's full log while it runs (see `crate::logs`).
+async fn run_attempt(
+    env: &StepEnv,
+    mut req: StepRequest,
+    permit: OwnedSemaphorePermit,
+) -> Result<Option<AttemptEnd>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = tokio::spawn(crate::logs::record(
+        env.exec.clone(),
+        req.step.name.clone(),
+        req.attempt,
+        rx,
+        env.log_max_bytes,
+    ));
+    req.log = Some(tx);
+    let end = execute_attempt(env, req, permit).await;
+    // Every line is stored before the attempt's end is recorded.
+    let _ = recorder.await;
+    end
+}
+
 /// One attempt, holding a slot while the executor runs it. The timeout covers the whole
 /// attempt, including waits for an unavailable executor. `None`: the run's control stopped it.
-async fn run_attempt(
+async fn execute_attempt(
     env: &StepEnv,
     req: StepRequest,
     permit: OwnedSemaphorePermit,

@@ -30,6 +30,7 @@ pub async fn run(db: Db, blobs: BlobStore, every: Every, stop: CancellationToken
             Ok(r) => tracing::info!(
                 run_dirs = dirs,
                 run_events = r.expired.run_events,
+                step_logs = r.expired.step_logs,
                 task_outputs = r.expired.task_outputs,
                 cache_entries = r.expired.cache_entries,
                 manifests = r.expired.manifests,

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod imports;
 pub mod limits;
 pub mod loaders;
+pub mod logs;
 pub mod monitoring;
 pub mod mutation;
 pub mod op_metrics;

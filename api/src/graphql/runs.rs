@@ -78,6 +78,18 @@ impl Task {
     async fn log_tail(&self) -> &str {
         &self.0.log_tail
     }
+    /// A page of the step's full output (stdout and stderr, secrets masked), of `attempt`
+    /// (default: the latest). Page on with `offset: nextOffset` until `complete` and
+    /// `nextOffset == totalBytes`. The whole log: `GET /runs/{id}/steps/{name}/log`.
+    async fn log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 0)] offset: i32,
+        #[graphql(default = 65536)] limit: i32,
+        attempt: Option<i32>,
+    ) -> Result<crate::graphql::logs::TaskLog> {
+        crate::graphql::logs::page(ctx, &self.0, offset, limit, attempt).await
+    }
     /// The running attempt's latest `::progress` percent, if it reported one.
     async fn progress_percent(&self) -> Option<f64> {
         self.0.progress_percent

@@ -359,11 +359,23 @@ diesel::table! {
 // --- end single sign-on ---
 
 diesel::joinable!(user_roles -> users (user_id));
+diesel::table! {
+    task_logs (run_id, step, attempt, seq) {
+        run_id -> Uuid,
+        step -> Text,
+        attempt -> Int4,
+        seq -> Int4,
+        content -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow_id));
 diesel::joinable!(runs -> workflows (workflow_id));
 diesel::joinable!(tasks -> runs (run_id));
 diesel::joinable!(run_events -> runs (run_id));
 diesel::joinable!(job_outbox -> runs (run_id));
+diesel::joinable!(task_logs -> runs (run_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -373,6 +385,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     tasks,
     run_events,
+    task_logs,
     job_outbox,
 );
 

@@ -54,6 +54,7 @@ pub const ROUTES: &[&str] = &[
     "/readyz",
     "/auth/login",
     "/auth/callback",
+    "/runs/{id}/steps/{name}/log",
 ];
 
 /// Outcome codes of a GraphQL operation: `OK` and every `ErrorCode`.

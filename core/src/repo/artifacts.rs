@@ -169,6 +169,8 @@ pub fn entry(conn: &mut PgConnection, key: &str) -> Result<Option<CacheEntryRow>
 pub struct Expired {
     /// Run events of runs finished before the retention (the runs and tasks stay).
     pub run_events: usize,
+    /// Chunks of the full step logs of those runs.
+    pub step_logs: usize,
     pub task_outputs: usize,
     pub cache_entries: usize,
     pub manifests: usize,
@@ -190,6 +192,11 @@ pub fn expire(
             .filter(crate::db::schema::run_events::run_id.eq_any(old_runs)),
     )
     .execute(conn)?;
+    let step_logs = diesel::delete(
+        crate::db::schema::task_logs::table
+            .filter(crate::db::schema::task_logs::run_id.eq_any(old_runs)),
+    )
+    .execute(conn)?;
     let task_outputs = diesel::update(
         tasks::table
             .filter(tasks::run_id.eq_any(old_runs))
@@ -209,6 +216,7 @@ pub fn expire(
     .execute(conn)?;
     Ok(Expired {
         run_events,
+        step_logs,
         task_outputs,
         cache_entries,
         manifests,

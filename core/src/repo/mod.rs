@@ -9,6 +9,7 @@ pub mod imports;
 pub mod leases;
 pub mod limits;
 pub mod login_throttle;
+pub mod logs;
 pub mod monitoring;
 pub mod outbox;
 pub mod refresh_tokens;

@@ -7,6 +7,7 @@ pub mod events;
 pub mod execution;
 pub mod inputs;
 pub mod limits;
+pub mod logs;
 pub mod model;
 pub mod progress;
 pub mod reads;

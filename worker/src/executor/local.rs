@@ -129,7 +129,9 @@ impl Executor for LocalExecutor {
 
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let tail = Arc::new(Mutex::new(Tail::new(TAIL_LINES, TAIL_BYTES, &masks)));
+        let tail = Arc::new(Mutex::new(
+            Tail::new(TAIL_LINES, TAIL_BYTES, &masks).with_sink(req.log.clone()),
+        ));
         let out_pump = tokio::spawn(pump(stdout, tail.clone(), Some(progress)));
         let err_pump = tokio::spawn(pump(stderr, tail.clone(), None));
         let status = child.wait().await;

@@ -37,6 +37,9 @@ pub struct StepRequest {
     /// Every secret value any step of the run uses: a step can receive another's secret
     /// through `/in`, so output is masked against all of them.
     pub masks: Vec<String>,
+    /// Where every line of output goes (secrets masked) to be kept as the step's full log;
+    /// `None`: only the tail is kept.
+    pub log: Option<UnboundedSender<String>>,
 }
 
 /// Debug output names the secrets but never shows their values.
@@ -113,6 +116,8 @@ pub struct Tail {
     max_lines: usize,
     max_bytes: usize,
     masks: Vec<String>,
+    /// The full log's sink: every masked line, uncut.
+    sink: Option<UnboundedSender<String>>,
 }
 
 impl Tail {
@@ -123,15 +128,23 @@ impl Tail {
             max_lines,
             max_bytes,
             masks: masks.to_vec(),
+            sink: None,
         }
+    }
+
+    /// Also sends every (masked) line to `sink`, for the step's full log.
+    pub fn with_sink(mut self, sink: Option<UnboundedSender<String>>) -> Self {
+        self.sink = sink;
+        self
     }
 
     pub fn push(&mut self, line: &str) {
         // Mask before cutting, so a secret straddling the cut cannot leak its first part.
-        let line: String = tms_core::secrets::mask(line, &self.masks)
-            .chars()
-            .take(2_000)
-            .collect();
+        let masked = tms_core::secrets::mask(line, &self.masks);
+        if let Some(sink) = &self.sink {
+            let _ = sink.send(masked.clone());
+        }
+        let line: String = masked.chars().take(2_000).collect();
         self.bytes += line.len() + 1;
         self.lines.push_back(line);
         while self.lines.len() > self.max_lines || self.bytes > self.max_bytes {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use diesel::{Connection, PgConnection};
 use uuid::Uuid;
 
+mod logs;
 mod outputs;
 
 pub use outputs::CacheStore;

@@ -189,7 +189,7 @@ impl DaggerExecutor {
                 let _ = progress.send(p);
             }
         }
-        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &masks.0);
+        let mut tail = Tail::new(TAIL_LINES, TAIL_BYTES, &masks.0).with_sink(req.log.clone());
         for line in finished.stdout.lines().chain(finished.stderr.lines()) {
             tail.push(line);
         }

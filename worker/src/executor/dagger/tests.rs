@@ -69,6 +69,7 @@ impl Scratch {
             masks: secrets.iter().map(|(_, v)| v.to_string()).collect(),
             run_inputs: self.0.join("_inputs.json"),
             input_vars: Default::default(),
+            log: None,
         }
     }
 }
