@@ -37,7 +37,7 @@ export function render(main, [id], ctx) {
   const dagSlot = h('div', { class: 'dag-wrap' });
   const tbody = h('tbody');
   const logTitle = h('h2', { id: 'log-title' }, 'Log');
-  const logEl = h('pre', { 'data-testid': 'step-log', class: 'log', tabindex: '0', 'aria-labelledby': 'log-title' });
+  const logEl = h('pre', { 'data-testid': 'step-log', class: 'log', role: 'log', tabindex: '0', 'aria-labelledby': 'log-title' });
   const errorEl = h('p', { class: 'run-error' });
 
   const refetch = debounce(() => load(false), 250);
