@@ -24,6 +24,9 @@ export function followRun(runId, afterSeq, handlers) {
   let stopped = false;
   let failures = 0;
   let timer = null;
+  // Reconnections so far, and events that did not follow the previous one (never expected).
+  const stats = { reconnects: 0, gaps: 0 };
+  let acked = false;
   const { event = () => {}, state = () => {}, error = () => {} } = handlers;
 
   const send = (msg) => ws && ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(msg));
@@ -49,6 +52,8 @@ export function followRun(runId, afterSeq, handlers) {
       return;
     }
     if (msg.type === 'connection_ack') {
+      if (acked) stats.reconnects += 1;
+      acked = true;
       failures = 0;
       const variables = lastSeq === null || lastSeq === undefined
         ? { r: runId } : { r: runId, a: lastSeq };
@@ -65,7 +70,9 @@ export function followRun(runId, afterSeq, handlers) {
       }
       const ev = payload.data && payload.data.runProgress;
       if (!ev) return;
-      if (ev.kind !== 'SNAPSHOT' && lastSeq !== null && lastSeq !== undefined && ev.seq <= lastSeq) return;
+      const known = lastSeq !== null && lastSeq !== undefined;
+      if (ev.kind !== 'SNAPSHOT' && known && ev.seq <= lastSeq) return;
+      if (ev.kind !== 'SNAPSHOT' && known && ev.seq !== lastSeq + 1) stats.gaps += 1;
       lastSeq = ev.seq;
       event(ev);
     } else if (msg.type === 'error' && msg.id === '1') {
@@ -111,5 +118,6 @@ export function followRun(runId, afterSeq, handlers) {
       if (ws) ws.close(4000, 'dropped');
     },
     lastSeq: () => lastSeq,
+    stats: () => ({ ...stats }),
   };
 }

@@ -4,7 +4,10 @@
 Started by `tests/tests/console.rs` against a private tms-api and tms-worker, with:
   TMS_CONSOLE_URL        the api's origin, e.g. http://127.0.0.1:41234
   TMS_CONSOLE_EMAIL / TMS_CONSOLE_PASSWORD   an admin's credentials
-  TMS_CONSOLE_FIXTURES   JSON: {"live": wf id, "slow": wf id, "flaky": wf id, "ticker": run id}
+  TMS_CONSOLE_FIXTURES   JSON: {"live": wf id, "slow": wf id, "flaky": wf id, "ticker": run id,
+                         "viewer": a viewer's email (same password)}
+  TMS_CONSOLE_SIGNALS    a directory: this script creates `restart-api` in it, and the test
+                         restarts the api (dropping every connection) and creates `api-restarted`
   TMS_TEST_AXE_JS        path of axe-core's axe.min.js
   TMS_TEST_CHROMIUM / TMS_TEST_CHROMEDRIVER   (default /usr/bin/chromium, /usr/bin/chromedriver)
 
@@ -28,6 +31,7 @@ EMAIL = os.environ["TMS_CONSOLE_EMAIL"]
 PASSWORD = os.environ["TMS_CONSOLE_PASSWORD"]
 FIX = json.loads(os.environ["TMS_CONSOLE_FIXTURES"])
 AXE = open(os.environ["TMS_TEST_AXE_JS"], encoding="utf-8").read()
+SIGNALS = os.environ["TMS_CONSOLE_SIGNALS"]
 ORIGIN = urlparse(BASE)
 T = 45  # seconds any one condition may take
 
@@ -151,6 +155,26 @@ def main():
         log(f"FIGURE first_live_update_in_page_ms {el.get_attribute('data-first-event-ms')}")
         log(f"FIGURE subscription_live_in_page_ms {el.get_attribute('data-live-ms')}")
         c.axe("run")
+
+        # 2b. The api goes away mid-run: the page reconnects and resumes with afterSeq, with no
+        # event missed or repeated.
+        c.drain_logs()
+        before = int(el.get_attribute("data-last-seq") or 0)
+        open(os.path.join(SIGNALS, "restart-api"), "w").close()
+        c.wait(lambda d: os.path.exists(os.path.join(SIGNALS, "api-restarted")), timeout=60,
+               what="the api restarted")
+        c.wait(lambda d: int(d.find_element(*live).get_attribute("data-reconnects") or 0) >= 1
+               and int(d.find_element(*live).get_attribute("data-last-seq") or 0) > before + 2,
+               what="events after reconnecting")
+        el = d.find_element(*live)
+        assert el.get_attribute("data-gaps") == "0", f"events missed: {el.get_attribute('data-gaps')}"
+        # While the api was down the page's requests were refused, as they should be: only
+        # those errors are expected in this window.
+        seen = len(c.errors)
+        c.drain_logs()
+        c.errors[seen:] = [e for e in c.errors[seen:] if "ERR_CONNECTION_REFUSED" not in e]
+        log(f"resumed after an api restart: seq {before} -> {el.get_attribute('data-last-seq')},"
+            f" reconnects {el.get_attribute('data-reconnects')}")
         # Usable at a phone's width: nothing wider than the screen but scrollable parts.
         d.set_window_size(390, 844)
         width = d.execute_script("return document.documentElement.scrollWidth")
@@ -175,7 +199,7 @@ def main():
         log(f"live run ok: {path}")
 
         # 4. Cancel a `sleep 600` run from the page.
-        open_run_from_workflow(c, FIX["slow"])
+        cancelled = open_run_from_workflow(c, FIX["slow"])
         c.wait(lambda d: d.find_element(*c.by("task-nap")).get_attribute("data-status") == "RUNNING",
                what="nap RUNNING")
         c.wait(EC.element_to_be_clickable(c.by("cancel-run")), what="cancel-run").click()
@@ -211,6 +235,18 @@ def main():
         d.get(f"{BASE}/ui/runs")
         c.wait(EC.url_contains("/ui/login"), what="still signed out after a reload")
         c.wait(EC.presence_of_element_located((By.NAME, "password")), what="login form")
+
+        # 7b. A viewer sees runs but neither Cancel nor Retry.
+        d.find_element(By.NAME, "email").send_keys(FIX["viewer"])
+        d.find_element(By.NAME, "password").send_keys(PASSWORD + "\n")
+        c.wait(EC.url_contains("/ui/runs"), what="viewer signed in")
+        for path, status in ((cancelled, "CANCELLED"), (f"/ui/runs/{FIX['ticker']}", "RUNNING")):
+            d.get(BASE + path)
+            c.status_is(status)
+            assert not d.find_element(*c.by("cancel-run")).is_displayed(), path
+            assert not d.find_element(*c.by("retry-run")).is_displayed(), path
+        c.wait(EC.element_to_be_clickable(c.by("sign-out")), what="sign-out").click()
+        c.wait(EC.presence_of_element_located((By.NAME, "password")), what="login after sign-out")
         c.drain_logs()
 
         # 8. GraphiQL loads from this origin only.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
-use tms_tests::sessions::audit_rows;
+use tms_tests::sessions::{add_user, audit_rows};
 use tms_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, EnvOptions, TestEnv};
 
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
@@ -158,6 +158,20 @@ async fn console_pages_assets_and_headers() -> Result<()> {
         page.contains("vendor/graphiql.min.js") && !page.contains("unpkg"),
         "{page}"
     );
+
+    // Console requests are counted under their route templates, not their paths.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for route in ["/ui/{tail:.*}", "/ui/assets/{build}/{path:.*}"] {
+        assert!(
+            metrics.contains(&format!("route=\"{route}\"")),
+            "{route} not in /metrics"
+        );
+    }
 
     let total: usize = tms_api::console::Assets::iter()
         .filter(|n| !n.starts_with("vendor/") && !n.starts_with("graphiql"))
@@ -313,8 +327,10 @@ async fn the_console_in_a_real_browser() -> Result<()> {
         .context("TMS_TEST_BROWSER_PYTHON is unset: run the tests with scripts/test")?;
     let axe = std::env::var("TMS_TEST_AXE_JS")
         .context("TMS_TEST_AXE_JS is unset: run the tests with scripts/test")?;
-    let env = TestEnv::start().await?;
+    let mut env = TestEnv::start().await?;
     let marker = env.work_dir.join("flaky-marker");
+    let signals = env.work_dir.join("signals");
+    std::fs::create_dir_all(&signals)?;
     let mut fixtures = serde_json::Map::new();
     for (name, steps) in fixtures_steps(&marker) {
         let wf = env
@@ -325,6 +341,9 @@ async fn the_console_in_a_real_browser() -> Result<()> {
     let ticker_wf = fixtures["ticker"].as_str().unwrap_or_default().to_string();
     let ticker = env.trigger(&ticker_wf).await?;
     fixtures.insert("ticker".into(), json!(ticker));
+    let viewer = "viewer@tms.test";
+    add_user(&env, viewer, "viewer")?;
+    fixtures.insert("viewer".into(), json!(viewer));
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/browser/console_test.py");
     let child = tokio::process::Command::new(&python)
@@ -337,14 +356,18 @@ async fn the_console_in_a_real_browser() -> Result<()> {
         .env("TMS_CONSOLE_PASSWORD", ADMIN_PASSWORD)
         .env("TMS_CONSOLE_FIXTURES", Value::Object(fixtures).to_string())
         .env("TMS_TEST_AXE_JS", axe)
+        .env("TMS_CONSOLE_SIGNALS", &signals)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {python} {script}"))?;
-    let out = tokio::time::timeout(Duration::from_secs(170), child.wait_with_output())
-        .await
-        .context("the browser test took longer than 170 s")??;
+    let out = tokio::time::timeout(
+        Duration::from_secs(170),
+        serve_signals(&mut env, &signals, child),
+    )
+    .await
+    .context("the browser test took longer than 170 s")??;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -372,4 +395,26 @@ async fn the_console_in_a_real_browser() -> Result<()> {
         "{stdout}\n{stderr}"
     );
     Ok(())
+}
+
+/// Waits for the browser script, restarting the api (every connection dropped) when it asks.
+async fn serve_signals(
+    env: &mut TestEnv,
+    signals: &std::path::Path,
+    child: tokio::process::Child,
+) -> Result<std::process::Output> {
+    let done = child.wait_with_output();
+    tokio::pin!(done);
+    let mut restarted = false;
+    loop {
+        tokio::select! {
+            out = &mut done => return Ok(out?),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        if !restarted && signals.join("restart-api").exists() {
+            env.restart_api().await?;
+            std::fs::write(signals.join("api-restarted"), b"")?;
+            restarted = true;
+        }
+    }
 }

@@ -127,7 +127,10 @@ export function render(main, [id], ctx) {
         if (!alive) return;
         if (state.events === 0) liveEl.dataset.firstEventMs = String(Math.round(performance.now() - opened));
         state.apply(ev);
-        liveEl.dataset.events = String(state.events);
+        const st = sub.stats();
+        Object.assign(liveEl.dataset, {
+          events: String(state.events), lastSeq: String(ev.seq), reconnects: String(st.reconnects), gaps: String(st.gaps),
+        });
         update();
         refetch();
       },

@@ -54,6 +54,12 @@ pub const ROUTES: &[&str] = &[
     "/readyz",
     "/auth/login",
     "/auth/callback",
+    // The web console: its pages (one template), assets and session endpoints.
+    "/ui/{tail:.*}",
+    "/ui/assets/{build}/{path:.*}",
+    "/ui/session",
+    "/ui/session/refresh",
+    "/ui/session/logout",
 ];
 
 /// Outcome codes of a GraphQL operation: `OK` and every `ErrorCode`.
