@@ -104,6 +104,7 @@ export async function restore() {
     return true;
   } catch (e) {
     if (e.code !== 'UNAUTHENTICATED') throw e;
+    if (e.message === 'no console session') return false;
     // Another tab may have rotated the cookie at this very moment: one more try.
     await new Promise((r) => setTimeout(r, 300));
     try {

@@ -4,7 +4,8 @@
 Started by `tests/tests/console.rs` against a private tms-api and tms-worker, with:
   TMS_CONSOLE_URL        the api's origin, e.g. http://127.0.0.1:41234
   TMS_CONSOLE_EMAIL / TMS_CONSOLE_PASSWORD   an admin's credentials
-  TMS_CONSOLE_FIXTURES   JSON: {"live": wf id, "slow": wf id, "flaky": wf id, "ticker": run id,
+  TMS_CONSOLE_FIXTURES   JSON: {"live": wf id, "slow": wf id, "flaky": wf id, "scheduled": wf id,
+                         "ticker": run id,
                          "viewer": a viewer's email (same password)}
   TMS_CONSOLE_SIGNALS    a directory: this script creates `restart-api` in it, and the test
                          restarts the api (dropping every connection) and creates `api-restarted`
@@ -219,6 +220,14 @@ def main():
                what="flaky SUCCEEDED after the retry")
         c.wait(lambda d: d.find_element(*c.by("task-flaky")).find_elements(By.TAG_NAME, "td")[1].text == "2",
                what="attempt 2")
+
+        # 5b. The schedule toggle turns a workflow's schedule on and off.
+        d.get(f"{BASE}/ui/workflows/{FIX['scheduled']}")
+        toggle = c.by("schedule-toggle")
+        c.wait(EC.element_to_be_clickable(toggle), what="schedule-toggle").click()
+        c.wait(lambda d: d.find_element(*toggle).get_dom_attribute("aria-pressed") == "true", what="schedule on")
+        c.wait(EC.element_to_be_clickable(toggle), what="schedule-toggle again").click()
+        c.wait(lambda d: d.find_element(*toggle).get_dom_attribute("aria-pressed") == "false", what="schedule off")
 
         # 6. The other pages render without errors.
         for page, needle in (("/ui/runs?status=SUCCEEDED", "Runs"), ("/ui/workflows", "Workflows"),

@@ -5,73 +5,16 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
+use tms_tests::console::{
+    client, cookie_value, fixtures_steps, header, serve_signals, session, session_cookie,
+};
 use tms_tests::sessions::{add_user, audit_rows};
 use tms_tests::{ADMIN_EMAIL, ADMIN_PASSWORD, EnvOptions, TestEnv};
 
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
 style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
 form-action 'self'";
-
-fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-/// The `tms_console` Set-Cookie line of a response, if any.
-fn session_cookie(h: &HeaderMap) -> Option<String> {
-    h.get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("tms_console="))
-        .map(str::to_string)
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    set_cookie
-        .split(';')
-        .next()
-        .and_then(|kv| kv.split_once('='))
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default()
-}
-
-/// POSTs to a console session endpoint as the console does; returns (status, headers, body).
-async fn session(
-    env: &TestEnv,
-    path: &str,
-    body: Value,
-    cookie: Option<&str>,
-    origin: Option<&str>,
-    marked: bool,
-) -> Result<(u16, HeaderMap, Value)> {
-    let mut req = client()?
-        .post(format!(
-            "http://127.0.0.1:{}/ui/session{path}",
-            env.api_port
-        ))
-        .json(&body);
-    if marked {
-        req = req.header("x-tms-console", "1");
-    }
-    if let Some(o) = origin {
-        req = req.header("origin", o);
-    }
-    if let Some(c) = cookie {
-        req = req.header("cookie", format!("tms_console={c}"));
-    }
-    let resp = req.send().await?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    Ok((status, headers, resp.json().await.unwrap_or(Value::Null)))
-}
 
 #[tokio::test]
 async fn console_pages_assets_and_headers() -> Result<()> {
@@ -294,40 +237,19 @@ async fn the_cookie_session_signs_in_rotates_and_signs_out_like_the_mutations() 
     Ok(())
 }
 
-fn fixtures_steps(marker: &std::path::Path) -> [(&'static str, Value); 4] {
-    let marker = marker.display();
-    [
-        (
-            "live",
-            json!([
-                {"name": "greet", "image": "alpine", "run": "echo hello from greet; sleep 2"},
-                {"name": "after", "image": "alpine", "dependsOn": ["greet"], "run": "sleep 1; echo done"}
-            ]),
-        ),
-        (
-            "slow",
-            json!([{"name": "nap", "image": "alpine", "run": "sleep 600"}]),
-        ),
-        (
-            "flaky",
-            json!([{"name": "flaky", "image": "alpine",
-                "run": format!("if [ -f {marker} ]; then echo second try; else touch {marker}; echo first try; exit 3; fi")}]),
-        ),
-        (
-            "ticker",
-            json!([{"name": "tick", "image": "alpine",
-                "run": "for i in $(seq 1 400); do echo \"::progress $((i / 4)) tick $i\"; sleep 0.25; done"}]),
-        ),
-    ]
-}
-
 #[tokio::test]
 async fn the_console_in_a_real_browser() -> Result<()> {
     let python = std::env::var("TMS_TEST_BROWSER_PYTHON")
         .context("TMS_TEST_BROWSER_PYTHON is unset: run the tests with scripts/test")?;
     let axe = std::env::var("TMS_TEST_AXE_JS")
         .context("TMS_TEST_AXE_JS is unset: run the tests with scripts/test")?;
-    let mut env = TestEnv::start().await?;
+    // Access tokens that expire within the test: the page must renew them from its cookie
+    // (and its subscription must survive the 4401 close of an expired token).
+    let mut env = TestEnv::start_with(EnvOptions {
+        api_env: vec![("TMS_ACCESS_TOKEN_TTL_SECONDS".into(), "8".into())],
+        ..EnvOptions::default()
+    })
+    .await?;
     let marker = env.work_dir.join("flaky-marker");
     let signals = env.work_dir.join("signals");
     std::fs::create_dir_all(&signals)?;
@@ -339,8 +261,21 @@ async fn the_console_in_a_real_browser() -> Result<()> {
         fixtures.insert(name.to_string(), json!(wf));
     }
     let ticker_wf = fixtures["ticker"].as_str().unwrap_or_default().to_string();
+    env.login_admin().await?;
     let ticker = env.trigger(&ticker_wf).await?;
     fixtures.insert("ticker".into(), json!(ticker));
+    let scheduled = env
+        .gql(
+            "mutation($i:WorkflowInput!){createWorkflow(input:$i){id}}",
+            json!({"i": {"name": "console-scheduled",
+                "steps": [{"name": "a", "image": "alpine", "run": "true"}],
+                "schedule": {"cron": "0 0 1 1 *", "enabled": false}}}),
+        )
+        .await?;
+    fixtures.insert(
+        "scheduled".into(),
+        scheduled["createWorkflow"]["id"].clone(),
+    );
     let viewer = "viewer@tms.test";
     add_user(&env, viewer, "viewer")?;
     fixtures.insert("viewer".into(), json!(viewer));
@@ -371,12 +306,14 @@ async fn the_console_in_a_real_browser() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    let _ = env
-        .gql(
-            "mutation($id:ID!){cancelRun(id:$id){id}}",
-            json!({"id": ticker}),
-        )
-        .await;
+    if env.login_admin().await.is_ok() {
+        let _ = env
+            .gql(
+                "mutation($id:ID!){cancelRun(id:$id){id}}",
+                json!({"id": ticker}),
+            )
+            .await;
+    }
     if !out.status.success() {
         let api_log = env.api.as_ref().map(|p| p.log_text()).unwrap_or_default();
         let tail: String = api_log
@@ -395,26 +332,4 @@ async fn the_console_in_a_real_browser() -> Result<()> {
         "{stdout}\n{stderr}"
     );
     Ok(())
-}
-
-/// Waits for the browser script, restarting the api (every connection dropped) when it asks.
-async fn serve_signals(
-    env: &mut TestEnv,
-    signals: &std::path::Path,
-    child: tokio::process::Child,
-) -> Result<std::process::Output> {
-    let done = child.wait_with_output();
-    tokio::pin!(done);
-    let mut restarted = false;
-    loop {
-        tokio::select! {
-            out = &mut done => return Ok(out?),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-        if !restarted && signals.join("restart-api").exists() {
-            env.restart_api().await?;
-            std::fs::write(signals.join("api-restarted"), b"")?;
-            restarted = true;
-        }
-    }
 }

@@ -45,7 +45,10 @@ export function render(main, [id], ctx) {
       try {
         const data = await gql(TOGGLE, { w: wf.id, on: !wf.schedule.enabled });
         wf.schedule = data.setScheduleEnabled.schedule;
-        box.replaceWith(scheduleSection(wf));
+        const next = scheduleSection(wf);
+        box.replaceWith(next);
+        const again = next.querySelector('.toggle');
+        if (again) again.focus();
       } catch (e) {
         mount(msg, errorBox(e));
         toggle.disabled = false;
