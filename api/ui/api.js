@@ -71,9 +71,13 @@ async function sessionCall(path, body) {
 function adopt(json) {
   token = json.accessToken;
   clearTimeout(refreshTimer);
-  // Renew at 80 % of the lifetime; a failure then ends the session.
+  // Renew at 80 % of the lifetime. A refusal ends the session; an outage is retried.
   const ms = Math.max(1000, (json.expiresIn || 60) * 800);
-  refreshTimer = setTimeout(() => refresh().catch(() => ended()), ms);
+  const renew = () => refresh().catch((e) => {
+    if (e.code === 'UNAUTHENTICATED') ended();
+    else refreshTimer = setTimeout(renew, 3000);
+  });
+  refreshTimer = setTimeout(renew, ms);
 }
 
 export async function signIn(email, password) {
@@ -147,7 +151,8 @@ export async function gql(query, variables = {}) {
       try {
         await refresh();
         continue;
-      } catch {
+      } catch (e) {
+        if (e.code !== 'UNAUTHENTICATED') throw e;
         ended();
         throw errorOf(err);
       }
@@ -157,7 +162,7 @@ export async function gql(query, variables = {}) {
   }
 }
 
-/** The session ended elsewhere (a WebSocket closed with 4401 and renewing failed). */
+/** The session ended elsewhere (a WebSocket closed with 4401 and renewing was refused). */
 export function sessionLost() {
   ended();
 }

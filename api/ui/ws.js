@@ -97,9 +97,13 @@ export function followRun(runId, afterSeq, handlers) {
     if (AUTH_CLOSES.has(code)) {
       refresh().then(() => {
         timer = setTimeout(connect, 0);
-      }).catch(() => {
-        stopped = true;
-        sessionLost();
+      }).catch((e) => {
+        if (e.code === 'UNAUTHENTICATED') {
+          stopped = true;
+          sessionLost();
+        } else {
+          timer = setTimeout(connect, delay);
+        }
       });
     } else {
       timer = setTimeout(connect, delay);

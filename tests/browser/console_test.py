@@ -22,6 +22,7 @@ import time
 from urllib.parse import urlparse
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -61,9 +62,12 @@ class Checks:
 
     def wait(self, cond, timeout=T, what="condition"):
         try:
-            return WebDriverWait(self.d, timeout, poll_frequency=0.05).until(cond)
-        except Exception:
-            log(f"TIMEOUT waiting for {what} on {self.d.current_url}")
+            # Elements are replaced as live updates arrive: a stale one is looked up again.
+            return WebDriverWait(self.d, timeout, poll_frequency=0.05,
+                                 ignored_exceptions=(NoSuchElementException,
+                                                     StaleElementReferenceException)).until(cond)
+        except Exception as e:
+            log(f"FAILED waiting for {what} on {self.d.current_url}: {type(e).__name__}")
             log(self.d.find_element(By.TAG_NAME, "body").text[:3000])
             raise
 

@@ -152,6 +152,34 @@ async fn graphiql_and_its_assets_are_off_in_production() -> Result<()> {
 }
 
 #[tokio::test]
+async fn the_login_page_learns_whether_sso_is_configured() -> Result<()> {
+    // A provider that is down at start-up only delays discovery; the button is shown anyway.
+    let port = tms_tests::free_port();
+    let dead = tms_tests::free_port();
+    let env = TestEnv::start_with(EnvOptions {
+        api_port: Some(port),
+        api_env: vec![
+            ("TMS_OIDC_ISSUER".into(), format!("http://127.0.0.1:{dead}")),
+            ("TMS_OIDC_CLIENT_ID".into(), "tms".into()),
+            (
+                "TMS_OIDC_REDIRECT_URL".into(),
+                format!("http://127.0.0.1:{port}/auth/callback"),
+            ),
+        ],
+        ..EnvOptions::api_only()
+    })
+    .await?;
+    let cfg: Value = client()?
+        .get(format!("http://127.0.0.1:{}/ui/config.json", env.api_port))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(cfg["sso"], true, "{cfg}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_cookie_session_signs_in_rotates_and_signs_out_like_the_mutations() -> Result<()> {
     let env = TestEnv::start_with(EnvOptions {
         api_env: vec![("TMS_LOGIN_FAILURE_LIMIT".into(), "2".into())],

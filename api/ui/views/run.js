@@ -22,8 +22,10 @@ export function render(main, [id], ctx) {
   let poller = null;
   const rows = new Map();
 
+  // Action errors stay until the next action; loading errors until the next good load.
   const note = h('div', { 'aria-live': 'polite', class: 'note' });
-  mount(main, h('h1', {}, `Run ${shortId(id)}`), note);
+  const loadNote = h('div', { 'aria-live': 'polite', class: 'note' });
+  mount(main, h('h1', {}, `Run ${shortId(id)}`), note, loadNote);
 
   // Built once and updated in place, so that focus and selection survive live updates.
   const statusEl = h('span', { 'data-testid': 'run-status', class: 'badge' });
@@ -151,9 +153,10 @@ export function render(main, [id], ctx) {
       const data = await gql(RUN_QUERY, { id });
       if (!alive) return;
       if (!data.run) {
-        mount(note, errorBox({ code: 'NOT_FOUND', message: 'run not found' }));
+        mount(loadNote, errorBox({ code: 'NOT_FOUND', message: 'run not found' }));
         return;
       }
+      loadNote.replaceChildren();
       if (first) {
         state = new RunState(data.run);
         draw();
@@ -164,7 +167,7 @@ export function render(main, [id], ctx) {
       }
       update();
     } catch (e) {
-      if (alive) mount(note, errorBox(e));
+      if (alive) mount(loadNote, errorBox(e));
     }
   }
 
@@ -204,7 +207,7 @@ export function render(main, [id], ctx) {
           h('dt', {}, 'Updates'), h('dd', {}, liveEl)),
         errorEl,
         h('div', { class: 'actions' }, cancelBtn, retryBtn)),
-      note,
+      note, loadNote,
       h('section', { class: 'card', 'aria-labelledby': 'steps-title' },
         h('h2', { id: 'steps-title' }, 'Steps'),
         dagSlot,
