@@ -233,11 +233,25 @@ def main():
         c.wait(EC.element_to_be_clickable(toggle), what="schedule-toggle again").click()
         c.wait(lambda d: d.find_element(*toggle).get_dom_attribute("aria-pressed") == "false", what="schedule off")
 
-        # 6. The other pages render without errors.
+        # 5c. The runs list pages with Relay cursors and filters by status.
+        d.get(f"{BASE}/ui/runs?first=2")
+        rows = (By.CSS_SELECTOR, "tbody tr[data-run]")
+        c.wait(lambda d: len(d.find_elements(*rows)) == 2, what="a first page of 2 runs")
+        c.wait(EC.element_to_be_clickable(c.by("runs-more")), what="runs-more").click()
+        c.wait(lambda d: len(d.find_elements(*rows)) == 4, what="a second page")
+        ids = [r.get_attribute("data-run") for r in d.find_elements(*rows)]
+        assert len(set(ids)) == 4, ids
+        d.get(f"{BASE}/ui/runs?status=CANCELLED")
+        c.wait(lambda d: len(d.find_elements(*rows)) == 1
+               and d.find_element(*rows).get_attribute("data-run") in cancelled, what="the cancelled run")
+
+        # 6. The other pages render without errors, and pass axe too.
         for page, needle in (("/ui/runs?status=SUCCEEDED", "Runs"), ("/ui/workflows", "Workflows"),
                              (f"/ui/workflows/{FIX['live']}", "Versions"), ("/ui/monitoring", "Queue")):
             d.get(BASE + page)
             c.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), needle), what=page)
+            c.wait(lambda d: "Loading" not in d.find_element(By.TAG_NAME, "main").text, what=f"{page} loaded")
+            c.axe(page)
         c.wait(lambda d: "UNAVAILABLE" not in d.find_element(By.TAG_NAME, "main").text
                and "Loading" not in d.find_element(By.TAG_NAME, "main").text, what="monitoring loaded")
         assert not d.find_elements(By.CSS_SELECTOR, "main .error"), d.find_element(By.TAG_NAME, "main").text

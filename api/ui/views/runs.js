@@ -6,6 +6,7 @@ import { h, mount, errorBox, link, fmtTime, fmtSeconds, between, statusBadge, sh
 
 const STATUSES = ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'];
 const PAGE = 25;
+const MAX_PAGE = 100;
 
 const QUERY = `query($first: Int, $after: String, $w: ID, $s: RunStatus) {
   runs(first: $first, after: $after, workflowId: $w, status: $s) {
@@ -19,6 +20,8 @@ const WORKFLOWS = '{ workflows(first: 100, includeArchived: true) { edges { node
 export function render(main, _params, ctx) {
   const status = ctx.query.get('status') || '';
   const workflow = ctx.query.get('workflow') || '';
+  // `?first=` sets the page size (the api allows at most 100).
+  const first = Math.min(MAX_PAGE, Math.max(1, Number(ctx.query.get('first')) || PAGE));
   let after = null;
   let alive = true;
 
@@ -33,6 +36,7 @@ export function render(main, _params, ctx) {
     const q = new URLSearchParams();
     if (statusSel.value) q.set('status', statusSel.value);
     if (wfSel.value) q.set('workflow', wfSel.value);
+    if (first !== PAGE) q.set('first', String(first));
     const qs = q.toString();
     ctx.navigate(`/ui/runs${qs ? `?${qs}` : ''}`);
   };
@@ -42,7 +46,7 @@ export function render(main, _params, ctx) {
   async function load() {
     more.disabled = true;
     try {
-      const data = await gql(QUERY, { first: PAGE, after, w: workflow || null, s: status || null });
+      const data = await gql(QUERY, { first, after, w: workflow || null, s: status || null });
       if (!alive) return;
       for (const { node: r } of data.runs.edges) {
         body.append(h('tr', { 'data-run': r.id },
