@@ -1,8 +1,7 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET), metrics, health and readiness.
+//! HTTP routes: GraphQL (POST, GraphiQL on GET), metrics, health and readiness, the console.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::BatchRequest;
-use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
 use tms_core::auth::RequestMeta;
@@ -45,7 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .guard(actix_web::guard::Header("upgrade", "websocket"))
                 .to(crate::ws::graphql_ws),
         )
-        .route("/graphql", web::get().to(graphiql))
+        .route(
+            "/graphql",
+            web::get().to(crate::console::graphiql::graphiql),
+        )
         .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -53,7 +55,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/runs/{id}/steps/{name}/log",
             web::get().to(crate::step_logs::download),
         )
-        .configure(crate::sso::routes);
+        .configure(crate::sso::routes)
+        .configure(crate::console::routes);
 }
 
 async fn graphql(
@@ -132,15 +135,6 @@ pub fn request_meta(http: &HttpRequest) -> RequestMeta {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect()),
     }
-}
-
-async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
-    if state.production {
-        return HttpResponse::NotFound().finish();
-    }
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 async fn healthz() -> HttpResponse {

@@ -1,6 +1,7 @@
 //! TMS API: the GraphQL transport over the shared services.
 
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod error;
 pub mod graphql;

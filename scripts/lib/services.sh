@@ -122,10 +122,38 @@ tms_missing_packages() {
     return 0
 }
 
+# _tms_apt_install CHECK PACKAGE...: apt-get install PACKAGEs (once `apt-get update`d per
+# shell), then fail unless the function CHECK prints nothing (nothing still missing).
+_tms_apt_install() {
+    local check=$1
+    shift
+    local log=${TMS_SETUP_LOG:-${TMPDIR:-/tmp}/tms-setup.log}
+    local -a missing=("$@")
+    mkdir -p -- "$(dirname -- "$log")"
+    local -a apt=(apt-get -q -y -o DPkg::Lock::Timeout=300)
+    if [[ -z ${_TMS_APT_UPDATED:-} ]]; then
+        tms_say "apt-get update (log: $log)"
+        if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$log" 2>&1; then
+            _tms_tail_log "$log"
+            tms_die "apt-get update failed (full log: $log)"
+        fi
+        _TMS_APT_UPDATED=1
+    fi
+    tms_say "apt-get install ${missing[*]} (log: $log)"
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends \
+        "${missing[@]}" >>"$log" 2>&1; then
+        _tms_tail_log "$log"
+        tms_die "apt-get install failed (full log: $log)"
+    fi
+    mapfile -t missing < <("$check")
+    if ((${#missing[@]} > 0)); then
+        tms_die "still missing after apt-get install: ${missing[*]} (log: $log)"
+    fi
+}
+
 # tms_ensure_packages: install (as root, with apt-get) whatever is missing.
 tms_ensure_packages() {
     local -a missing=()
-    local log=${TMS_SETUP_LOG:-${TMPDIR:-/tmp}/tms-setup.log}
     mapfile -t missing < <(tms_missing_packages)
 
     if ((${#missing[@]} == 0)); then
@@ -135,26 +163,7 @@ tms_ensure_packages() {
     elif ! command -v apt-get >/dev/null 2>&1; then
         tms_die "missing system packages: ${missing[*]}, and apt-get is not available (TMS's scripts install packages on Debian only)"
     else
-        mkdir -p -- "$(dirname -- "$log")"
-        local -a apt=(apt-get -q -y -o DPkg::Lock::Timeout=300)
-        if [[ -z ${_TMS_APT_UPDATED:-} ]]; then
-            tms_say "apt-get update (log: $log)"
-            if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$log" 2>&1; then
-                _tms_tail_log "$log"
-                tms_die "apt-get update failed (full log: $log)"
-            fi
-            _TMS_APT_UPDATED=1
-        fi
-        tms_say "apt-get install ${missing[*]} (log: $log)"
-        if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends \
-            "${missing[@]}" >>"$log" 2>&1; then
-            _tms_tail_log "$log"
-            tms_die "apt-get install failed (full log: $log)"
-        fi
-        mapfile -t missing < <(tms_missing_packages)
-        if ((${#missing[@]} > 0)); then
-            tms_die "still missing after apt-get install: ${missing[*]} (log: $log)"
-        fi
+        _tms_apt_install tms_missing_packages "${missing[@]}"
     fi
 
     if [[ $EUID -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
@@ -178,6 +187,60 @@ tms_ensure_idp_packages() {
         _tms_tail_log "$log"
         tms_die "npm ci in $dir failed (full log: $log)"
     fi
+}
+
+# The axe-core release the browser test checks accessibility with (fetched per test run).
+TMS_AXE_CORE_VERSION=4.10.3
+
+# tms_missing_browser_packages: the Debian packages the browser test needs that are missing.
+tms_missing_browser_packages() {
+    command -v chromium >/dev/null 2>&1 || echo chromium
+    command -v chromedriver >/dev/null 2>&1 || echo chromium-driver
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        echo python3-venv
+    fi
+    return 0
+}
+
+# tms_ensure_browser_test REPO_ROOT DATA_DIR: what tests/browser needs — Debian's chromium
+# and chromium-driver, a virtualenv with tests/browser/requirements.txt (kept in
+# tests/browser/.venv, rebuilt when the requirements change) and axe-core fetched from the npm
+# registry into DATA_DIR. Exports TMS_TEST_BROWSER_PYTHON, TMS_TEST_AXE_JS,
+# TMS_TEST_CHROMIUM and TMS_TEST_CHROMEDRIVER.
+tms_ensure_browser_test() {
+    local root=$1 data=$2
+    local log=${TMS_SETUP_LOG:-${TMPDIR:-/tmp}/tms-setup.log}
+    local -a missing=()
+    mapfile -t missing < <(tms_missing_browser_packages)
+    if ((${#missing[@]} > 0)); then
+        [[ $EUID -eq 0 ]] || tms_die "missing packages for the browser test: ${missing[*]} (install them as root)"
+        _tms_apt_install tms_missing_browser_packages "${missing[@]}"
+    fi
+    local venv=$root/tests/browser/.venv req=$root/tests/browser/requirements.txt
+    if [[ ! -x $venv/bin/python || ! -f $venv/.installed || $req -nt $venv/.installed ]]; then
+        tms_say "browser test virtualenv: pip install -r tests/browser/requirements.txt (log: $log)"
+        rm -rf -- "$venv"
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q -r "$req"; } >>"$log" 2>&1; then
+            _tms_tail_log "$log"
+            tms_die "could not set up $venv (full log: $log)"
+        fi
+        touch -- "$venv/.installed"
+    fi
+    local axe_dir=$data/axe-core
+    if [[ ! -f $axe_dir/package/axe.min.js ]]; then
+        mkdir -p -- "$axe_dir"
+        if ! (cd -- "$axe_dir" && npm pack --silent "axe-core@$TMS_AXE_CORE_VERSION" &&
+            tar -xzf "axe-core-$TMS_AXE_CORE_VERSION.tgz") >>"$log" 2>&1; then
+            _tms_tail_log "$log"
+            tms_die "could not fetch axe-core@$TMS_AXE_CORE_VERSION (full log: $log)"
+        fi
+    fi
+    export TMS_TEST_BROWSER_PYTHON=$venv/bin/python
+    export TMS_TEST_AXE_JS=$axe_dir/package/axe.min.js
+    TMS_TEST_CHROMIUM=$(command -v chromium)
+    TMS_TEST_CHROMEDRIVER=$(command -v chromedriver)
+    export TMS_TEST_CHROMIUM TMS_TEST_CHROMEDRIVER
+    tms_say "browser test: $("$TMS_TEST_CHROMIUM" --version 2>/dev/null || echo chromium), axe-core $TMS_AXE_CORE_VERSION"
 }
 
 # tms_ensure_cargo: make sure cargo is on PATH (adds ${CARGO_HOME:-~/.cargo}/bin).

@@ -1,6 +1,7 @@
 //! End-to-end test harness: starts the real `tms-api` and `tms-worker` binaries against the
 //! Postgres and Redis that `scripts/test` provides, each test with its own database and queue.
 
+pub mod console;
 pub mod dagger_engine;
 pub mod idp;
 

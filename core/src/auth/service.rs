@@ -67,6 +67,11 @@ impl AuthService {
         self
     }
 
+    /// The refresh-token lifetimes in force (e.g. for how long a browser keeps its cookie).
+    pub fn session_config(&self) -> &SessionConfig {
+        &self.sessions
+    }
+
     /// Verifies email and password; every failure looks the same to the caller. Both outcomes
     /// are audited: a failure with the attempted email, never the password. Too many recent
     /// failures for the account or the address refuse the attempt (`RATE_LIMITED`) before the

@@ -55,6 +55,12 @@ pub const ROUTES: &[&str] = &[
     "/auth/login",
     "/auth/callback",
     "/runs/{id}/steps/{name}/log",
+    // The web console: its pages (one template), assets and session endpoints.
+    "/ui/{tail:.*}",
+    "/ui/assets/{build}/{path:.*}",
+    "/ui/session",
+    "/ui/session/refresh",
+    "/ui/session/logout",
 ];
 
 /// Outcome codes of a GraphQL operation: `OK` and every `ErrorCode`.
