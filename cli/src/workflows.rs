@@ -47,6 +47,7 @@ pub async fn all(api: &Api, fields: &str, archived: bool) -> Result<Vec<Value>, 
 
 /// The workflow named `key`, else the one whose id is `key`; `NOT_FOUND` otherwise.
 pub async fn find(api: &Api, key: &str, fields: &str) -> Result<Value, Failure> {
+    let fields = &format!("name {fields}");
     if let Some(w) = all(api, fields, false)
         .await?
         .into_iter()
