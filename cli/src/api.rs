@@ -48,7 +48,7 @@ pub struct Failure {
     /// `extensions.details` of a `VALIDATION` error: `(field, message)` pairs.
     pub details: Vec<(String, String)>,
     /// The whole response, when there was one (printed by `--output json`).
-    pub response: Option<Value>,
+    pub response: Option<Box<Value>>,
     pub exit: i32,
 }
 
@@ -97,7 +97,7 @@ impl Failure {
             field: e["extensions"]["field"].as_str().map(str::to_string),
             code,
             details,
-            response: Some(resp),
+            response: Some(Box::new(resp)),
         }
     }
 }

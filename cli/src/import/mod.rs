@@ -136,7 +136,7 @@ impl ImportCmd {
 /// `--output json`, else the validation details (or `problems`, when given) as a table.
 pub fn report_failure(f: &Failure, output: Output, problems: &[Value]) {
     if output == Output::Json {
-        let body = f.response.clone().unwrap_or_else(|| {
+        let body = f.response.as_deref().cloned().unwrap_or_else(|| {
             serde_json::json!({"errors": [{"message": f.message, "extensions": {"code": f.code}}]})
         });
         println!("{body}");
