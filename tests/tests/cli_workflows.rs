@@ -195,6 +195,10 @@ async fn first_hour_login_apply_run_logs() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&file)?.replace("is live\"", "is live now\"")
         + "\n  - name: notify\n    image: alpine:3.20\n    dependsOn: [report]\n    run: echo notified\n";
     std::fs::write(&file, text)?;
+    let dry = user.tms(&["apply", "-f", ex, "--dry-run"], None).await;
+    assert_eq!(dry.code, Some(0), "{dry}");
+    assert!(dry.stdout.contains("dry run: nothing written"), "{dry}");
+    assert_eq!(rows_with(&dry, "update "), 1, "{dry}");
     let changed = user
         .tms(&["apply", "-f", ex, "--output", "json"], None)
         .await;
