@@ -8,13 +8,14 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::api::{Api, Failure, exit};
-use crate::import::text;
+use crate::import::{Output, OutputArg, text};
 use crate::workflows::not_found;
 
 pub const LOGS_HELP: &str = "Examples:
   tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d            # every step, one after another
   tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d test       # one step
   tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d test --follow
+  tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --output json | jq -r '.[].exitCode'
 
 The api keeps the last lines of each step's combined stdout and stderr.";
 
@@ -26,6 +27,9 @@ pub struct LogsArgs {
     /// Keep printing new output until the step (or, without STEP, the run) ends.
     #[arg(short, long)]
     pub follow: bool,
+    /// `json`: the steps (name, status, attempt, exitCode, error, logTail) as a JSON array.
+    #[command(flatten)]
+    pub out: OutputArg,
 }
 
 const QUERY: &str = "query($id: ID!) { run(id: $id) { status tasks { name status attempt \
@@ -73,6 +77,15 @@ pub async fn run(api: Api, a: &LogsArgs) -> Result<i32, Failure> {
         && !tasks(&run).iter().any(|t| t["name"] == step.as_str())
     {
         return Err(not_found(format!("run {} has no step `{step}`", a.run_id)));
+    }
+    if a.out.output == Output::Json {
+        let picked: Vec<Value> = tasks(&run)
+            .iter()
+            .filter(|t| a.step.as_ref().is_none_or(|s| t["name"] == s.as_str()))
+            .cloned()
+            .collect();
+        println!("{}", Value::Array(picked));
+        return Ok(exit::OK);
     }
     if !a.follow {
         for t in tasks(&run) {

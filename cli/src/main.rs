@@ -166,7 +166,7 @@ async fn main() {
         Command::Workflows(a) => with_api(&cli, a.out.output, |api| workflows::list(api, a)).await,
         Command::Run(a) => with_api(&cli, a.out.output, |api| runs::run(api, a)).await,
         Command::Runs(a) => with_api(&cli, a.out.output, |api| runs::list(api, a)).await,
-        Command::Logs(a) => with_api(&cli, table, |api| logs::run(api, a)).await,
+        Command::Logs(a) => with_api(&cli, a.out.output, |api| logs::run(api, a)).await,
         Command::Cancel(a) => with_api(&cli, a.out.output, |api| runs::cancel(api, a)).await,
         Command::Retry(a) => with_api(&cli, a.out.output, |api| runs::retry(api, a)).await,
         Command::Tokens(c) => with_api(&cli, c.output(), |api| tokens::run(api, c)).await,

@@ -182,6 +182,10 @@ async fn first_hour_login_apply_run_logs() -> anyhow::Result<()> {
         .tms(&["logs", &run_id, "package", "--follow"], None)
         .await;
     assert!(followed.stdout.contains("hello-0.1.0.tar.gz"), "{followed}");
+    let as_json = user
+        .tms(&["logs", &run_id, "test", "--output", "json"], None)
+        .await;
+    assert_eq!(as_json.json()[0]["exitCode"], 0, "{as_json}");
     let no_step = user.tms(&["logs", &run_id, "nope"], None).await;
     assert_eq!(no_step.code, Some(6), "{no_step}");
 
