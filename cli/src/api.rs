@@ -43,10 +43,12 @@ pub struct Failure {
     /// `extensions.code`; `UNREACHABLE` or `HTTP_<status>` when the api did not answer GraphQL.
     pub code: String,
     pub message: String,
+    /// `extensions.field`: the input field at fault, e.g. `input.steps[1].dependsOn`.
+    pub field: Option<String>,
     /// `extensions.details` of a `VALIDATION` error: `(field, message)` pairs.
     pub details: Vec<(String, String)>,
     /// The whole response, when there was one (printed by `--output json`).
-    pub response: Option<Value>,
+    pub response: Option<Box<Value>>,
     pub exit: i32,
 }
 
@@ -55,6 +57,7 @@ impl Failure {
         Failure {
             code: code.into(),
             message: message.into(),
+            field: None,
             details: Vec::new(),
             response: None,
             exit: exit::OTHER,
@@ -69,7 +72,7 @@ impl Failure {
     }
 
     /// The failure of a response carrying `errors`.
-    fn from_response(resp: Value) -> Self {
+    pub fn from_response(resp: Value) -> Self {
         let e = &resp["errors"][0];
         let code = e["extensions"]["code"]
             .as_str()
@@ -91,16 +94,21 @@ impl Failure {
         Failure {
             exit: exit::for_code(&code),
             message: e["message"].as_str().unwrap_or("request failed").into(),
+            field: e["extensions"]["field"].as_str().map(str::to_string),
             code,
             details,
-            response: Some(resp),
+            response: Some(Box::new(resp)),
         }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code, self.message)?;
+        match &self.field {
+            Some(field) => write!(f, " (field {field})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -157,6 +165,20 @@ async fn post(
             ))
         }
     }
+}
+
+/// Posts a request without a token (login, refresh); `data` on success.
+pub async fn post_public(
+    http: &reqwest::Client,
+    url: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Value, Failure> {
+    let resp = post(http, url, None, query, variables).await?;
+    if resp.get("errors").is_some() {
+        return Err(Failure::from_response(resp));
+    }
+    Ok(resp["data"].clone())
 }
 
 /// Exchanges an email and password for an access token.

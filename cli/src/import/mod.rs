@@ -19,13 +19,14 @@ use crate::table::Table;
 macro_rules! exit_codes {
     () => {
         "Exit codes:
-  0  success (verify: no differences)
-  1  verify found differences
-  2  usage error (bad arguments, no token)
-  3  the source or another input was refused (VALIDATION; problems printed)
-  4  not signed in or not allowed (UNAUTHENTICATED, FORBIDDEN)
+  0  success (import verify: no differences)
+  1  the run did not succeed (run --watch, retry --watch, watch), or import verify found
+     differences
+  2  usage error (bad arguments)
+  3  a file or another input was refused (VALIDATION, BAD_USER_INPUT; file:line printed)
+  4  not signed in or not allowed (UNAUTHENTICATED, FORBIDDEN; no session or token)
   5  conflict (CONFLICT, e.g. a rollback refused)
-  6  not found (NOT_FOUND, e.g. no such batch)
+  6  not found (NOT_FOUND: no such workflow, run, step, token or batch)
   7  api unreachable, or any other error"
     };
 }
@@ -135,7 +136,7 @@ impl ImportCmd {
 /// `--output json`, else the validation details (or `problems`, when given) as a table.
 pub fn report_failure(f: &Failure, output: Output, problems: &[Value]) {
     if output == Output::Json {
-        let body = f.response.clone().unwrap_or_else(|| {
+        let body = f.response.as_deref().cloned().unwrap_or_else(|| {
             serde_json::json!({"errors": [{"message": f.message, "extensions": {"code": f.code}}]})
         });
         println!("{body}");
@@ -149,7 +150,7 @@ pub fn report_failure(f: &Failure, output: Output, problems: &[Value]) {
         }
         print!("{}", t.render());
     }
-    eprintln!("error: {}: {}", f.code, f.message);
+    eprintln!("error: {f}");
 }
 
 /// `problems { position reason legacyId }` as a table.
