@@ -1,5 +1,7 @@
-//! `GET /runs/{id}/steps/{name}/log[?attempt=N]`: a step's whole stored log as plain text,
-//! authorized like the run (the `Authorization` header, as for `/graphql`).
+//! `GET /runs/{id}/steps/{name}/log[?attempt=N][&offset=BYTES]`: a step's stored log as plain
+//! text (from `offset`: how a follower asks for what is new), authorized like the run (the
+//! `Authorization` header, as for `/graphql`). Headers say the attempt, where the text ends
+//! (`X-TMS-Log-Next-Offset`) and whether the attempt ended (`X-TMS-Log-Complete`).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -13,6 +15,7 @@ use crate::sso::error_response;
 #[derive(Deserialize)]
 pub struct LogQuery {
     attempt: Option<i32>,
+    offset: Option<usize>,
 }
 
 pub async fn download(
@@ -37,7 +40,7 @@ pub async fn download(
     match state
         .services
         .logs
-        .whole(who, run_id, &step, query.attempt)
+        .rest(who, run_id, &step, query.attempt, query.offset.unwrap_or(0))
         .await
     {
         Ok(log) => HttpResponse::Ok()
@@ -45,6 +48,7 @@ pub async fn download(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header(("X-TMS-Log-Attempt", log.attempt.to_string()))
             .insert_header(("X-TMS-Log-Complete", log.complete.to_string()))
+            .insert_header(("X-TMS-Log-Next-Offset", log.next_offset.to_string()))
             .insert_header((
                 header::CONTENT_DISPOSITION,
                 format!("inline; filename=\"{run_id}-{step}-{}.log\"", log.attempt),

@@ -129,6 +129,58 @@ impl Api {
         }
         Ok(resp["data"].clone())
     }
+
+    /// A step's stored log from `offset` (`GET /runs/{id}/steps/{name}/log`), of the latest
+    /// attempt; the offset is a byte offset the previous answer ended at.
+    pub async fn step_log(&self, run: &str, step: &str, offset: usize) -> Result<StepLog, Failure> {
+        let url = format!("{}/runs/{run}/steps/{step}/log?offset={offset}", self.url);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::other(
+                    "UNREACHABLE",
+                    format!("cannot reach the TMS api at {}: {e}", self.url),
+                )
+            })?;
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (attempt, complete) = (header("x-tms-log-attempt"), header("x-tms-log-complete"));
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| Failure::other("UNREACHABLE", format!("reading the api's answer: {e}")))?;
+        if !status.is_success() {
+            return Err(match serde_json::from_str::<Value>(&body) {
+                Ok(v) if v.get("errors").is_some() => Failure::from_response(v),
+                _ => Failure::other(
+                    &format!("HTTP_{}", status.as_u16()),
+                    format!("the api answered HTTP {status}"),
+                ),
+            });
+        }
+        Ok(StepLog {
+            attempt: attempt.and_then(|a| a.parse().ok()).unwrap_or(0),
+            complete: complete.as_deref() == Some("true"),
+            text: body,
+        })
+    }
+}
+
+/// What `Api::step_log` read.
+pub struct StepLog {
+    pub attempt: i32,
+    /// From the requested offset to the end of what is stored.
+    pub text: String,
+    pub complete: bool,
 }
 
 async fn post(

@@ -1,5 +1,6 @@
-//! `tms logs RUN [STEP] [--follow]`: a run's step output (the api keeps each step's last
-//! lines, `Task.logTail`); `--follow` polls and prints what is new until the step or run ends.
+//! `tms logs RUN [STEP] [--follow]`: a run's step output, whole (the api keeps every line of
+//! each step, `GET /runs/{id}/steps/{name}/log`); `--follow` asks for what is new every half
+//! second until the step or run ends.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +18,8 @@ pub const LOGS_HELP: &str = "Examples:
   tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d test --follow
   tms logs 0192f1c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d --output json | jq -r '.[].exitCode'
 
-The api keeps the last lines of each step's combined stdout and stderr.";
+The api keeps each step's whole combined stdout and stderr (up to TMS_STEP_LOG_MAX_BYTES),
+secrets masked; the latest attempt is shown.";
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
@@ -35,7 +37,6 @@ pub struct LogsArgs {
 const QUERY: &str = "query($id: ID!) { run(id: $id) { status tasks { name status attempt \
     exitCode error logTail } } }";
 
-const TASK_DONE: [&str; 5] = ["SUCCEEDED", "FAILED", "CACHED", "SKIPPED", "CANCELLED"];
 const RUN_DONE: [&str; 4] = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
 
 async fn fetch(api: &Api, id: &str) -> Result<Value, Failure> {
@@ -50,18 +51,6 @@ async fn fetch(api: &Api, id: &str) -> Result<Value, Failure> {
         Value::Null => Err(not_found(format!("no run {id}"))),
         r => Ok(r.clone()),
     }
-}
-
-/// The part of `cur` not yet printed, given that `prev` was: `cur`'s lines after the longest
-/// run of `prev`'s last lines that `cur` starts with (the tail slides as the log grows).
-fn new_lines<'a>(prev: &str, cur: &'a str) -> Vec<&'a str> {
-    let p: Vec<&str> = prev.lines().collect();
-    let c: Vec<&str> = cur.lines().collect();
-    let overlap = (0..=p.len().min(c.len()))
-        .rev()
-        .find(|&k| p[p.len() - k..] == c[..k])
-        .unwrap_or(0);
-    c[overlap..].to_vec()
 }
 
 fn tasks(run: &Value) -> &[Value] {
@@ -87,44 +76,56 @@ pub async fn run(api: Api, a: &LogsArgs) -> Result<i32, Failure> {
         println!("{}", Value::Array(picked));
         return Ok(exit::OK);
     }
+    let picked: Vec<String> = tasks(&run)
+        .iter()
+        .map(|t| text(&t["name"]))
+        .filter(|n| a.step.as_ref().is_none_or(|s| s == n))
+        .collect();
     if !a.follow {
-        for t in tasks(&run) {
-            match &a.step {
-                Some(s) if t["name"] != s.as_str() => {}
-                Some(_) => print!("{}", with_newline(&text(&t["logTail"]))),
-                None => {
-                    println!(
-                        "==> {} ({}) <==",
-                        text(&t["name"]),
-                        text(&t["status"]).to_lowercase()
-                    );
-                    print!(
-                        "{}",
-                        with_newline(t["logTail"].as_str().unwrap_or_default())
-                    );
-                }
+        for name in &picked {
+            let log = api.step_log(&a.run_id, name, 0).await?;
+            if a.step.is_none() {
+                let status = tasks(&run)
+                    .iter()
+                    .find(|t| t["name"] == name.as_str())
+                    .map(|t| text(&t["status"]).to_lowercase())
+                    .unwrap_or_default();
+                println!("==> {name} ({status}) <==");
             }
+            print!("{}", with_newline(&log.text));
         }
         return Ok(exit::OK);
     }
-    let mut printed: HashMap<String, String> = HashMap::new();
+    // Per step: the attempt being printed and how far.
+    let mut at: HashMap<String, (i32, usize)> = HashMap::new();
     loop {
         let mut all_done = true;
-        for t in tasks(&run) {
-            let name = text(&t["name"]);
-            if a.step.as_ref().is_some_and(|s| *s != name) {
-                continue;
+        for name in &picked {
+            let (attempt, offset) = at.get(name).copied().unwrap_or((0, 0));
+            let mut log = api.step_log(&a.run_id, name, offset).await?;
+            if log.attempt != attempt && attempt != 0 {
+                // A new attempt (a retry): its log starts over.
+                println!("--- {name}: attempt {} ---", log.attempt);
+                log = api.step_log(&a.run_id, name, 0).await?;
             }
-            let log = t["logTail"].as_str().unwrap_or_default();
-            let prev = printed.get(&name).map(String::as_str).unwrap_or_default();
-            for line in new_lines(prev, log) {
+            // Only whole lines: the rest comes with the next poll.
+            let upto = match log.text.rfind('\n') {
+                Some(i) if !log.complete => i + 1,
+                _ => log.text.len(),
+            };
+            for line in log.text[..upto].lines() {
                 match a.step {
                     Some(_) => println!("{line}"),
                     None => println!("{name} | {line}"),
                 }
             }
-            printed.insert(name, log.to_string());
-            all_done &= TASK_DONE.contains(&t["status"].as_str().unwrap_or_default());
+            let start = if log.attempt != attempt && attempt != 0 {
+                0
+            } else {
+                offset
+            };
+            at.insert(name.clone(), (log.attempt, start + upto));
+            all_done &= log.complete;
         }
         let run_done = RUN_DONE.contains(&run["status"].as_str().unwrap_or_default());
         if all_done || run_done {
@@ -140,18 +141,5 @@ fn with_newline(s: &str) -> String {
         s.to_string()
     } else {
         format!("{s}\n")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::new_lines;
-
-    #[test]
-    fn only_new_lines_of_a_sliding_tail() {
-        assert_eq!(new_lines("", "a\nb\n"), ["a", "b"]);
-        assert_eq!(new_lines("a\nb\n", "a\nb\nc\n"), ["c"]);
-        assert_eq!(new_lines("a\nb\nc\n", "b\nc\nd\ne\n"), ["d", "e"]);
-        assert_eq!(new_lines("a\nb\n", "a\nb\n"), Vec::<&str>::new());
     }
 }

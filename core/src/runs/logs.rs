@@ -41,16 +41,18 @@ impl LogService {
         Self { db }
     }
 
-    /// The whole stored log of `step`'s `attempt` (default: the latest), for the download.
-    pub async fn whole(
+    /// Everything stored of `step`'s `attempt` (default: the latest) from `offset`, for the
+    /// download (and for following a log: ask again from `next_offset`).
+    pub async fn rest(
         &self,
         who: Option<&Principal>,
         run_id: Uuid,
         step: &str,
         attempt: Option<i32>,
+        offset: usize,
     ) -> Result<LogPage> {
         audit::require(&self.db, who, Permission::ReadRuns).await?;
-        self.read(run_id, step, attempt, 0, usize::MAX).await
+        self.read(run_id, step, attempt, offset, usize::MAX).await
     }
 
     /// `limit` bytes of `step`'s log from `offset`, of `attempt` (default: the latest).
