@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, Error, Lookahead, Result};
 use tms_core::runs::Task;
+use tms_core::runs::service::RunService;
 use tms_core::runs::eta::Estimate;
 use tms_core::workflows::{Workflow, WorkflowVersion};
 use uuid::Uuid;
@@ -112,7 +113,20 @@ impl Loaders {
         };
         let estimates = async {
             if node.field("percent").exists() || node.field("etaSeconds").exists() {
-                self.batch.load_many(ids().map(EstimateOf)).await?;
+                // A run that has ended needs no statement for its estimate (most of a runs
+                // page): only the others are loaded.
+                let (ended, open): (Vec<_>, Vec<_>) = runs
+                    .iter()
+                    .map(|r| (r.id, RunService::estimate_if_ended(r)))
+                    .partition(|(_, e)| e.is_some());
+                self.batch
+                    .feed_many(ended.into_iter().filter_map(|(id, e)| Some((EstimateOf(id), e?))))
+                    .await;
+                if !open.is_empty() {
+                    self.batch
+                        .load_many(open.into_iter().map(|(id, _)| EstimateOf(id)))
+                        .await?;
+                }
             }
             Ok(())
         };

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::auth::{Permission, Principal};
 use crate::error::Result;
 use crate::repo;
-use crate::runs::Task;
 use crate::runs::eta::Estimate;
+use crate::runs::{Run, Task};
 use crate::runs::service::RunService;
 
 impl RunService {
@@ -42,5 +42,15 @@ impl RunService {
         let ids = run_ids.to_vec();
         let est = self.est.clone();
         self.db.run(move |c| est.estimate_many(c, &ids)).await
+    }
+
+    /// The estimate of `run` when it is known from the run alone, with no statement: a run
+    /// that has ended is 100 % done with nothing left (what [`Self::estimates`] would say).
+    /// `None` for a run still queued or running, whose estimate needs its tasks and history.
+    pub fn estimate_if_ended(run: &Run) -> Option<Estimate> {
+        run.status.is_terminal().then_some(Estimate {
+            percent: 100.0,
+            eta_seconds: Some(0.0),
+        })
     }
 }
