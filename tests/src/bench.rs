@@ -165,7 +165,9 @@ struct Count {
 
 impl Pg {
     pub fn connect(url: &str) -> Result<Self> {
-        Ok(Pg(PgConnection::establish(url).context("connecting to Postgres")?))
+        Ok(Pg(
+            PgConnection::establish(url).context("connecting to Postgres")?
+        ))
     }
 
     /// The single `bigint` a statement returns (aliased `n`).

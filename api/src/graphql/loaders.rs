@@ -12,8 +12,8 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, Error, Lookahead, Result};
 use tms_core::runs::Task;
-use tms_core::runs::service::RunService;
 use tms_core::runs::eta::Estimate;
+use tms_core::runs::service::RunService;
 use tms_core::workflows::{Workflow, WorkflowVersion};
 use uuid::Uuid;
 
@@ -120,7 +120,11 @@ impl Loaders {
                     .map(|r| (r.id, RunService::estimate_if_ended(r)))
                     .partition(|(_, e)| e.is_some());
                 self.batch
-                    .feed_many(ended.into_iter().filter_map(|(id, e)| Some((EstimateOf(id), e?))))
+                    .feed_many(
+                        ended
+                            .into_iter()
+                            .filter_map(|(id, e)| Some((EstimateOf(id), e?))),
+                    )
                     .await;
                 if !open.is_empty() {
                     self.batch

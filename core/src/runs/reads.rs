@@ -9,8 +9,8 @@ use crate::auth::{Permission, Principal};
 use crate::error::Result;
 use crate::repo;
 use crate::runs::eta::Estimate;
-use crate::runs::{Run, Task};
 use crate::runs::service::RunService;
+use crate::runs::{Run, Task};
 
 impl RunService {
     /// The tasks of each of `run_ids`, in position order; runs without tasks are left out.

@@ -43,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new("fanout");
     report.setting("events", measured);
     let mut result = Ok(());
-    for subs in list.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+    for subs in list
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
         if let Err(e) = fanout(subs, measured, &mut report).await {
             eprintln!("fan-out to {subs} subscribers failed: {e:#}");
             result = Err(e);
@@ -225,10 +228,33 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
             burst_elapsed.as_secs_f64(),
         ),
     );
-    report.figure(&format!("{p}_api_rss_idle_mib"), idle_rss, "MiB", "before any subscriber");
-    report.figure(&format!("{p}_api_rss_subscribed_mib"), subscribed_rss, "MiB", "VmRSS with every subscription registered");
-    report.figure(&format!("{p}_api_rss_end_mib"), end_rss, "MiB", "VmRSS after the burst");
-    report.figure(&format!("{p}_api_hwm_mib"), peak_rss, "MiB", "VmHWM: peak RSS of the api");
-    anyhow::ensure!(complete as u64 == measured, "only {complete} of {measured} events reached every subscriber");
+    report.figure(
+        &format!("{p}_api_rss_idle_mib"),
+        idle_rss,
+        "MiB",
+        "before any subscriber",
+    );
+    report.figure(
+        &format!("{p}_api_rss_subscribed_mib"),
+        subscribed_rss,
+        "MiB",
+        "VmRSS with every subscription registered",
+    );
+    report.figure(
+        &format!("{p}_api_rss_end_mib"),
+        end_rss,
+        "MiB",
+        "VmRSS after the burst",
+    );
+    report.figure(
+        &format!("{p}_api_hwm_mib"),
+        peak_rss,
+        "MiB",
+        "VmHWM: peak RSS of the api",
+    );
+    anyhow::ensure!(
+        complete as u64 == measured,
+        "only {complete} of {measured} events reached every subscriber"
+    );
     Ok(())
 }

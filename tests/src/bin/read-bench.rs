@@ -171,7 +171,10 @@ async fn main() -> Result<()> {
         let text = String::from_utf8_lossy(&out.stdout);
         let Some(line) = text.lines().find_map(|l| l.strip_prefix("WRK_SUMMARY ")) else {
             eprint!("{text}{}", String::from_utf8_lossy(&out.stderr));
-            result = Err(anyhow::anyhow!("wrk ({shape}) printed no summary: {}", out.status));
+            result = Err(anyhow::anyhow!(
+                "wrk ({shape}) printed no summary: {}",
+                out.status
+            ));
             continue;
         };
         let kv: std::collections::HashMap<String, f64> = parse_summary(line).into_iter().collect();

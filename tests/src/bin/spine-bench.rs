@@ -67,9 +67,8 @@ async fn trigger_pool(env: &Arc<TestEnv>, wf: &str, n: usize, clients: usize) ->
 async fn wait_finished(pg: &mut Pg, wf: &str, n: usize, every: Duration) -> Result<i64> {
     let timeout: u64 = tms_tests::env_or("BENCH_TIMEOUT", 600);
     let deadline = Instant::now() + Duration::from_secs(timeout);
-    let sql = format!(
-        "SELECT count(*) AS n FROM runs WHERE workflow_id = '{wf}' AND status IN {FINAL}"
-    );
+    let sql =
+        format!("SELECT count(*) AS n FROM runs WHERE workflow_id = '{wf}' AND status IN {FINAL}");
     loop {
         let done = pg.count(&sql)?;
         if done as usize >= n {
@@ -163,7 +162,10 @@ async fn e2e(report: &mut Report) -> Result<()> {
         "triggers/s",
         "while the worker ran them",
     );
-    report.latency("e2e_trigger_rtt", &sorted_ms(&sent.iter().map(|s| s.rtt).collect::<Vec<_>>()));
+    report.latency(
+        "e2e_trigger_rtt",
+        &sorted_ms(&sent.iter().map(|s| s.rtt).collect::<Vec<_>>()),
+    );
     report.figure("e2e_runs_not_succeeded", failed as f64, "runs", "");
     report.figure(
         "e2e_runs_without_final_event",
@@ -172,7 +174,10 @@ async fn e2e(report: &mut Report) -> Result<()> {
         &format!("{events} run events stored"),
     );
     ensure!(failed == 0, "{failed} runs did not succeed");
-    ensure!(without_events == 0, "{without_events} runs have no final event");
+    ensure!(
+        without_events == 0,
+        "{without_events} runs have no final event"
+    );
     Ok(())
 }
 
@@ -194,7 +199,10 @@ async fn trigger(report: &mut Report) -> Result<()> {
         "triggers/s",
         &format!("{n} triggerRun at {clients} concurrent clients, api alone"),
     );
-    report.latency("trigger", &sorted_ms(&sent.iter().map(|s| s.rtt).collect::<Vec<_>>()));
+    report.latency(
+        "trigger",
+        &sorted_ms(&sent.iter().map(|s| s.rtt).collect::<Vec<_>>()),
+    );
     let stored = pg.count(&format!(
         "SELECT count(*) AS n FROM runs WHERE workflow_id = '{wf}'"
     ))?;
@@ -228,12 +236,14 @@ async fn dag(report: &mut Report) -> Result<()> {
         let t0 = Instant::now();
         let id = env.trigger(&wf).await?;
         trigger_rtt.push(t0.elapsed());
-        let done = format!(
-            "SELECT count(*) AS n FROM runs WHERE id = '{id}' AND status IN {FINAL}"
-        );
+        let done =
+            format!("SELECT count(*) AS n FROM runs WHERE id = '{id}' AND status IN {FINAL}");
         let deadline = Instant::now() + Duration::from_secs(60);
         while pg.count(&done)? == 0 {
-            ensure!(Instant::now() < deadline, "run {id} not finished after 60 s");
+            ensure!(
+                Instant::now() < deadline,
+                "run {id} not finished after 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let run = env.run(&id).await?;
@@ -259,16 +269,9 @@ async fn dag(report: &mut Report) -> Result<()> {
         "dag_burst_steps_per_s",
         4.0 * burst as f64 / secs,
         "steps/s",
-        &format!(
-            "burst of {burst} 4-step runs, {clients} clients, all finished in {secs:.2} s"
-        ),
+        &format!("burst of {burst} 4-step runs, {clients} clients, all finished in {secs:.2} s"),
     );
-    report.figure(
-        "dag_burst_runs_per_s",
-        burst as f64 / secs,
-        "runs/s",
-        "",
-    );
+    report.figure("dag_burst_runs_per_s", burst as f64 / secs, "runs/s", "");
     report.figure(
         "dag_burst_triggers_per_s",
         burst as f64 / enqueued.as_secs_f64(),
@@ -284,7 +287,11 @@ async fn dag(report: &mut Report) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "dag".into());
-    let name = if scenario == "spine" { "dag" } else { scenario.as_str() };
+    let name = if scenario == "spine" {
+        "dag"
+    } else {
+        scenario.as_str()
+    };
     let mut report = Report::new(name);
     let result = match name {
         "dag" => dag(&mut report).await,
