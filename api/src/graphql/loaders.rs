@@ -105,11 +105,55 @@ impl Loaders {
             return;
         }
         let ids = || runs.iter().map(|r| r.id);
-        let tasks = async {
-            if node.field("tasks").exists() {
-                self.batch.load_many(ids().map(TasksOf)).await?;
+        let workflow = node.field("workflow");
+        let want_tasks = node.field("tasks").exists();
+        let want_workflows = workflow.exists();
+        // Tasks and workflows in one round trip when the caller may read both (the common
+        // case); otherwise each through its own loader, which reports a denial in place.
+        let together = async {
+            if !want_tasks && !want_workflows {
+                return false;
             }
-            Ok::<_, Error>(())
+            let loader = self.batch.loader();
+            let Ok(who) = loader.auth.caller() else {
+                return false;
+            };
+            let task_runs: Vec<Uuid> = if want_tasks {
+                ids().collect()
+            } else {
+                Vec::new()
+            };
+            let mut workflow_ids: Vec<Uuid> = if want_workflows {
+                runs.iter().map(|r| r.workflow_id).collect()
+            } else {
+                Vec::new()
+            };
+            workflow_ids.sort_unstable();
+            workflow_ids.dedup();
+            let Ok(Some(mut found)) = loader
+                .services
+                .runs
+                .page_extras(who, &task_runs, &workflow_ids)
+                .await
+            else {
+                return false;
+            };
+            self.batch
+                .feed_many(task_runs.into_iter().map(|id| {
+                    let tasks = found.tasks.remove(&id).unwrap_or_default();
+                    (TasksOf(id), Arc::new(tasks))
+                }))
+                .await;
+            // Workflows not found are left out: the field then reports NOT_FOUND itself.
+            self.batch
+                .feed_many(
+                    found
+                        .workflows
+                        .into_iter()
+                        .map(|(id, w)| (WorkflowId(id), w)),
+                )
+                .await;
+            true
         };
         let estimates = async {
             if node.field("percent").exists() || node.field("etaSeconds").exists() {
@@ -132,12 +176,19 @@ impl Loaders {
                         .await?;
                 }
             }
-            Ok(())
+            Ok::<_, Error>(())
         };
-        let workflow = node.field("workflow");
+        let (fed, _) = futures::join!(together, estimates);
+        let tasks = async {
+            if want_tasks && !fed {
+                self.batch.load_many(ids().map(TasksOf)).await?;
+            }
+            Ok::<_, Error>(())
+        };
         let workflows = async {
-            if workflow.exists() {
+            if want_workflows {
                 let keys = runs.iter().map(|r| WorkflowId(r.workflow_id));
+                // Served from the cache when fed above.
                 let found = self.batch.load_many(keys).await?;
                 if workflow.field("steps").exists() {
                     let current = found.values().map(|w| VersionKey(w.id, w.current_version));
@@ -146,7 +197,7 @@ impl Loaders {
             }
             Ok(())
         };
-        let _ = futures::try_join!(tasks, estimates, workflows);
+        let _ = futures::try_join!(tasks, workflows);
     }
 
     /// As [`Loaders::prime_runs`], for a page of workflows: their current versions' steps.
