@@ -1,6 +1,7 @@
 //! End-to-end test harness: starts the real `tms-api` and `tms-worker` binaries against the
 //! Postgres and Redis that `scripts/test` provides, each test with its own database and queue.
 
+pub mod bench;
 pub mod console;
 pub mod dagger_engine;
 pub mod idp;
@@ -571,19 +572,47 @@ pub fn diamond() -> Value {
     ])
 }
 
-/// The benchmarks' system: the api and one worker with 8 step slots.
-/// `TMS_BENCH_API_ENV` (`K=V` pairs separated by spaces, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT=…`)
-/// is passed to the api, to measure a setting's cost.
-pub async fn bench_env() -> Result<TestEnv> {
-    let api_env = std::env::var("TMS_BENCH_API_ENV")
+/// Settings of the benchmarks' processes: `K=V` pairs separated by spaces in `var`.
+fn bench_vars(var: &str) -> Vec<(String, String)> {
+    std::env::var(var)
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        .collect()
+}
+
+/// The pool size the benchmarks give each process: `BENCH_POOL_SIZE`, else the binaries'
+/// own default (what `scripts/run` ships), not the tests' small pool.
+fn bench_pool() -> Vec<(String, String)> {
+    let pool = std::env::var("BENCH_POOL_SIZE").unwrap_or_else(|_| "10".into());
+    vec![("TMS_DB_POOL_SIZE".into(), pool)]
+}
+
+/// The benchmarks' system: the api and one worker with 8 step slots.
+/// `TMS_BENCH_API_ENV` and `TMS_BENCH_WORKER_ENV` (`K=V` pairs separated by spaces, e.g.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT=…`) are passed to the api and the worker, to measure a
+/// setting's cost.
+pub async fn bench_env() -> Result<TestEnv> {
+    let mut worker_env = bench_pool();
+    worker_env.push(("TMS_WORKER_CONCURRENCY".into(), "8".into()));
+    worker_env.extend(bench_vars("TMS_BENCH_WORKER_ENV"));
+    let mut api_env = bench_pool();
+    api_env.extend(bench_vars("TMS_BENCH_API_ENV"));
     TestEnv::start_with(EnvOptions {
         api_env,
-        ..EnvOptions::worker_env(vec![("TMS_WORKER_CONCURRENCY".into(), "8".into())])
+        ..EnvOptions::worker_env(worker_env)
+    })
+    .await
+}
+
+/// As [`bench_env`], without a worker.
+pub async fn bench_env_api_only() -> Result<TestEnv> {
+    let mut api_env = bench_pool();
+    api_env.extend(bench_vars("TMS_BENCH_API_ENV"));
+    TestEnv::start_with(EnvOptions {
+        api_env,
+        ..EnvOptions::api_only()
     })
     .await
 }

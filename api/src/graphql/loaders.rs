@@ -13,6 +13,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, Error, Lookahead, Result};
 use tms_core::runs::Task;
 use tms_core::runs::eta::Estimate;
+use tms_core::runs::service::RunService;
 use tms_core::workflows::{Workflow, WorkflowVersion};
 use uuid::Uuid;
 
@@ -104,22 +105,90 @@ impl Loaders {
             return;
         }
         let ids = || runs.iter().map(|r| r.id);
+        let workflow = node.field("workflow");
+        let want_tasks = node.field("tasks").exists();
+        let want_workflows = workflow.exists();
+        // Tasks and workflows in one round trip when the caller may read both (the common
+        // case); otherwise each through its own loader, which reports a denial in place.
+        let together = async {
+            if !want_tasks && !want_workflows {
+                return false;
+            }
+            let loader = self.batch.loader();
+            let Ok(who) = loader.auth.caller() else {
+                return false;
+            };
+            let task_runs: Vec<Uuid> = if want_tasks {
+                ids().collect()
+            } else {
+                Vec::new()
+            };
+            let mut workflow_ids: Vec<Uuid> = if want_workflows {
+                runs.iter().map(|r| r.workflow_id).collect()
+            } else {
+                Vec::new()
+            };
+            workflow_ids.sort_unstable();
+            workflow_ids.dedup();
+            let Ok(Some(mut found)) = loader
+                .services
+                .runs
+                .page_extras(who, &task_runs, &workflow_ids)
+                .await
+            else {
+                return false;
+            };
+            self.batch
+                .feed_many(task_runs.into_iter().map(|id| {
+                    let tasks = found.tasks.remove(&id).unwrap_or_default();
+                    (TasksOf(id), Arc::new(tasks))
+                }))
+                .await;
+            // Workflows not found are left out: the field then reports NOT_FOUND itself.
+            self.batch
+                .feed_many(
+                    found
+                        .workflows
+                        .into_iter()
+                        .map(|(id, w)| (WorkflowId(id), w)),
+                )
+                .await;
+            true
+        };
+        let estimates = async {
+            if node.field("percent").exists() || node.field("etaSeconds").exists() {
+                // A run that has ended needs no statement for its estimate (most of a runs
+                // page): only the others are loaded.
+                let (ended, open): (Vec<_>, Vec<_>) = runs
+                    .iter()
+                    .map(|r| (r.id, RunService::estimate_if_ended(r)))
+                    .partition(|(_, e)| e.is_some());
+                self.batch
+                    .feed_many(
+                        ended
+                            .into_iter()
+                            .filter_map(|(id, e)| Some((EstimateOf(id), e?))),
+                    )
+                    .await;
+                if !open.is_empty() {
+                    self.batch
+                        .load_many(open.into_iter().map(|(id, _)| EstimateOf(id)))
+                        .await?;
+                }
+            }
+            Ok::<_, Error>(())
+        };
+        let (fed, _) = futures::join!(together, estimates);
         let tasks = async {
-            if node.field("tasks").exists() {
+            if want_tasks && !fed {
                 self.batch.load_many(ids().map(TasksOf)).await?;
             }
             Ok::<_, Error>(())
         };
-        let estimates = async {
-            if node.field("percent").exists() || node.field("etaSeconds").exists() {
-                self.batch.load_many(ids().map(EstimateOf)).await?;
-            }
-            Ok(())
-        };
-        let workflow = node.field("workflow");
         let workflows = async {
-            if workflow.exists() {
+            if want_workflows {
                 let keys = runs.iter().map(|r| WorkflowId(r.workflow_id));
+                // Served from the cache when fed above.
                 let found = self.batch.load_many(keys).await?;
                 if workflow.field("steps").exists() {
                     let current = found.values().map(|w| VersionKey(w.id, w.current_version));
@@ -128,7 +197,7 @@ impl Loaders {
             }
             Ok(())
         };
-        let _ = futures::try_join!(tasks, estimates, workflows);
+        let _ = futures::try_join!(tasks, workflows);
     }
 
     /// As [`Loaders::prime_runs`], for a page of workflows: their current versions' steps.

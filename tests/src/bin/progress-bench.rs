@@ -4,37 +4,20 @@
 //! latencies and the delivery rate. Then a burst phase measures the sustained events/s one api
 //! instance delivers to all subscribers.
 //!
-//! Run with `scripts/bench` (starts Postgres and Redis, builds in release mode).
+//! SUBS is a comma-separated list of subscriber counts (`scripts/bench fanout` runs
+//! `1000,10000`), each measured on a fresh api whose memory (VmRSS once every subscription is
+//! registered, VmRSS and VmHWM at the end) is read from /proc. Figures go to the `fanout` JSON.
+//!
+//! Run with `scripts/bench fanout` (starts Postgres and Redis, builds in release mode).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tms_tests::bench::{Report, raise_fd_limit, rss_mib};
 use tms_tests::ws::{GqlWs, WsEvent};
 use tms_tests::{EnvOptions, TestEnv};
 use tokio::sync::Mutex;
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
-fn raise_fd_limit() {
-    // 1,000 client sockets here and 1,000 server sockets in the api (which inherits the limit).
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on this process.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < 8192 {
-            lim.rlim_cur = lim.rlim_max.min(65536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
 
 fn event(n: u64, workflow: &str) -> String {
     json!({
@@ -55,9 +38,28 @@ fn now_micros() -> u128 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     raise_fd_limit();
-    let subs: usize = tms_tests::env_or("SUBS", 1000);
+    let list: String = tms_tests::env_or("SUBS", "1000".to_string());
     let measured: u64 = tms_tests::env_or("EVENTS", 50);
+    let mut report = Report::new("fanout");
+    report.setting("events", measured);
+    let mut result = Ok(());
+    for subs in list
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
+        if let Err(e) = fanout(subs, measured, &mut report).await {
+            eprintln!("fan-out to {subs} subscribers failed: {e:#}");
+            result = Err(e);
+        }
+    }
+    report.write()?;
+    result
+}
+
+async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Result<()> {
     let env = TestEnv::start_with(EnvOptions::api_only()).await?;
+    let api_pid = env.api.as_ref().map(|p| p.pid()).unwrap_or(0);
+    let (idle_rss, _) = rss_mib(api_pid)?;
     let token = env.token.clone().unwrap();
     let wf = uuid::Uuid::new_v4().to_string();
 
@@ -80,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let opened = t0.elapsed();
+    let (subscribed_rss, _) = rss_mib(api_pid)?;
 
     // Every delivery: (event number, latency in ms).
     let deliveries = Arc::new(Mutex::new(Vec::<(u64, f64)>::with_capacity(subs * 60)));
@@ -140,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Burst: BURST events published back to back (within the hub's buffer), timed from the
     // first publish to the last delivery: the sustained rate one api instance fans out at.
-    let burst: u64 = tms_tests::env_or("BURST", 500);
+    let burst: u64 = tms_tests::env_or("BURST", (500_000 / subs as u64).clamp(1, 500));
     let burst_start_n = 100_000u64;
     let before = deliveries.lock().await.len();
     let burst_t0 = Instant::now();
@@ -191,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|n| all.iter().filter(|d| d.0 == *n).count() == subs)
         .count();
 
+    let (end_rss, peak_rss) = rss_mib(api_pid)?;
     drop(env);
     let mut dropped = 0;
     for r in readers {
@@ -198,29 +202,59 @@ async fn main() -> anyhow::Result<()> {
             dropped += 1;
         }
     }
-    println!("== TMS subscription fan-out ({subs} subscribers on 1 api instance, runEvents) ==");
-    println!(
-        "open + register {subs} subscriptions (100 at a time): {:.0} ms",
-        opened.as_secs_f64() * 1000.0
+    let p = format!("fanout_{subs}");
+    report.figure(
+        &format!("{p}_subscribe_ms"),
+        opened.as_secs_f64() * 1000.0,
+        "ms",
+        &format!("open + register {subs} subscriptions, 100 at a time"),
     );
-    println!(
-        "publish -> all {subs} received, per event ({measured} events, 200 ms apart): p50 {:.1} ms  p99 {:.1} ms  ({complete}/{measured} events reached every subscriber)",
-        pct(&all_received, 0.5),
-        pct(&all_received, 0.99)
+    report.latency(&format!("{p}_all_received"), &all_received);
+    report.figure(
+        &format!("{p}_events_complete"),
+        complete as f64,
+        "events",
+        &format!("of {measured} measured events (200 ms apart) reached all {subs} subscribers"),
     );
-    println!(
-        "publish -> one subscriber received ({} deliveries): p50 {:.1} ms  p99 {:.1} ms",
-        per_delivery.len(),
-        pct(&per_delivery, 0.5),
-        pct(&per_delivery, 0.99)
+    report.latency(&format!("{p}_per_delivery"), &per_delivery);
+    report.figure(
+        &format!("{p}_burst_events_per_s"),
+        burst_delivered as f64 / burst_elapsed.as_secs_f64() / subs as f64,
+        "events/s",
+        &format!(
+            "burst of {burst} events published in {:.0} ms; {burst_delivered} of {} deliveries in {:.2} s; subscribers dropped as slow: {dropped}",
+            published_in.as_secs_f64() * 1000.0,
+            burst as usize * subs,
+            burst_elapsed.as_secs_f64(),
+        ),
     );
-    println!(
-        "burst: {burst} events published in {:.0} ms -> {burst_delivered} of {} deliveries in {:.2} s = {:.0} events/s delivered ({:.0} events/s to every subscriber); subscribers dropped as slow: {dropped}",
-        published_in.as_secs_f64() * 1000.0,
-        burst as usize * subs,
-        burst_elapsed.as_secs_f64(),
-        burst_delivered as f64 / burst_elapsed.as_secs_f64(),
-        burst_delivered as f64 / burst_elapsed.as_secs_f64() / subs as f64
+    report.figure(
+        &format!("{p}_api_rss_idle_mib"),
+        idle_rss,
+        "MiB",
+        "before any subscriber",
+    );
+    report.figure(
+        &format!("{p}_api_rss_subscribed_mib"),
+        subscribed_rss,
+        "MiB",
+        "VmRSS with every subscription registered",
+    );
+    report.figure(
+        &format!("{p}_api_rss_end_mib"),
+        end_rss,
+        "MiB",
+        "VmRSS after the burst",
+    );
+    report.figure(
+        &format!("{p}_api_hwm_mib"),
+        peak_rss,
+        "MiB",
+        "VmHWM: peak RSS of the api",
+    );
+    anyhow::ensure!(
+        complete as u64 == measured,
+        "only {complete} of {measured} events reached every subscriber"
     );
     Ok(())
 }

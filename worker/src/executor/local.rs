@@ -84,10 +84,15 @@ impl Executor for LocalExecutor {
         let Some((program, args)) = argv.split_first() else {
             return Err(ExecError::Step("step has nothing to execute".into()));
         };
-        tracing::warn!(
-            run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
-            "local executor ignores the image and runs the step on the host"
-        );
+        // Said once per process, not per step: at hundreds of steps a second the same warning
+        // would be most of the worker's log (and a measurable share of its time).
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                run_id = %req.run_id, step = %req.step.name, image = %req.step.image,
+                "local executor ignores the image and runs every step on the host"
+            );
+        });
         let mut masks = req.masks.clone();
         masks.extend(req.secrets.values().cloned());
         let mut cmd = Command::new(program);
