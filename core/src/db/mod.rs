@@ -30,8 +30,44 @@ pub struct Db {
     reachable: Arc<AtomicBool>,
 }
 
-/// How long a caller waits for a pooled connection while the database is known unreachable.
+/// How long a caller waits for a pooled connection while the database is known unreachable,
+/// and how often a waiting caller looks whether it became so.
 const UNREACHABLE_ACQUIRE: Duration = Duration::from_millis(250);
+/// How long a caller waits for a connection from a busy pool while the database is fine.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection: waits up to [`ACQUIRE_TIMEOUT`] while the pool is merely busy, but gives
+/// up within [`UNREACHABLE_ACQUIRE`] once the database is known unreachable (a failed connection
+/// attempt says so at once, through [`MarkUnreachable`]), so requests answer `UNAVAILABLE`
+/// quickly from the first moment of an outage.
+fn acquire(pool: &PgPool, reachable: &AtomicBool) -> Result<Conn> {
+    let deadline = std::time::Instant::now() + ACQUIRE_TIMEOUT;
+    loop {
+        match pool.get_timeout(UNREACHABLE_ACQUIRE) {
+            Ok(conn) => {
+                reachable.store(true, Ordering::Relaxed);
+                return Ok(conn);
+            }
+            Err(e) => {
+                if !reachable.load(Ordering::Relaxed) || std::time::Instant::now() >= deadline {
+                    reachable.store(false, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
+/// Marks the database unreachable as soon as the pool fails to open a connection.
+#[derive(Debug)]
+struct MarkUnreachable(Arc<AtomicBool>);
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for MarkUnreachable {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        self.0.store(false, Ordering::Relaxed);
+        tracing::warn!(error = %error, "database connection failed");
+    }
+}
 
 /// Counts every statement a pooled connection starts, so the cost of a code path can be measured
 /// (and exported) as a number of round trips rather than guessed.
@@ -55,17 +91,19 @@ impl Db {
     pub fn new(url: &str, max_size: u32) -> Result<Self> {
         let manager = ConnectionManager::<PgConnection>::new(url);
         let queries = Arc::new(AtomicU64::new(0));
+        let reachable = Arc::new(AtomicBool::new(true));
         let pool = Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(ACQUIRE_TIMEOUT)
             .test_on_check_out(false)
             .connection_customizer(Box::new(CountQueries(queries.clone())))
+            .error_handler(Box::new(MarkUnreachable(reachable.clone())))
             .build_unchecked(manager);
         Ok(Self {
             pool,
             queries,
-            reachable: Arc::new(AtomicBool::new(true)),
+            reachable,
         })
     }
 
@@ -90,18 +128,7 @@ impl Db {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let got = if reachable.load(Ordering::Relaxed) {
-                pool.get()
-            } else {
-                pool.get_timeout(UNREACHABLE_ACQUIRE)
-            };
-            let mut conn = match got {
-                Ok(conn) => conn,
-                Err(e) => {
-                    reachable.store(false, Ordering::Relaxed);
-                    return Err(e.into());
-                }
-            };
+            let mut conn = acquire(&pool, &reachable)?;
             let res = f(&mut conn);
             let unreachable = matches!(&res, Err(Error::Unavailable(m)) if m.starts_with(crate::error::DATABASE_UNREACHABLE));
             reachable.store(!unreachable, Ordering::Relaxed);
