@@ -269,8 +269,14 @@ async fn run_attempt(
     ));
     req.log = Some(tx);
     let end = execute_attempt(env, req, permit).await;
-    // Every line is stored before the attempt's end is recorded.
-    let _ = recorder.await;
+    // Every line is stored before the attempt's end is recorded; bounded, so a log that cannot
+    // be written (database away past the writes' own retries) never holds the step up.
+    if tokio::time::timeout(Duration::from_secs(60), recorder)
+        .await
+        .is_err()
+    {
+        tracing::warn!(run_id = %env.exec.run_id(), "step log still being written after 60s; going on without it");
+    }
     end
 }
 

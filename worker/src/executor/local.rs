@@ -143,11 +143,16 @@ impl Executor for LocalExecutor {
         // The step is over when its main process exits: end whatever it left running, which
         // also closes the pipes so the pumps finish.
         drop(guard);
+        let (out_abort, err_abort) = (out_pump.abort_handle(), err_pump.abort_handle());
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = out_pump.await;
             let _ = err_pump.await;
         })
         .await;
+        // A process that escaped the group may hold a pipe open: stop reading it, so the step's
+        // log (whose sink the pumps hold) ends with the step.
+        out_abort.abort();
+        err_abort.abort();
         let status = status.map_err(|e| io("waiting for the step", e))?;
         let exit_code = status.code().or_else(|| {
             use std::os::unix::process::ExitStatusExt;
