@@ -70,9 +70,8 @@ pub fn change_task(
     record(conn, est, run_id, ev)
 }
 
-/// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
-/// Returns the events to publish. Call inside a transaction (holding the lease, if any).
-pub fn cancel_remaining(
+/// Every task of the run not yet finished becomes `cancelled` with `why`; returns the events.
+fn cancel_unfinished_tasks(
     conn: &mut PgConnection,
     est: &Estimator,
     run_id: Uuid,
@@ -86,6 +85,18 @@ pub fn cancel_remaining(
             events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
         }
     }
+    Ok(events)
+}
+
+/// Records a cancellation: every task not yet finished becomes `cancelled`, then the run.
+/// Returns the events to publish. Call inside a transaction (holding the lease, if any).
+pub fn cancel_remaining(
+    conn: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    why: &str,
+) -> Result<Vec<RunEvent>> {
+    let mut events = cancel_unfinished_tasks(conn, est, run_id, why)?;
     if repo::runs::finish(conn, run_id, RunStatus::Cancelled, Some(why))? {
         let ev = run_changed(RunStatus::Cancelled, Some(why.to_string()));
         events.push(record(conn, est, run_id, ev)?);
@@ -101,14 +112,7 @@ pub fn dead_letter(
     run_id: Uuid,
     why: &str,
 ) -> Result<Vec<RunEvent>> {
-    let mut events = Vec::new();
-    for t in repo::runs::tasks_of(conn, run_id)? {
-        if !t.status.is_terminal() {
-            let change = TaskChange::finished(TaskStatus::Cancelled, Some(why.to_string()));
-            let ev = task_changed(&t.name, TaskStatus::Cancelled, Some(why.to_string()));
-            events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
-        }
-    }
+    let mut events = cancel_unfinished_tasks(conn, est, run_id, why)?;
     if repo::runs::finish(conn, run_id, RunStatus::Failed, Some(why))? {
         repo::runs::mark_dead_lettered(conn, run_id)?;
         let ev = run_changed(RunStatus::Failed, Some(why.to_string()));
