@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod console;
 pub mod dagger_engine;
+pub mod docs;
 pub mod idp;
 
 use std::net::TcpListener;
