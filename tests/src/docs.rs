@@ -1,5 +1,6 @@
-//! Runnable documentation: the ```sh blocks of README.md and docs/*.md, and the live system
-//! and scratch checkout they run against (`tests/tests/docs.rs` states the conventions).
+//! Runnable documentation: the ```sh blocks of README.md and docs/*.md, the live system and
+//! scratch checkout they run against, and the pages' relative links and headings
+//! (`tests/tests/docs.rs` states the conventions).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -331,4 +332,65 @@ pub async fn run_page(
         status,
         outputs,
     })
+}
+
+/// The relative links of `markdown` (`[text](target)`, outside fenced code) with their lines;
+/// web and mail links are left out.
+pub fn relative_links(markdown: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut fence: Option<usize> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let ticks = trimmed.bytes().take_while(|&b| b == b'`').count();
+        match fence {
+            Some(n) if ticks >= n && trimmed.trim_end().len() == ticks => fence = None,
+            Some(_) => {}
+            None if ticks >= 3 && !trimmed[ticks..].contains('`') => fence = Some(ticks),
+            None => {
+                let mut rest = line;
+                while let Some(at) = rest.find("](") {
+                    rest = &rest[at + 2..];
+                    let Some(end) = rest.find(')') else { break };
+                    let target = &rest[..end];
+                    if !target.contains("://") && !target.starts_with("mailto:") {
+                        out.push((i + 1, target.to_string()));
+                    }
+                    rest = &rest[end..];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The anchors GitHub gives the headings of `markdown`: lower case, spaces to `-`, other
+/// punctuation dropped (a repeated heading's `-1` suffix is not modelled).
+pub fn anchors(markdown: &str) -> Vec<String> {
+    let mut fence = false;
+    let mut out = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fence = !fence;
+        }
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        if fence {
+            continue;
+        }
+        let title = title.trim_start_matches('#').trim();
+        out.push(
+            title
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => {
+                        Some(c.to_lowercase().next().unwrap_or(c))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        );
+    }
+    out
 }

@@ -35,11 +35,14 @@
 //!   ```` ```bash ````/```` ```shell ```` are refused, so nothing escapes by its spelling.
 //! - Each page has `PAGE_LIMIT` to finish; a block that waits for a run uses a command that
 //!   ends with it (`tms run … --watch`, `tms watch`).
+//! - Every relative link of these pages must lead to an existing file and, with a
+//!   `#fragment` into Markdown, to one of its headings (GitHub's anchors). Links into
+//!   docs/reference/ are only checked once that generated directory exists.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tms_tests::docs::{Block, DocsSystem, pages, run_page, sh_blocks};
+use tms_tests::docs::{Block, DocsSystem, anchors, pages, relative_links, run_page, sh_blocks};
 
 const PAGE_LIMIT: Duration = Duration::from_secs(300);
 
@@ -66,7 +69,7 @@ fn literal_address(b: &Block) -> Option<usize> {
 }
 
 #[test]
-fn sh_blocks_are_found_with_their_lines_and_marks() {
+fn blocks_links_and_anchors_are_found() {
     let md = "# t\n\n```sh\necho one\n```\n\n1. item\n\n   ```sh norun (a browser)\n   open x\n   ```\n\n```` ```sh ```` in prose\n```console\n$ no\n```\n";
     let blocks = sh_blocks(md).expect("parses");
     assert_eq!(blocks.len(), 2, "{blocks:?}");
@@ -75,6 +78,14 @@ fn sh_blocks_are_found_with_their_lines_and_marks() {
     assert_eq!((blocks[1].line, blocks[1].text.as_str()), (9, "open x\n"));
     assert!(blocks[1].norun());
     assert!(sh_blocks("```bash\nls\n```\n").is_err());
+    assert_eq!(
+        anchors("## 2. Make `tms` cache-friendly — or not\n```sh\n# comment\n```\n"),
+        vec!["2-make-tms-cache-friendly--or-not"]
+    );
+    assert_eq!(
+        relative_links("[a](x.md#y) and [b](https://e.org)\n```sh\n[c](z.md)\n```\n"),
+        vec![(1, "x.md#y".to_string())]
+    );
     assert!(sh_blocks("```sh\nls\n").is_err());
 }
 
@@ -188,5 +199,47 @@ async fn every_sh_block_of_the_docs_runs() -> anyhow::Result<()> {
         failures.len(),
         failures.join("\n\n")
     );
+    Ok(())
+}
+
+/// Every relative link of README.md and docs/*.md leads to a file that exists and, with a
+/// `#fragment` into Markdown, to a heading of it. The generated references (docs/reference/)
+/// are written by their own generator; links to them are only checked once it exists.
+#[test]
+fn every_relative_link_of_the_docs_resolves() -> anyhow::Result<()> {
+    let repo = repo();
+    let mut broken = Vec::new();
+    for page in pages(&repo)? {
+        let text = std::fs::read_to_string(&page)?;
+        let dir = page.parent().expect("page dir");
+        for (line, target) in relative_links(&text) {
+            let (file, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() {
+                page.clone()
+            } else {
+                dir.join(file)
+            };
+            let pending = !repo.join("docs/reference").exists()
+                && path.starts_with(repo.join("docs/reference"));
+            if !path.exists() {
+                if pending {
+                    println!(
+                        "PENDING {}:{line}: {target} (docs/reference/ not generated yet)",
+                        rel(&page)
+                    );
+                } else {
+                    broken.push(format!("{}:{line}: {target}: no such file", rel(&page)));
+                }
+                continue;
+            }
+            if !fragment.is_empty() && path.extension().is_some_and(|e| e == "md") {
+                let heads = anchors(&std::fs::read_to_string(&path)?);
+                if !heads.iter().any(|h| h == fragment) {
+                    broken.push(format!("{}:{line}: {target}: no such heading", rel(&page)));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
     Ok(())
 }
