@@ -130,7 +130,10 @@ async fn callback(state: web::Data<AppState>, http: HttpRequest) -> HttpResponse
     if let Some(native) = native {
         // A native app's login always ends at its loopback listener, never in JSON here.
         let mut resp = match outcome {
-            Ok(user) => match sso.create_handoff(user.id, Some(native.code_challenge.clone())).await {
+            Ok(user) => match sso
+                .create_handoff(user.id, Some(native.code_challenge.clone()))
+                .await
+            {
                 Ok(code) => redirect(native.success_url(&code)),
                 Err(e) => native_refusal(&native, &e),
             },

@@ -74,9 +74,9 @@ async fn answer_failure(resp: reqwest::Response) -> Failure {
 /// Signs in through the browser and saves the session; the URL goes to stderr.
 pub async fn login(url: &str, open_browser: bool, timeout: Duration) -> Result<(), Failure> {
     let pkce = Pkce::new();
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
-        Failure::other("LISTEN", format!("cannot listen on 127.0.0.1: {e}"))
-    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| Failure::other("LISTEN", format!("cannot listen on 127.0.0.1: {e}")))?;
     let port = listener
         .local_addr()
         .map_err(|e| Failure::other("LISTEN", e.to_string()))?
@@ -210,7 +210,11 @@ async fn redeem(
             .get("error_description")
             .map(String::as_str)
             .unwrap_or(error.as_str());
-        return Err(failure(code, exit, format!("single sign-on refused: {why}")));
+        return Err(failure(
+            code,
+            exit,
+            format!("single sign-on refused: {why}"),
+        ));
     }
     let code = p.get("code").ok_or_else(|| {
         failure(
@@ -262,7 +266,7 @@ mod tests {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(&a.challenge)
                 .unwrap(),
-            digest.as_slice()
+            digest[..].to_vec()
         );
     }
 }

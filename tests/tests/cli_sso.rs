@@ -142,7 +142,13 @@ impl CliLogin {
 
 /// Plays the browser from `start`: follows every redirect (signing in at the provider as
 /// `who`) until one points under `stop`, and returns that URL without following it.
-async fn browse_until(b: &mut Browser, s: &Sso, start: &str, who: &str, stop: &str) -> Result<String> {
+async fn browse_until(
+    b: &mut Browser,
+    s: &Sso,
+    start: &str,
+    who: &str,
+    stop: &str,
+) -> Result<String> {
     let mut url = start.to_string();
     for _ in 0..15 {
         let resp = b.get(&url).await?;
@@ -167,7 +173,10 @@ async fn browse_until(b: &mut Browser, s: &Sso, start: &str, who: &str, stop: &s
         }
         url = next;
     }
-    bail!("no redirect to {stop} after 15 hops; api log:\n{}", s.api_log())
+    bail!(
+        "no redirect to {stop} after 15 hops; api log:\n{}",
+        s.api_log()
+    )
 }
 
 fn s256(verifier: &str) -> String {
@@ -221,7 +230,10 @@ async fn tms_login_sso_signs_in_through_the_browser() -> Result<()> {
     let me = s
         .me(saved["accessToken"].as_str().context("accessToken")?)
         .await?;
-    ensure!(me["email"] == "alice@example.com", "session is alice's: {me}");
+    ensure!(
+        me["email"] == "alice@example.com",
+        "session is alice's: {me}"
+    );
 
     // The audit row of this login, like a browser SSO login's, says it was a native app.
     let (outcome, detail, actor) = s.last_login_audit()?;
@@ -275,7 +287,11 @@ async fn native_redirects_must_be_loopback_ip_literals() -> Result<()> {
         ensure!(msg.contains(says), "{redirect}: {msg}");
     }
     // PKCE is required with a redirect, S256 only.
-    let plain = with_param(&login("http://127.0.0.1:5000/cb"), "code_challenge_method", Some("plain"));
+    let plain = with_param(
+        &login("http://127.0.0.1:5000/cb"),
+        "code_challenge_method",
+        Some("plain"),
+    );
     let r = s.http.get(plain).send().await?;
     let v: Value = r.json().await?;
     ensure!(
@@ -325,7 +341,10 @@ async fn native_codes_need_their_verifier_and_are_spent_by_a_wrong_one() -> Resu
     let wrong = "c".repeat(50);
     let r = exchange(json!({"code": code, "code_verifier": wrong})).await?;
     let d = s.assert_refused("wrong verifier", r, "pkce_mismatch")?;
-    ensure!(!d.to_string().contains(&wrong), "verifier in the audit: {d}");
+    ensure!(
+        !d.to_string().contains(&wrong),
+        "verifier in the audit: {d}"
+    );
     let r = exchange(json!({"code": code, "code_verifier": verifier})).await?;
     s.assert_refused("the right verifier after a wrong one", r, "handoff_invalid")?;
 
@@ -336,7 +355,9 @@ async fn native_codes_need_their_verifier_and_are_spent_by_a_wrong_one() -> Resu
     let code = native_code(verifier.clone()).await?;
     let (st, v) = exchange(json!({"code": code, "code_verifier": verifier})).await?;
     ensure!(st == 200 && v["accessToken"].is_string(), "{st} {v}");
-    ensure!(s.me(v["accessToken"].as_str().unwrap_or_default()).await?["email"] == "linda@tms.test");
+    ensure!(
+        s.me(v["accessToken"].as_str().unwrap_or_default()).await?["email"] == "linda@tms.test"
+    );
     let r = exchange(json!({"code": code, "code_verifier": verifier})).await?;
     s.assert_refused("second use", r, "handoff_invalid")?;
     Ok(())
@@ -360,7 +381,10 @@ async fn tms_login_sso_refuses_a_foreign_state_a_refusal_and_waits_no_longer_tha
     let out = cli.finish().await?;
     ensure!(out.code == Some(4), "{out}");
     ensure!(out.stderr.contains("state mismatch"), "{out}");
-    ensure!(!home.join(".config/tms/token").exists(), "a session was saved");
+    ensure!(
+        !home.join(".config/tms/token").exists(),
+        "a session was saved"
+    );
 
     // The provider refuses: the api sends the CLI `access_denied` with its state.
     let cli = CliLogin::start(&s, &[]).await?;

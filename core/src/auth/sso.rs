@@ -103,13 +103,14 @@ impl SsoService {
         });
         self.db
             .run(move |c| {
-                let native = native.as_ref().map(|(uri, challenge, state)| {
-                    repo::sso::NativeLogin {
-                        redirect_uri: uri,
-                        code_challenge: challenge,
-                        client_state: state,
-                    }
-                });
+                let native =
+                    native
+                        .as_ref()
+                        .map(|(uri, challenge, state)| repo::sso::NativeLogin {
+                            redirect_uri: uri,
+                            code_challenge: challenge,
+                            client_state: state,
+                        });
                 repo::sso::insert_login(c, &state_hash, &binding_hash, expires, native)
             })
             .await?;

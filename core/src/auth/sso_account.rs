@@ -13,7 +13,11 @@ use crate::repo;
 
 pub(crate) type Refusal = (Rejection, Option<(Uuid, String)>);
 
-pub(crate) fn refusal_entry(r: &Rejection, user: Option<(Uuid, String)>, meta: &RequestMeta) -> AuditEntry {
+pub(crate) fn refusal_entry(
+    r: &Rejection,
+    user: Option<(Uuid, String)>,
+    meta: &RequestMeta,
+) -> AuditEntry {
     let mut detail = serde_json::json!({ "method": "sso", "reason": r.reason });
     if let Some(d) = &r.detail {
         let key = match r.reason {

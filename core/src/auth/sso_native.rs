@@ -84,10 +84,7 @@ impl NativeRedirect {
                 "code_challenge_method",
                 "only S256 is supported",
             )),
-            None => problems.push(FieldError::new(
-                "code_challenge_method",
-                "required: S256",
-            )),
+            None => problems.push(FieldError::new("code_challenge_method", "required: S256")),
         }
         let challenge = p.code_challenge.clone().unwrap_or_default();
         if !is_s256_value(&challenge) {
@@ -187,7 +184,10 @@ pub fn verifier_matches(verifier: &str, challenge: &str) -> bool {
     let (a, b) = (s256(verifier), challenge);
     well_formed
         && a.len() == b.len()
-        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn is_s256_value(s: &str) -> bool {
@@ -257,10 +257,7 @@ mod tests {
         p.code_challenge_method = Some("plain".into());
         p.state = Some(String::new());
         let fields = field_of(NativeRedirect::from_params(&p).unwrap_err());
-        assert_eq!(
-            fields,
-            ["code_challenge_method", "code_challenge", "state"]
-        );
+        assert_eq!(fields, ["code_challenge_method", "code_challenge", "state"]);
         let mut p = params("http://127.0.0.1:1/cb");
         p.code_challenge_method = None;
         assert_eq!(
@@ -297,7 +294,10 @@ mod tests {
             challenge
         ));
         assert!(!verifier_matches("short", &s256("short")));
-        assert!(!verifier_matches(&"a b".repeat(20), &s256(&"a b".repeat(20))));
+        assert!(!verifier_matches(
+            &"a b".repeat(20),
+            &s256(&"a b".repeat(20))
+        ));
     }
 
     #[test]
