@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tms_tests::idp::{Browser, location};
 use tms_tests::sso::{Sso, query_param, start, with_param};
-use tms_tests::{bin_dir, error_code};
+use tms_tests::{EnvOptions, TestEnv, bin_dir, error_code};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
@@ -405,5 +405,27 @@ async fn tms_login_sso_refuses_a_foreign_state_a_refusal_and_waits_no_longer_tha
     let out = cli.finish().await?;
     ensure!(out.code == Some(7), "{out}");
     ensure!(out.stderr.contains("no sign-in within 1 s"), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn tms_login_sso_says_when_the_api_has_no_single_sign_on() -> Result<()> {
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
+    let home = env.work_dir.join("home-no-sso");
+    std::fs::create_dir_all(&home)?;
+    let base = format!("http://127.0.0.1:{}", env.api_port);
+    let out = tms(&home, &base, &["login", "--sso", "--no-browser"])
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(6), "{:?} {stderr}", out.status);
+    ensure!(
+        stderr.contains("single sign-on is not configured"),
+        "{stderr}"
+    );
+    ensure!(
+        !stderr.contains("/auth/login?"),
+        "no URL is offered when the api cannot sign in: {stderr}"
+    );
     Ok(())
 }
