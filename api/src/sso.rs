@@ -1,5 +1,6 @@
 //! Single sign-on HTTP endpoints: `GET /auth/login` (to the provider), `GET /auth/callback`
-//! (back from it) and `POST /auth/exchange` (one-time code → token pair, for browser logins).
+//! (back from it) and `POST /auth/exchange` (one-time code → token pair, for browser logins and
+//! native apps, which start with a loopback `redirect_uri` and redeem with their PKCE verifier).
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::{StatusCode, header};
@@ -8,6 +9,7 @@ use serde_json::json;
 use tms_core::Error;
 use tms_core::auth::service::TokenPair;
 use tms_core::auth::sso::{CallbackParams, LOGIN_TTL_SECONDS, SsoService};
+use tms_core::auth::sso_native::{LoginParams, NativeError, NativeRedirect};
 
 use crate::http::{AppState, request_meta};
 
@@ -38,8 +40,8 @@ fn cookie_for(secure: bool, value: String, max_age: i64) -> Cookie<'static> {
         .finish()
 }
 
-/// `{"errors":[{"message","extensions":{"code"}}]}` with the matching status; the cause of an
-/// internal failure goes to the log only.
+/// `{"errors":[{"message","extensions":{"code"}}]}` with the matching status (a validation error
+/// also names its `field`); the cause of an internal failure goes to the log only.
 pub(crate) fn error_response(e: &Error) -> HttpResponse {
     let code = e.code().as_str();
     let status = match code {
@@ -53,9 +55,15 @@ pub(crate) fn error_response(e: &Error) -> HttpResponse {
     if matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
         tracing::error!(code, error = %e, "http request failed");
     }
+    let mut extensions = json!({"code": code});
+    if let Error::Validation(fields) = e
+        && let Some(first) = fields.first()
+    {
+        extensions["field"] = json!(first.field);
+    }
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({"errors": [{"message": e.public_message(), "extensions": {"code": code}}]}))
+        .json(json!({"errors": [{"message": e.public_message(), "extensions": extensions}]}))
 }
 
 /// What every SSO endpoint answers when `TMS_OIDC_ISSUER` is not set.
@@ -73,11 +81,27 @@ fn token_json(t: &TokenPair) -> HttpResponse {
         }))
 }
 
-async fn login(state: web::Data<AppState>) -> HttpResponse {
+fn redirect(to: String) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, to))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        // The target's URL holds the one-time code: keep it out of Referer.
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish()
+}
+
+async fn login(state: web::Data<AppState>, http: HttpRequest) -> HttpResponse {
     let Some(sso) = state.sso.as_ref() else {
         return not_configured();
     };
-    match sso.begin().await {
+    let native = web::Query::<LoginParams>::from_query(http.query_string())
+        .map_err(|_| Error::field("redirect_uri", "malformed query string"))
+        .and_then(|q| NativeRedirect::from_params(&q));
+    let native = match native {
+        Ok(n) => n,
+        Err(e) => return error_response(&e),
+    };
+    match sso.begin(native.as_ref()).await {
         Ok(start) => HttpResponse::Found()
             .insert_header((header::LOCATION, start.redirect))
             .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -102,7 +126,23 @@ async fn callback(state: web::Data<AppState>, http: HttpRequest) -> HttpResponse
     let meta = request_meta(&http);
     // The login cookie is spent whatever happens.
     let clear = login_cookie(sso, String::new(), 0);
-    let user = match sso.finish(params, binding, &meta).await {
+    let (native, outcome) = sso.finish(params, binding, &meta).await;
+    if let Some(native) = native {
+        // A native app's login always ends at its loopback listener, never in JSON here.
+        let mut resp = match outcome {
+            Ok(user) => match sso
+                .create_handoff(user.id, Some(native.code_challenge.clone()))
+                .await
+            {
+                Ok(code) => redirect(native.success_url(&code)),
+                Err(e) => native_refusal(&native, &e),
+            },
+            Err(e) => native_refusal(&native, &e),
+        };
+        let _ = resp.add_cookie(&clear);
+        return resp;
+    }
+    let user = match outcome {
         Ok(u) => u,
         Err(e) => {
             let mut resp = error_response(&e);
@@ -117,15 +157,10 @@ async fn callback(state: web::Data<AppState>, http: HttpRequest) -> HttpResponse
         .is_some_and(|a| a.contains("application/json"));
     let post_login = sso.settings().post_login_url.clone();
     let mut resp = match post_login {
-        Some(mut url) if !wants_json => match sso.create_handoff(user.id).await {
+        Some(mut url) if !wants_json => match sso.create_handoff(user.id, None).await {
             Ok(code) => {
                 url.query_pairs_mut().append_pair("code", &code);
-                HttpResponse::Found()
-                    .insert_header((header::LOCATION, url.to_string()))
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    // The landing page's URL holds the one-time code: keep it out of Referer.
-                    .insert_header((header::REFERRER_POLICY, "no-referrer"))
-                    .finish()
+                redirect(url.to_string())
             }
             Err(e) => error_response(&e),
         },
@@ -138,19 +173,42 @@ async fn callback(state: web::Data<AppState>, http: HttpRequest) -> HttpResponse
     resp
 }
 
+/// RFC 6749 §4.1.2.1: the app learns of a refusal at its redirect, with its state; the reason
+/// stays in the audit log (and the cause of an internal failure in the server log).
+fn native_refusal(native: &NativeRedirect, e: &Error) -> HttpResponse {
+    if matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
+        tracing::error!(code = e.code().as_str(), error = %e, "native SSO login failed");
+    }
+    redirect(native.error_url(NativeError::of(e), &e.public_message()))
+}
+
 #[derive(serde::Deserialize)]
 struct ExchangeBody {
     code: String,
+    /// RFC 7636: required for a native app's code, refused for a browser one.
+    #[serde(default, alias = "codeVerifier")]
+    code_verifier: Option<String>,
 }
 
 async fn exchange(state: web::Data<AppState>, http: HttpRequest, body: web::Bytes) -> HttpResponse {
     let Some(sso) = state.sso.as_ref() else {
         return not_configured();
     };
-    let Ok(ExchangeBody { code }) = serde_json::from_slice::<ExchangeBody>(&body) else {
-        return error_response(&Error::field("code", "expected JSON {\"code\": \"…\"}"));
+    let Ok(ExchangeBody {
+        code,
+        code_verifier,
+    }) = serde_json::from_slice::<ExchangeBody>(&body)
+    else {
+        return error_response(&Error::field(
+            "code",
+            "expected JSON {\"code\": \"…\", \"code_verifier\": \"…\"}",
+        ));
     };
-    match sso.exchange(&code, &request_meta(&http)).await {
+    let meta = request_meta(&http);
+    match sso
+        .exchange_with_verifier(&code, code_verifier.as_deref(), &meta)
+        .await
+    {
         Ok(t) => token_json(&t),
         Err(e) => error_response(&e),
     }

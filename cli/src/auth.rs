@@ -1,4 +1,5 @@
-//! `tms login` and `tms logout`: a local account's session saved in the token file.
+//! `tms login` and `tms logout`: a local account's (or, with `--sso`, a single sign-on) session
+//! saved in the token file.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
@@ -14,12 +15,18 @@ pub const LOGIN_HELP: &str = "Examples:
   tms login --email admin@localhost                  # prompts for the password
   echo \"$PASSWORD\" | tms login --email admin@localhost --password-stdin
   TMS_URL=https://tms.example.com tms login --email me@example.com
+  TMS_URL=https://tms.example.com tms login --sso    # single sign-on in the browser
+  tms login --sso --no-browser --timeout 120         # print the URL, open it yourself
 
 The access and refresh tokens are saved in ~/.config/tms/token (or
 $XDG_CONFIG_HOME/tms/token) with mode 0600; later commands refresh the access token
 when it has expired. TMS_TOKEN, when set, is used instead of the saved session.
-Browser (SSO) sign-in is not offered by the CLI yet: use an API token (`tms tokens
-create`) or a local account.";
+
+--sso listens once on 127.0.0.1 (a random port) for the browser to come back from the
+api's identity provider, so the browser must run on the same machine (over SSH, forward
+the port or use an API token). Exit codes: 4 sign-in refused or the answer did not match
+this login (state), 6 single sign-on not configured on the api, 7 no sign-in within
+--timeout or the api unreachable.";
 
 pub const LOGOUT_HELP: &str = "Example:
   tms logout        # ends the session at the api and deletes the token file";
@@ -29,6 +36,16 @@ pub struct LoginArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Sign in through the browser (single sign-on) instead of with a password.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub sso: bool,
+    /// With --sso: print the sign-in URL instead of opening a browser.
+    #[arg(long, requires = "sso")]
+    pub no_browser: bool,
+    /// With --sso: seconds to wait for the browser to come back [default: 300].
+    #[arg(long, requires = "sso", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: Option<u64>,
 }
 
 fn http() -> Result<reqwest::Client, Failure> {
@@ -80,6 +97,10 @@ pub async fn login(url: &str, email: Option<String>, args: &LoginArgs) -> i32 {
 
 async fn try_login(url: &str, email: Option<String>, args: &LoginArgs) -> Result<(), Failure> {
     let url = url.trim_end_matches('/');
+    if args.sso {
+        let wait = args.timeout.unwrap_or(crate::sso::DEFAULT_TIMEOUT_SECS);
+        return crate::sso::login(url, !args.no_browser, Duration::from_secs(wait)).await;
+    }
     let email = match email {
         Some(e) => e,
         None if args.password_stdin => {

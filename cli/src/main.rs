@@ -8,8 +8,10 @@ mod apply;
 mod auth;
 mod import;
 mod logs;
+mod loopback;
 mod runs;
 mod session;
+mod sso;
 mod table;
 mod tokens;
 mod watch;
@@ -63,7 +65,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Log in with an email and password; the session is saved for later commands.
+    /// Log in with an email and password, or in the browser (--sso); the session is saved.
     #[command(after_help = auth::LOGIN_HELP)]
     Login(auth::LoginArgs),
     /// End the saved session (at the api too) and delete the token file.

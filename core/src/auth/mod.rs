@@ -12,6 +12,8 @@ pub mod service;
 pub mod session_service;
 pub mod sessions;
 pub mod sso;
+mod sso_account;
+pub mod sso_native;
 pub mod throttle;
 pub mod user;
 pub mod users;

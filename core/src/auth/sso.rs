@@ -1,8 +1,7 @@
 //! Single sign-on: starting a login, finishing it (state, RFC 9207 `iss`, code, ID token), signing
 //! the user in (account keyed on issuer and subject, group → role mapping) and auditing every
-//! outcome as `auth.login` with `detail.method = "sso"`.
-
-use std::collections::BTreeMap;
+//! outcome as `auth.login` with `detail.method = "sso"`. Native apps (RFC 8252) get the one-time
+//! code at their loopback redirect and redeem it with their PKCE verifier (`sso_native`).
 
 use base64::Engine as _;
 use chrono::Utc;
@@ -11,17 +10,19 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::audit::{self, Action, AuditEntry, Outcome};
+use crate::audit;
 use crate::auth::oidc::{Identity, OidcClient, OidcSettings, Rejection, oauth_code};
 use crate::auth::service::{AuthService, TokenPair};
-use crate::auth::{RequestMeta, Role, User};
+use crate::auth::sso_account::{refusal_entry, sign_in_tx};
+use crate::auth::sso_native::{NativeRedirect, verifier_matches};
+use crate::auth::{RequestMeta, User};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::repo;
 
 /// How long a started login may be finished.
 pub const LOGIN_TTL_SECONDS: i64 = 600;
-/// How long the one-time code handed to the front end stays valid.
+/// How long the one-time code handed to the front end (or a native app) stays valid.
 pub const HANDOFF_TTL_SECONDS: i64 = 60;
 
 /// What the transport sends the browser off with: the provider URL and the cookie secret.
@@ -86,14 +87,32 @@ impl SsoService {
     }
 
     /// Starts a login: a fresh cookie secret (PKCE verifier and nonce derive from it) and state;
-    /// only their hashes are stored, so any api instance can finish the login, once.
-    pub async fn begin(&self) -> Result<LoginStart> {
+    /// only their hashes are stored, so any api instance can finish the login, once. A native
+    /// app's loopback redirect, challenge and state are kept with it.
+    pub async fn begin(&self, native: Option<&NativeRedirect>) -> Result<LoginStart> {
         let binding = random_secret();
         let (url, state) = self.oidc.authorization_url(&binding).await?;
         let (state_hash, binding_hash) = (sha256_hex(&state), sha256_hex(&binding));
         let expires = Utc::now() + chrono::Duration::seconds(LOGIN_TTL_SECONDS);
+        let native = native.map(|n| {
+            (
+                n.redirect_uri.to_string(),
+                n.code_challenge.clone(),
+                n.state.clone(),
+            )
+        });
         self.db
-            .run(move |c| repo::sso::insert_login(c, &state_hash, &binding_hash, expires))
+            .run(move |c| {
+                let native =
+                    native
+                        .as_ref()
+                        .map(|(uri, challenge, state)| repo::sso::NativeLogin {
+                            redirect_uri: uri,
+                            code_challenge: challenge,
+                            client_state: state,
+                        });
+                repo::sso::insert_login(c, &state_hash, &binding_hash, expires, native)
+            })
             .await?;
         Ok(LoginStart {
             redirect: url.to_string(),
@@ -102,26 +121,30 @@ impl SsoService {
     }
 
     /// Finishes a login from the provider's redirect and the browser's cookie secret. Every
-    /// outcome is audited; a refusal returns `UNAUTHENTICATED` with a fixed message.
+    /// outcome is audited; a refusal returns `UNAUTHENTICATED` with a fixed message. Once the
+    /// state check passed, a native app's redirect comes back too, with success or refusal.
     pub async fn finish(
         &self,
         params: CallbackParams,
         binding: Option<String>,
         meta: &RequestMeta,
-    ) -> Result<User> {
-        match self.check_and_redeem(params, binding).await {
-            Ok(identity) => self.sign_in(identity, meta).await,
-            Err(r) => {
-                self.audit_refusal(&r, None, meta).await?;
-                Err(refused(&r))
-            }
-        }
+    ) -> (Option<NativeRedirect>, Result<User>) {
+        let mut native = None;
+        let result = match self.check_and_redeem(params, binding, &mut native).await {
+            Ok(identity) => self.sign_in(identity, native.is_some(), meta).await,
+            Err(r) => match self.audit_refusal(&r, None, meta).await {
+                Ok(()) => Err(refused(&r)),
+                Err(e) => Err(e),
+            },
+        };
+        (native, result)
     }
 
     async fn check_and_redeem(
         &self,
         p: CallbackParams,
         binding: Option<String>,
+        native: &mut Option<NativeRedirect>,
     ) -> std::result::Result<Identity, Rejection> {
         let binding = binding.ok_or_else(|| Rejection::new("cookie_missing", "no login cookie"))?;
         let state = p
@@ -146,12 +169,13 @@ impl SsoService {
                     if row.expires_at <= Utc::now() {
                         return Ok(Err("state_expired"));
                     }
-                    Ok(Ok(()))
+                    Ok(Ok(row))
                 })
             })
             .await
             .map_err(|e| Rejection::new("provider_unavailable", e.to_string()))?;
-        checked.map_err(|reason| Rejection::new(reason, "state check failed"))?;
+        let row = checked.map_err(|reason| Rejection::new(reason, "state check failed"))?;
+        *native = native_of(row);
 
         let (issuer, iss_required) = self
             .oidc
@@ -194,12 +218,14 @@ impl SsoService {
     /// Finds or creates the account for `id`, syncs its group roles and audits the login, all
     /// in one transaction; refusals (disabled, unverified email colliding with an account) are
     /// audited instead and change nothing.
-    async fn sign_in(&self, id: Identity, meta: &RequestMeta) -> Result<User> {
+    async fn sign_in(&self, id: Identity, native: bool, meta: &RequestMeta) -> Result<User> {
         let mapping = self.settings().group_roles.clone();
         let meta2 = meta.clone();
         let outcome = self
             .db
-            .run(move |c| c.transaction::<_, Error, _>(|c| sign_in_tx(c, &id, &mapping, &meta2)))
+            .run(move |c| {
+                c.transaction::<_, Error, _>(|c| sign_in_tx(c, &id, &mapping, native, &meta2))
+            })
             .await?;
         match outcome {
             Ok(user) => {
@@ -218,158 +244,81 @@ impl SsoService {
         self.auth.issue_session(user, meta).await
     }
 
-    /// A one-time code the front end exchanges (once, within a minute) for the token pair.
-    pub async fn create_handoff(&self, user_id: Uuid) -> Result<String> {
+    /// A one-time code the front end exchanges (once, within a minute) for the token pair; a
+    /// native app's code carries its PKCE challenge and needs the verifier.
+    pub async fn create_handoff(
+        &self,
+        user_id: Uuid,
+        code_challenge: Option<String>,
+    ) -> Result<String> {
         let code = random_secret();
         let hash = sha256_hex(&code);
         let expires = Utc::now() + chrono::Duration::seconds(HANDOFF_TTL_SECONDS);
         self.db
-            .run(move |c| repo::sso::insert_handoff(c, &hash, user_id, expires))
+            .run(move |c| {
+                repo::sso::insert_handoff(c, &hash, user_id, expires, code_challenge.as_deref())
+            })
             .await?;
         Ok(code)
     }
 
-    /// Redeems a hand-off code; an unknown, used or expired one is refused and audited.
+    /// Redeems a browser hand-off code (no PKCE): [`Self::exchange_with_verifier`] without one.
     pub async fn exchange(&self, code: &str, meta: &RequestMeta) -> Result<TokenPair> {
+        self.exchange_with_verifier(code, None, meta).await
+    }
+
+    /// Redeems a hand-off code; an unknown, used or expired one is refused and audited. A code
+    /// issued with a PKCE challenge needs its verifier, one issued without refuses any: a wrong
+    /// or missing verifier is refused too, and the code is spent either way.
+    pub async fn exchange_with_verifier(
+        &self,
+        code: &str,
+        verifier: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair> {
         let hash = sha256_hex(code);
-        let user = self
+        let found = self
             .db
             .run(move |c| {
-                let Some(id) = repo::sso::consume_handoff(c, &hash)? else {
+                let Some((id, challenge)) = repo::sso::consume_handoff(c, &hash)? else {
                     return Ok(None);
                 };
-                Ok(repo::users::find(c, id)?.filter(|u| !u.disabled))
+                Ok(Some((repo::users::find(c, id)?, challenge)))
             })
             .await?;
-        match user {
-            Some(u) => self.auth.issue_session(&User::from(u), meta).await,
-            None => {
-                let r = Rejection::new("handoff_invalid", "unknown, used or expired code");
-                self.audit_refusal(&r, None, meta).await?;
-                Err(refused(&r))
+        let rejection = match found {
+            None => Rejection::new("handoff_invalid", "unknown, used or expired code"),
+            Some((user, challenge)) => {
+                let pkce_ok = match (challenge.as_deref(), verifier) {
+                    (None, None) => true,
+                    (Some(ch), Some(v)) => verifier_matches(v, ch),
+                    _ => false,
+                };
+                match user {
+                    Some(u) if !pkce_ok => {
+                        let r = Rejection::new("pkce_mismatch", "code_verifier missing or wrong");
+                        self.audit_refusal(&r, Some((u.id, u.email.clone())), meta)
+                            .await?;
+                        return Err(refused(&r));
+                    }
+                    Some(u) if !u.disabled => {
+                        return self.auth.issue_session(&User::from(u), meta).await;
+                    }
+                    _ => Rejection::new("handoff_invalid", "user gone or disabled"),
+                }
             }
-        }
-    }
-}
-
-type Refusal = (Rejection, Option<(Uuid, String)>);
-
-fn refusal_entry(r: &Rejection, user: Option<(Uuid, String)>, meta: &RequestMeta) -> AuditEntry {
-    let mut detail = serde_json::json!({ "method": "sso", "reason": r.reason });
-    if let Some(d) = &r.detail {
-        let key = match r.reason {
-            "idp_error" | "code_rejected" => "idpError",
-            _ => "check",
         };
-        detail[key] = serde_json::Value::String(d.clone());
+        self.audit_refusal(&rejection, None, meta).await?;
+        Err(refused(&rejection))
     }
-    let mut entry = AuditEntry::anonymous(Action::AuthLogin, "sso", meta)
-        .outcome(Outcome::Failure)
-        .detail(detail);
-    if let Some((id, email)) = user {
-        entry.actor_id = Some(id);
-        entry.actor_email = Some(email);
-        entry.resource = format!("user:{id}");
-    }
-    entry
 }
 
-fn sign_in_tx(
-    c: &mut diesel::PgConnection,
-    id: &Identity,
-    mapping: &[(String, Role)],
-    meta: &RequestMeta,
-) -> Result<std::result::Result<User, Refusal>> {
-    let mut created = false;
-    let mut linked = false;
-    let user = match repo::sso::find_by_identity(c, &id.issuer, &id.subject)? {
-        Some(u) => u,
-        None => {
-            let Some(email) = id.email.as_deref().filter(|e| e.contains('@')) else {
-                return Ok(Err((
-                    Rejection::new("email_missing", "no email claim"),
-                    None,
-                )));
-            };
-            match repo::users::find_by_email(c, email)? {
-                Some(existing) => {
-                    let who = Some((existing.id, existing.email.clone()));
-                    if repo::sso::identity_of(c, existing.id)?.is_some() {
-                        let r = Rejection::new("email_taken", "email linked to another identity");
-                        return Ok(Err((r, who)));
-                    }
-                    if !id.email_verified {
-                        let r = Rejection::new(
-                            "email_unverified",
-                            "unverified email matches an existing account",
-                        );
-                        return Ok(Err((r, who)));
-                    }
-                    if existing.disabled {
-                        return Ok(Err((Rejection::new("user_disabled", "disabled"), who)));
-                    }
-                    repo::sso::link_identity(c, existing.id, &id.issuer, &id.subject)?;
-                    linked = true;
-                    existing
-                }
-                None => {
-                    created = true;
-                    let name = id.name.clone().unwrap_or_default();
-                    repo::sso::insert_user(c, email, &name, &id.issuer, &id.subject)?
-                }
-            }
-        }
-    };
-    if user.disabled {
-        let who = Some((user.id, user.email.clone()));
-        return Ok(Err((Rejection::new("user_disabled", "disabled"), who)));
-    }
-
-    // Group mapping at every login: the roles the groups grant now, each with its group.
-    let mut wanted: BTreeMap<Role, &str> = BTreeMap::new();
-    for (group, role) in mapping {
-        if id.groups.iter().any(|g| g == group) {
-            wanted.entry(*role).or_insert(group.as_str());
-        }
-    }
-    let held = repo::sso::sso_grants_of(c, user.id)?;
-    let resource = format!("user:{}", user.id);
-    let (mut added, mut removed) = (Vec::new(), Vec::new());
-    for (role, group) in &held {
-        if !wanted.contains_key(role) {
-            repo::sso::revoke_sso_role(c, user.id, *role)?;
-            removed.push(role.as_str());
-            let entry = AuditEntry::anonymous(Action::RoleRevoke, resource.clone(), meta).detail(
-                serde_json::json!({"method": "sso", "role": role.as_str(), "group": group}),
-            );
-            audit::append(c, entry)?;
-        }
-    }
-    for (role, group) in &wanted {
-        if held.iter().any(|(r, _)| r == role) {
-            continue;
-        }
-        if repo::sso::grant_sso_role(c, user.id, *role, group)? {
-            added.push(role.as_str());
-            let entry = AuditEntry::anonymous(Action::RoleAssign, resource.clone(), meta).detail(
-                serde_json::json!({"method": "sso", "role": role.as_str(), "group": group}),
-            );
-            audit::append(c, entry)?;
-        }
-    }
-    let entry = AuditEntry {
-        actor_id: Some(user.id),
-        actor_email: Some(user.email.clone()),
-        ..AuditEntry::anonymous(Action::AuthLogin, resource, meta)
-    }
-    .detail(serde_json::json!({
-        "method": "sso",
-        "issuer": id.issuer,
-        "created": created,
-        "linked": linked,
-        "rolesAdded": added,
-        "rolesRemoved": removed,
-    }));
-    audit::append(c, entry)?;
-    Ok(Ok(User::from(user)))
+/// The native-app part of a pending login, if it had one (the columns are all set or none).
+fn native_of(row: repo::sso::LoginRow) -> Option<NativeRedirect> {
+    let uri = row.native_redirect_uri?;
+    Some(NativeRedirect {
+        redirect_uri: uri.parse().ok()?,
+        code_challenge: row.code_challenge?,
+        state: row.client_state?,
+    })
 }

@@ -334,6 +334,9 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         consumed_at -> Nullable<Timestamptz>,
+        native_redirect_uri -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        client_state -> Nullable<Text>,
     }
 }
 
@@ -344,6 +347,7 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         consumed_at -> Nullable<Timestamptz>,
+        code_challenge -> Nullable<Text>,
     }
 }
 

@@ -18,6 +18,17 @@ pub struct LoginRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub consumed_at: Option<DateTime<Utc>>,
+    pub native_redirect_uri: Option<String>,
+    pub code_challenge: Option<String>,
+    pub client_state: Option<String>,
+}
+
+/// What a native-app login keeps until its callback: where to send the code, the client's PKCE
+/// challenge and its `state`.
+pub struct NativeLogin<'a> {
+    pub redirect_uri: &'a str,
+    pub code_challenge: &'a str,
+    pub client_state: &'a str,
 }
 
 pub fn insert_login(
@@ -25,6 +36,7 @@ pub fn insert_login(
     state_hash: &str,
     binding_hash: &str,
     expires_at: DateTime<Utc>,
+    native: Option<NativeLogin<'_>>,
 ) -> Result<()> {
     // Old rows are useless once expired; clearing them here keeps the table small.
     diesel::delete(sso_logins::table)
@@ -35,6 +47,9 @@ pub fn insert_login(
             sso_logins::state_hash.eq(state_hash),
             sso_logins::binding_hash.eq(binding_hash),
             sso_logins::expires_at.eq(expires_at),
+            sso_logins::native_redirect_uri.eq(native.as_ref().map(|n| n.redirect_uri)),
+            sso_logins::code_challenge.eq(native.as_ref().map(|n| n.code_challenge)),
+            sso_logins::client_state.eq(native.as_ref().map(|n| n.client_state)),
         ))
         .execute(conn)?;
     Ok(())
@@ -62,6 +77,7 @@ pub fn insert_handoff(
     code_hash: &str,
     user_id: Uuid,
     expires_at: DateTime<Utc>,
+    code_challenge: Option<&str>,
 ) -> Result<()> {
     diesel::delete(sso_handoffs::table)
         .filter(sso_handoffs::expires_at.lt(Utc::now() - chrono::Duration::hours(1)))
@@ -71,19 +87,23 @@ pub fn insert_handoff(
             sso_handoffs::code_hash.eq(code_hash),
             sso_handoffs::user_id.eq(user_id),
             sso_handoffs::expires_at.eq(expires_at),
+            sso_handoffs::code_challenge.eq(code_challenge),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// Marks the hand-off used and returns its user, only if it was unused and unexpired: one
-/// statement, so two concurrent exchanges cannot both succeed.
-pub fn consume_handoff(conn: &mut PgConnection, code_hash: &str) -> Result<Option<Uuid>> {
+/// Marks the hand-off used and returns its user and PKCE challenge, only if it was unused and
+/// unexpired: one statement, so two concurrent exchanges cannot both succeed.
+pub fn consume_handoff(
+    conn: &mut PgConnection,
+    code_hash: &str,
+) -> Result<Option<(Uuid, Option<String>)>> {
     Ok(diesel::update(sso_handoffs::table.find(code_hash))
         .filter(sso_handoffs::consumed_at.is_null())
         .filter(sso_handoffs::expires_at.gt(Utc::now()))
         .set(sso_handoffs::consumed_at.eq(Utc::now()))
-        .returning(sso_handoffs::user_id)
+        .returning((sso_handoffs::user_id, sso_handoffs::code_challenge))
         .get_result(conn)
         .optional()?)
 }
