@@ -89,7 +89,7 @@ enum Command {
     /// Cancel a run: running steps stop within a second, pending ones are cancelled.
     #[command(after_help = runs::CANCEL_HELP)]
     Cancel(runs::CancelArgs),
-    /// Retry a finished run that did not succeed (all of it, or only what failed).
+    /// Retry a finished run: all of it as a new run, or (--from-failed) only what did not succeed.
     #[command(after_help = runs::RETRY_HELP)]
     Retry(runs::RetryArgs),
     /// Watch a run live until it ends; exits 0 if it succeeded, 1 otherwise.

@@ -188,9 +188,10 @@ impl RunService {
         }
     }
 
-    /// Retries a finished run that did not succeed. `from_failed_step` re-queues the same run:
-    /// only failed, skipped and cancelled steps run again, and succeeded steps' outputs are
-    /// reused. Otherwise a new run of the same version with the same inputs starts.
+    /// Retries a finished run. `from_failed_step` re-queues the same run (refused when every
+    /// step succeeded): only failed, skipped and cancelled steps run again, and succeeded
+    /// steps' outputs are reused. Otherwise a new run of the same version with the same
+    /// inputs starts, whatever the old run's outcome (a re-run, like Argo's resubmit).
     pub async fn retry(
         &self,
         who: Option<&Principal>,
