@@ -13,15 +13,22 @@ use crate::graphql::loaders::{VersionKey, loaders};
 use crate::graphql::runs::{RunConnection, RunStatus, list_runs};
 use crate::state::Services;
 
+/// One plain environment variable of a step (secrets go in `StepInput.secrets` instead).
 #[derive(InputObject)]
 pub struct EnvVarInput {
+    /// Variable name, `[A-Za-z_][A-Za-z0-9_]*`; at most 100 per step, each name once.
     pub name: String,
+    /// Its value (at most 8 KiB). Plain configuration: readable by every role that reads the
+    /// workflow, and part of the step's cache key.
     pub value: String,
 }
 
+/// One plain environment variable of a step.
 #[derive(SimpleObject, Clone)]
 pub struct EnvVar {
+    /// Variable name.
     pub name: String,
+    /// Its value (plain configuration, never a secret).
     pub value: String,
 }
 
@@ -36,16 +43,26 @@ pub struct StepInput {
     pub run: Option<String>,
     /// Argv list; exclusive with `run`.
     pub command: Option<Vec<String>>,
+    /// Plain environment variables of the step (part of its cache key).
     #[graphql(default)]
     pub env: Vec<EnvVarInput>,
-    /// Names of stored secrets injected as environment variables.
+    /// Names of secrets (`TMS_SECRET_<NAME>` on the worker) injected as environment variables;
+    /// their values are never logged, never in cache keys, never in the API.
     #[graphql(default)]
     pub secrets: Vec<String>,
+    /// Names of steps of this workflow that must succeed first; each one's `/out` is visible
+    /// at `/in/<step>`. The graph must be acyclic (VALIDATION names the cycle or missing step).
     #[graphql(default)]
     pub depends_on: Vec<String>,
+    /// Absolute working directory inside the step (default: the image's).
     pub workdir: Option<String>,
+    /// Seconds the step may run before it is stopped and fails (1-604800; default: the worker's
+    /// `TMS_STEP_TIMEOUT_SECONDS`, 3600).
     pub timeout_seconds: Option<i32>,
+    /// Extra attempts after a failure (0-10; default 0).
     pub retries: Option<i32>,
+    /// Seconds before the first retry, doubling with each further one up to an hour (0-3600;
+    /// default 1).
     pub retry_backoff_seconds: Option<i32>,
     /// Whether a successful result may be reused by later runs (see the caching guide).
     #[graphql(default)]
@@ -57,10 +74,15 @@ pub struct StepInput {
     pub cache_paths: Vec<String>,
 }
 
+/// A workflow definition: what `createWorkflow` creates and `updateWorkflow` turns into a new
+/// version. Every problem is reported at once as VALIDATION with the path of each field.
 #[derive(InputObject)]
 pub struct WorkflowInput {
+    /// Unique name (1-100 characters); runs and the CLI refer to the workflow by it.
     pub name: String,
+    /// Free text for people (at most 4000 characters).
     pub description: Option<String>,
+    /// The steps (1-200), with unique names; they form a DAG through `dependsOn`.
     pub steps: Vec<StepInput>,
     /// Fires runs on a cron schedule; leaving it out of an update removes the schedule.
     pub schedule: Option<ScheduleInput>,
@@ -75,14 +97,18 @@ pub struct WorkflowInput {
 /// A start rate: at most `runs` runs (1-100000) per `perSeconds` seconds (1-86400).
 #[derive(InputObject)]
 pub struct RateLimitInput {
+    /// Runs that may start per window (1-100000).
     pub runs: i32,
+    /// The window, in seconds (1-86400).
     pub per_seconds: i32,
 }
 
 /// A workflow's start rate: at most `runs` runs start in any `perSeconds` window.
 #[derive(SimpleObject, Clone, Copy)]
 pub struct RateLimit {
+    /// Runs that may start per window.
     pub runs: i32,
+    /// The window, in seconds.
     pub per_seconds: i32,
 }
 
@@ -91,23 +117,29 @@ pub struct RateLimit {
 /// `enabled` defaults to true.
 #[derive(InputObject)]
 pub struct ScheduleInput {
+    /// Five fields (`0 2 * * *`) or six with leading seconds.
     pub cron: String,
+    /// IANA time zone the expression is read in, e.g. `Europe/Paris` (default `UTC`).
     pub timezone: Option<String>,
+    /// Whether it fires (default true); `setScheduleEnabled` toggles it without a new version.
     pub enabled: Option<bool>,
 }
 
-/// A workflow's schedule, and whether its workflow is archived (an archived workflow's
-/// schedule never fires).
 pub struct Schedule(pub tms_core::schedules::Schedule, pub bool);
 
+// The flag says whether the workflow is archived.
+/// A workflow's cron schedule (an archived workflow's schedule never fires).
 #[Object]
 impl Schedule {
+    /// The cron expression (five fields, or six with leading seconds).
     async fn cron(&self) -> &str {
         &self.0.cron
     }
+    /// IANA time zone the expression is read in.
     async fn timezone(&self) -> &str {
         &self.0.timezone
     }
+    /// Whether it fires.
     async fn enabled(&self) -> bool {
         self.0.enabled
     }
@@ -223,20 +255,26 @@ impl WorkflowInput {
 
 pub struct Step(pub StepSpec);
 
+/// One step of a workflow version.
 #[Object]
 impl Step {
+    /// Unique within the workflow.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Container image (ignored by the local executor).
     async fn image(&self) -> &str {
         &self.0.image
     }
+    /// Shell script run with `sh -c`; null when the step has an argv `command`.
     async fn run(&self) -> Option<&str> {
         self.0.run.as_deref()
     }
+    /// Argv list; null when the step has a `run` script.
     async fn command(&self) -> Option<&Vec<String>> {
         self.0.command.as_ref()
     }
+    /// Plain environment variables, by name.
     async fn env(&self) -> Vec<EnvVar> {
         self.0
             .env
@@ -251,21 +289,27 @@ impl Step {
     async fn secrets(&self) -> &Vec<String> {
         &self.0.secrets
     }
+    /// Steps that must succeed before this one starts.
     async fn depends_on(&self) -> &Vec<String> {
         &self.0.depends_on
     }
+    /// Working directory; null: the image's.
     async fn workdir(&self) -> Option<&str> {
         self.0.workdir.as_deref()
     }
+    /// Seconds before the step is stopped; null: the worker's default (3600).
     async fn timeout_seconds(&self) -> Option<u32> {
         self.0.timeout_seconds
     }
+    /// Extra attempts after a failure; null: none.
     async fn retries(&self) -> Option<u32> {
         self.0.retries
     }
+    /// Seconds before the first retry, doubling each time; null: 1.
     async fn retry_backoff_seconds(&self) -> Option<u32> {
         self.0.retry_backoff_seconds
     }
+    /// Whether a successful result may be reused by later runs.
     async fn cache(&self) -> bool {
         self.0.cache
     }
@@ -273,6 +317,7 @@ impl Step {
     async fn cache_ttl_seconds(&self) -> Option<u32> {
         self.0.cache_ttl_seconds
     }
+    /// Directories kept between runs of this workflow (Dagger cache volumes).
     async fn cache_paths(&self) -> &Vec<String> {
         &self.0.cache_paths
     }
@@ -280,14 +325,19 @@ impl Step {
 
 pub struct WorkflowVersion(pub tms_core::workflows::WorkflowVersion);
 
+/// One immutable version of a workflow: every update creates the next one; runs keep the
+/// version they started with.
 #[Object]
 impl WorkflowVersion {
+    /// 1 for the first definition, then one more per update.
     async fn version(&self) -> i32 {
         self.0.version
     }
+    /// When this version was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// Its steps, in definition order.
     async fn steps(&self) -> Vec<Step> {
         self.0.spec.steps.iter().cloned().map(Step).collect()
     }
@@ -295,14 +345,18 @@ impl WorkflowVersion {
 
 pub struct Workflow(pub tms_core::workflows::Workflow);
 
+/// A named, versioned definition of steps that runs execute.
 #[Object]
 impl Workflow {
+    /// Stable id (a UUID).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Unique name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Free text for people; empty when none was given.
     async fn description(&self) -> &str {
         &self.0.description
     }
@@ -310,6 +364,7 @@ impl Workflow {
     async fn current_version(&self) -> i32 {
         self.0.current_version
     }
+    /// Whether it was archived: no new runs, its schedule never fires.
     async fn archived(&self) -> bool {
         self.0.archived_at.is_some()
     }
@@ -318,6 +373,7 @@ impl Workflow {
     async fn legacy_id(&self) -> Option<&str> {
         self.0.legacy_id.as_deref()
     }
+    /// When it was archived; null while it is active.
     async fn archived_at(&self) -> Option<DateTime<Utc>> {
         self.0.archived_at
     }
@@ -332,9 +388,11 @@ impl Workflow {
             per_seconds: r.per_seconds as i32,
         })
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed (new version, schedule toggled, archived).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -352,16 +410,17 @@ impl Workflow {
             .ok_or_else(|| crate::error::to_gql(Error::NotFound("workflow version")))?;
         Ok(v.spec.steps.iter().cloned().map(Step).collect())
     }
-    /// A specific version, or the current one.
+    /// A specific version, or the current one; null when that version does not exist.
     async fn version(
         &self,
         ctx: &Context<'_>,
-        version: Option<i32>,
+        #[graphql(desc = "The version number; default: `currentVersion`.")] version: Option<i32>,
     ) -> Result<Option<WorkflowVersion>> {
         let key = VersionKey(self.0.id, version.unwrap_or(self.0.current_version));
         let v = loaders(ctx)?.load_one(key).await?;
         Ok(v.map(|v| WorkflowVersion((*v).clone())))
     }
+    /// Every version, oldest first.
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<WorkflowVersion>> {
         let svc = &ctx.data_unchecked::<Services>().workflows;
         Ok(svc
@@ -376,9 +435,10 @@ impl Workflow {
     async fn runs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
-        status: Option<RunStatus>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only runs in this state.")] status: Option<RunStatus>,
     ) -> Result<RunConnection> {
         list_runs(ctx, first, after, Some(self.0.id), status).await
     }
