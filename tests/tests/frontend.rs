@@ -124,7 +124,37 @@ async fn an_actual_request_from_a_listed_origin_is_answered_with_cors_headers() 
     // CORS header.
     let resp = post(EVIL).await?;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(cors_headers(resp.headers()).is_empty());
+    assert!(
+        cors_headers(resp.headers()).is_empty(),
+        "{:?}",
+        cors_headers(resp.headers())
+    );
+
+    // The step-log download: a listed origin may read its `X-TMS-Log-*` headers.
+    let log = |origin: &'static str| {
+        reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/runs/00000000-0000-0000-0000-000000000000/steps/a/log",
+                env.api_port
+            ))
+            .header(header::ORIGIN, origin)
+            .bearer_auth(env.token.clone().unwrap_or_default())
+            .send()
+    };
+    let resp = log(APP).await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        header(resp.headers(), "access-control-allow-origin"),
+        Some(APP)
+    );
+    let exposed = header(resp.headers(), "access-control-expose-headers").unwrap_or_default();
+    assert!(exposed.contains("x-tms-log-next-offset"), "{exposed}");
+    let resp = log(EVIL).await?;
+    assert!(
+        cors_headers(resp.headers()).is_empty(),
+        "{:?}",
+        cors_headers(resp.headers())
+    );
     Ok(())
 }
 
