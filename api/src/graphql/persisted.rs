@@ -69,13 +69,13 @@ impl PersistedQueries {
                 None => Err(refusal(Error::PersistedQueryNotFound)),
             };
         }
-        if hex::encode(Sha256::digest(req.query.as_bytes())) != hash.to_ascii_lowercase() {
+        if hex::encode(Sha256::digest(req.query.as_bytes())) != hash {
             return Err(refusal(Error::field(
                 "extensions.persistedQuery.sha256Hash",
                 "does not match the SHA-256 of the query",
             )));
         }
-        Ok(Prepared::Register(hash.to_ascii_lowercase()))
+        Ok(Prepared::Register(hash))
     }
 
     /// Keeps a document that passed the limits under its hash.
@@ -101,7 +101,7 @@ fn parse_extension(value: Value) -> Result<(i64, String), ServerError> {
     };
     let hash = match map.get("sha256Hash") {
         Some(Value::String(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            h.clone()
+            h.to_ascii_lowercase()
         }
         _ => return Err(bad()),
     };
@@ -156,6 +156,12 @@ mod tests {
             .await;
         assert!(matches!(
             apq.prepare(&mut request("", &hash)).await,
+            Ok(Prepared::Hit(_))
+        ));
+        // Hex digits are case-insensitive.
+        assert!(matches!(
+            apq.prepare(&mut request("", &hash.to_ascii_uppercase()))
+                .await,
             Ok(Prepared::Hit(_))
         ));
     }
