@@ -21,6 +21,7 @@ pub mod runs;
 pub mod schema_walk;
 pub mod sessions;
 pub mod users;
+pub mod workflow_input;
 pub mod workflows;
 
 use async_graphql::{Schema, SchemaBuilder};

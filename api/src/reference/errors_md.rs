@@ -19,7 +19,7 @@ never carry internal details (SQL, host names, causes): those are in the api's l
 
 /// Renders the reference.
 pub fn render() -> String {
-    let mut out = banner(Doc::Errors, "the error table (`core/src/error.rs`)");
+    let mut out = banner(Doc::Errors, "the error table (`core/src/error/codes.rs`)");
     out.push_str(INTRO);
     out.push_str("\n| code | HTTP status | meaning |\n| --- | --- | --- |\n");
     for code in ErrorCode::ALL {
