@@ -29,6 +29,11 @@ pub enum Command {
     Migrate(MigrateConfig),
     /// Print the GraphQL schema (SDL) and exit.
     PrintSchema,
+    /// Print a generated reference (docs/reference/<which>.md) and exit.
+    PrintDocs {
+        #[arg(value_enum)]
+        which: crate::reference::Doc,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,8 +100,9 @@ pub struct ApiConfig {
     pub bootstrap_admin_password: Option<String>,
 
     /// Browser origins (comma-separated, e.g. `https://console.example.com`) allowed to open a
-    /// WebSocket besides the api's own host. Upgrades without an `Origin` header (non-browser
-    /// clients) are always allowed.
+    /// WebSocket besides the api's own host, and to call `/graphql` and the step-log download
+    /// cross-origin (CORS, without credentials: the API takes bearer tokens). Requests without
+    /// an `Origin` header (non-browser clients) are always allowed.
     #[arg(long, env = "TMS_ALLOWED_ORIGINS", value_delimiter = ',',
           value_parser = crate::origin::Origin::parse)]
     pub allowed_origins: Vec<crate::origin::Origin>,

@@ -2,6 +2,7 @@
 
 use async_graphql::{ErrorExtensions, Response};
 use tms_core::Error;
+use tms_core::error::ErrorCode;
 
 /// Converts a library error into a GraphQL error. The client gets `public_message()` only;
 /// internal details (`Display`, which carries the cause) are logged here, so nothing about SQL,
@@ -81,15 +82,15 @@ pub fn ensure_codes(mut resp: Response) -> Response {
             continue;
         }
         let code = if err.path.is_empty() {
-            "GRAPHQL_VALIDATION"
+            ErrorCode::GraphqlValidation.as_str()
         } else if err.message.starts_with("Failed to parse")
             || err.message.starts_with("Invalid value")
         {
-            "BAD_USER_INPUT"
+            ErrorCode::BadUserInput.as_str()
         } else {
             tracing::error!(message = %err.message, "resolver error without a code");
             err.message = "internal error".into();
-            "INTERNAL"
+            ErrorCode::Internal.as_str()
         };
         err.extensions
             .get_or_insert_with(Default::default)

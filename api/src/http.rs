@@ -1,6 +1,15 @@
-//! HTTP routes: GraphQL (POST, GraphiQL on GET), metrics, health and readiness, the console.
+//! HTTP routes: GraphQL (POST; GET for queries; GraphiQL on a GET without one), metrics, health
+//! and readiness, the console. CORS (from `TMS_ALLOWED_ORIGINS`) covers the bearer-token API:
+//! `/graphql` and the step-log download, not the console's cookie endpoints.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, guard, web};
 use async_graphql::BatchRequest;
 use async_graphql_actix_web::{GraphQLBatchRequest, GraphQLResponse};
 use serde_json::json;
@@ -13,7 +22,9 @@ use tracing::Instrument;
 use crate::error::ensure_codes;
 use crate::graphql::TmsSchema;
 use crate::graphql::limits::{MAX_BATCH, refusal};
+use crate::graphql::persisted::PersistedQueries;
 use crate::graphql::pipeline::{self, PendingAuth};
+use crate::origin::Origin;
 use crate::state::Services;
 
 #[derive(Clone)]
@@ -26,8 +37,11 @@ pub struct AppState {
     pub db: Db,
     pub bus: EventBus,
     pub production: bool,
-    /// `TMS_ALLOWED_ORIGINS`: browser origins, besides the api's own, that may open a WebSocket.
-    pub allowed_origins: std::sync::Arc<Vec<crate::origin::Origin>>,
+    /// `TMS_ALLOWED_ORIGINS`: browser origins, besides the api's own, that may open a WebSocket
+    /// (and that CORS lets call the API: see [`routes`]).
+    pub allowed_origins: Arc<Vec<Origin>>,
+    /// Automatic persisted queries registered with this process.
+    pub persisted: PersistedQueries,
     /// Session revocations from every api instance, for closing this one's sockets.
     pub revocations: tms_core::auth::revocations::RevocationHub,
     /// Single sign-on, when `TMS_OIDC_ISSUER` is set.
@@ -36,27 +50,86 @@ pub struct AppState {
     pub shutting_down: tokio_util::sync::CancellationToken,
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/graphql", web::post().to(graphql))
-        .route(
-            "/graphql",
-            web::get()
-                .guard(actix_web::guard::Header("upgrade", "websocket"))
-                .to(crate::ws::graphql_ws),
-        )
-        .route(
-            "/graphql",
-            web::get().to(crate::console::graphiql::graphiql),
+/// How long a browser may cache a preflight answer, in seconds.
+pub const CORS_MAX_AGE: usize = 3600;
+
+/// The routes, with CORS for `origins` on the bearer-token endpoints.
+pub fn routes(origins: Arc<Vec<Origin>>) -> impl Fn(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource("/graphql")
+                .wrap(cors(origins.clone()))
+                .route(web::post().to(graphql))
+                .route(
+                    web::get()
+                        .guard(guard::Header("upgrade", "websocket"))
+                        .to(crate::ws::graphql_ws),
+                )
+                .route(web::get().guard(guard::fn_guard(has_query)).to(graphql))
+                .route(web::get().to(crate::console::graphiql::graphiql)),
         )
         .route("/metrics", web::get().to(crate::metrics::metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route(
-            "/runs/{id}/steps/{name}/log",
-            web::get().to(crate::step_logs::download),
+        .service(
+            web::resource("/runs/{id}/steps/{name}/log")
+                .wrap(cors(origins.clone()))
+                // Outside CORS, so it sees whether CORS allowed the origin.
+                .wrap(actix_web::middleware::from_fn(expose_log_headers))
+                .route(web::get().to(crate::step_logs::download)),
         )
         .configure(crate::sso::routes)
         .configure(crate::console::routes);
+    }
+}
+
+/// CORS for the API's listed browser origins. Credentials are not allowed: the API reads bearer
+/// tokens, never cookies. An unlisted origin gets no CORS header (its browser then refuses the
+/// answer), and requests without `Origin` (non-browser clients) pass untouched.
+fn cors(origins: Arc<Vec<Origin>>) -> Cors {
+    Cors::default()
+        .allowed_origin_fn(move |origin, _| {
+            origin
+                .to_str()
+                .is_ok_and(|o| crate::origin::listed(o, &origins))
+        })
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("traceparent"),
+            header::HeaderName::from_static("tracestate"),
+        ])
+        .max_age(CORS_MAX_AGE)
+}
+
+/// What the step-log download says about the text it returns, readable by a listed origin's
+/// script. Added here rather than by `Cors::expose_headers`, which would add it to every
+/// answer, unlisted origins' included.
+async fn expose_log_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    if headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::HeaderValue::from_static(
+                "x-tms-log-attempt, x-tms-log-complete, x-tms-log-next-offset",
+            ),
+        );
+    }
+    Ok(res)
+}
+
+/// A `GET /graphql` carrying an operation (`query=`, or a persisted query's `extensions=`);
+/// without one the GET is GraphiQL's page.
+fn has_query(ctx: &guard::GuardContext<'_>) -> bool {
+    ctx.head().uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.starts_with("query=") || p.starts_with("extensions="))
+    })
 }
 
 async fn graphql(
@@ -73,11 +146,16 @@ async fn graphql(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         meta: request_meta(&http),
+        queries_only: http.method() == actix_web::http::Method::GET,
     };
     // One span per request, a child of the caller's W3C `traceparent` when it sent one.
     let span = tracing::info_span!(
         "graphql.request",
-        otel.name = "POST /graphql",
+        otel.name = if http.method() == actix_web::http::Method::GET {
+            "GET /graphql"
+        } else {
+            "POST /graphql"
+        },
         graphql.operation = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
@@ -106,7 +184,14 @@ async fn execute(
 ) -> async_graphql::BatchResponse {
     match req.into_inner() {
         BatchRequest::Single(one) => {
-            let resp = pipeline::execute(&state.schema, &state.services, one, &pending).await;
+            let resp = pipeline::execute(
+                &state.schema,
+                &state.services,
+                &state.persisted,
+                one,
+                &pending,
+            )
+            .await;
             async_graphql::BatchResponse::Single(resp)
         }
         BatchRequest::Batch(many) if many.len() > MAX_BATCH => {
@@ -117,7 +202,16 @@ async fn execute(
             let mut out = Vec::with_capacity(many.len());
             // One after the other: a batch must not take more of the pool than a request.
             for one in many {
-                out.push(pipeline::execute(&state.schema, &state.services, one, &pending).await);
+                out.push(
+                    pipeline::execute(
+                        &state.schema,
+                        &state.services,
+                        &state.persisted,
+                        one,
+                        &pending,
+                    )
+                    .await,
+                );
             }
             async_graphql::BatchResponse::Batch(out)
         }

@@ -8,6 +8,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod origin;
+pub mod reference;
 pub mod sso;
 pub mod state;
 pub mod step_logs;
@@ -141,11 +142,13 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         bus,
         production: cfg.common.production,
         allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
+        persisted: Default::default(),
         revocations,
         sso,
         shutting_down: CancellationToken::new(),
     };
     let shutting_down = state.shutting_down.clone();
+    let origins = state.allowed_origins.clone();
 
     let server = HttpServer::new(move || {
         App::new()
@@ -154,7 +157,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
             // Large enough for an import source (16 MiB, `imports::MAX_CONTENT_BYTES`) in a
             // variable; GraphQL documents themselves stay limited to 32 KiB.
             .app_data(web::PayloadConfig::new(17 * 1024 * 1024))
-            .configure(http::routes)
+            .configure(http::routes(origins.clone()))
     })
     .shutdown_timeout(cfg.common.shutdown_grace_seconds)
     // Signals are ours: WebSockets must be told to go away before the server waits for

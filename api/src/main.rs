@@ -1,4 +1,5 @@
-//! `tms-api`: serves the GraphQL API, or (subcommands) applies migrations or prints the schema.
+//! `tms-api`: serves the GraphQL API, or (subcommands) applies migrations or prints the schema
+//! or a generated reference.
 
 use clap::{CommandFactory, FromArgMatches};
 use tms_api::config::{ApiConfig, Cli, Command};
@@ -15,6 +16,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::PrintSchema) => {
             print!("{}", tms_api::graphql::sdl());
+            Ok(())
+        }
+        Some(Command::PrintDocs { which }) => {
+            print!("{}", which.render());
             Ok(())
         }
         Some(Command::Migrate(m)) => rt.block_on(async {

@@ -1,6 +1,7 @@
 //! Browser `Origin` checks for WebSocket upgrades: a page on another site must not open a
 //! subscription with the user's credentials (cross-site WebSocket hijacking), so an upgrade
-//! whose `Origin` is neither the api's own nor in `TMS_ALLOWED_ORIGINS` is refused.
+//! whose `Origin` is neither the api's own nor in `TMS_ALLOWED_ORIGINS` is refused. The same
+//! list says which origins CORS lets call the API.
 
 use std::fmt;
 
@@ -65,6 +66,11 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
     }
+}
+
+/// Whether a browser `Origin` header names one of the `allowed` origins (CORS).
+pub fn listed(origin: &str, allowed: &[Origin]) -> bool {
+    Origin::parse(origin).is_ok_and(|o| allowed.contains(&o))
 }
 
 /// Whether a WebSocket upgrade may proceed. No `Origin` header means a non-browser client,

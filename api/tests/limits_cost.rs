@@ -125,12 +125,17 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
         bus,
         production: false,
         allowed_origins: Default::default(),
+        persisted: Default::default(),
         revocations: tms_core::auth::revocations::RevocationHub::detached(),
         sso: None,
         shutting_down: Default::default(),
     };
-    let app =
-        test::init_service(App::new().app_data(web::Data::new(state)).configure(routes)).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state))
+            .configure(routes(Default::default())),
+    )
+    .await;
     let post = |body: &Value| {
         test::TestRequest::post()
             .uri("/graphql")

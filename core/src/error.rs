@@ -4,41 +4,9 @@ use serde::Serialize;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Stable codes carried in GraphQL `extensions.code`. Clients switch on these, never on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    Validation,
-    NotFound,
-    Unauthenticated,
-    Forbidden,
-    Conflict,
-    Unavailable,
-    SlowConsumer,
-    /// A request exceeded one of the GraphQL limits (depth, complexity, page size, aliases,
-    /// document size, batch size) and was refused before any resolver ran.
-    QueryLimit,
-    /// Too many failed sign-ins for one account or address: retry after
-    /// `extensions.retryAfterSeconds`.
-    RateLimited,
-    Internal,
-}
+mod codes;
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Validation => "VALIDATION",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::Conflict => "CONFLICT",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-            ErrorCode::SlowConsumer => "SLOW_CONSUMER",
-            ErrorCode::QueryLimit => "QUERY_LIMIT",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-}
+pub use codes::{CodeDoc, ErrorCode};
 
 /// One problem with one input field; `field` is the GraphQL path, e.g. `input.steps[2].dependsOn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,6 +63,10 @@ pub enum Error {
     /// account or the client address.
     #[error("too many failed sign-ins; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
+    /// An automatic persisted query was sent by hash alone and its hash is unknown here. The
+    /// message is the one Apollo clients key on to resend with the query text.
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
     /// A bug or unexpected state; the detail is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -142,6 +114,7 @@ impl Error {
             Error::SlowConsumer => ErrorCode::SlowConsumer,
             Error::QueryLimit { .. } => ErrorCode::QueryLimit,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::PersistedQueryNotFound => ErrorCode::PersistedQueryNotFound,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -267,6 +240,20 @@ mod tests {
         let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(report(&Outer(io())), "cannot open the session: refused");
         assert_eq!(report(&Echoing(io())), "query failed: refused");
+    }
+
+    #[test]
+    fn every_code_is_listed_once_documented_and_a_metrics_label() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code:?} listed twice");
+            let doc = code.doc();
+            assert!(!doc.meaning.is_empty() && !doc.message.is_empty() && !doc.when.is_empty());
+            assert!(
+                crate::metrics::http::CODES.contains(&code.as_str()),
+                "{code:?} is not a label of tms_graphql_operations_total"
+            );
+        }
     }
 
     #[test]

@@ -9,14 +9,16 @@ use crate::graphql::ids::uuid;
 use crate::graphql::users::Role;
 use crate::state::Services;
 
-/// A service account's token, without its secret.
 pub struct ApiToken(pub tms_core::auth::api_tokens::ApiToken);
 
+/// A service account's token, without its secret.
 #[Object]
 impl ApiToken {
+    /// Stable id (a UUID), for `revokeApiToken`.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// What the token is for.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -24,14 +26,15 @@ impl ApiToken {
     async fn role(&self) -> Role {
         self.0.role.into()
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
-    /// Null: never expires.
+    /// When it stops working; null: never expires.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
-    /// Updated at most once a minute.
+    /// When it last authenticated a request (updated at most once a minute); null: never used.
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
     }
@@ -40,7 +43,9 @@ impl ApiToken {
 /// A new token: `token` is the secret, shown here once and never again.
 #[derive(SimpleObject)]
 pub struct ApiTokenPayload {
+    /// The secret: send it as `Authorization: Bearer <token>`. Stored hashed; not retrievable.
     pub token: String,
+    /// The token's description.
     pub api_token: ApiToken,
 }
 

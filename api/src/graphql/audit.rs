@@ -12,30 +12,39 @@ use crate::state::Services;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::audit::Outcome")]
+/// How a recorded action ended.
 pub enum AuditOutcome {
+    /// It was carried out.
     Success,
+    /// It was attempted and failed (e.g. wrong password, reused refresh token).
     Failure,
+    /// The caller's role did not allow it.
     Denied,
 }
 
 /// Who acted: a user (when known) by id and email.
 #[derive(SimpleObject)]
 pub struct AuditActor {
+    /// The user's id; null when no account matched (e.g. a sign-in with an unknown email).
     pub id: Option<ID>,
+    /// The email the actor used or had; null when unknown.
     pub email: Option<String>,
 }
 
-/// One security event. `hash` covers its content and the previous event's hash.
 pub struct AuditEvent(pub AuditRow);
 
+/// One security event. `hash` covers its content and the previous event's hash.
 #[Object]
 impl AuditEvent {
+    /// Position in the chain, from 1, without gaps.
     async fn seq(&self) -> i64 {
         self.0.seq
     }
+    /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
+    /// Who acted; null for anonymous or system events.
     async fn actor(&self) -> Option<AuditActor> {
         let r = &self.0;
         (r.actor_id.is_some() || r.actor_email.is_some()).then(|| AuditActor {
@@ -43,6 +52,7 @@ impl AuditEvent {
             email: r.actor_email.clone(),
         })
     }
+    /// The API token the actor used; null when it was not an API token.
     async fn api_token_id(&self) -> Option<ID> {
         self.0.api_token_id.map(|id| ID(id.to_string()))
     }
@@ -50,21 +60,27 @@ impl AuditEvent {
     async fn action(&self) -> &str {
         self.0.action.as_str()
     }
+    /// What it acted on, e.g. `workflow:<id>` or `user:<id>`.
     async fn resource(&self) -> &str {
         &self.0.resource
     }
+    /// How it ended.
     async fn outcome(&self) -> AuditOutcome {
         self.0.outcome.into()
     }
+    /// The client's address (the peer's, never a forwarding header); null when unknown.
     async fn ip(&self) -> Option<&str> {
         self.0.ip.as_deref()
     }
+    /// The client's `User-Agent` (at most 512 characters); null when it sent none.
     async fn user_agent(&self) -> Option<&str> {
         self.0.user_agent.as_deref()
     }
+    /// Action-specific facts as a JSON object (never a token or a secret).
     async fn detail(&self) -> Json<serde_json::Value> {
         Json(self.0.detail.clone())
     }
+    /// Hex SHA-256 over this event's content and the previous event's hash.
     async fn hash(&self) -> &str {
         &self.0.hash
     }
@@ -73,8 +89,11 @@ impl AuditEvent {
 /// The result of recomputing every hash of the chain in order.
 #[derive(SimpleObject)]
 pub struct AuditChainReport {
+    /// Whether every link holds.
     pub ok: bool,
+    /// Events checked.
     pub checked: i64,
+    /// The first event whose hash does not match; null when `ok`.
     pub first_broken_seq: Option<i64>,
 }
 

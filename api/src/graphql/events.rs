@@ -29,44 +29,58 @@ pub enum RunEventKind {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::runs::EventStatus")]
 pub enum RunEventStatus {
+    /// Run: waiting for a worker.
     Queued,
+    /// Task: waiting for its dependencies or a slot.
     Pending,
+    /// Run or task: executing.
     Running,
+    /// Run or task: succeeded.
     Succeeded,
+    /// Run or task: failed.
     Failed,
+    /// Task: served from the cache.
     Cached,
+    /// Task: not run because a dependency did not succeed.
     Skipped,
+    /// Run or task: cancelled.
     Cancelled,
+    /// Run: a step exceeded its timeout.
     TimedOut,
 }
 
-/// One state change or progress report of a run. `seq` numbers a run's events 1, 2, 3… without
-/// gaps; resume a subscription with the last `seq` seen as `afterSeq`.
 pub struct RunEvent(pub tms_core::runs::RunEvent);
 
+/// One state change or progress report of a run. `seq` numbers a run's events 1, 2, 3… without
+/// gaps; resume a subscription with the last `seq` seen as `afterSeq`.
 #[Object]
 impl RunEvent {
+    /// The event's number within its run (1, 2, 3... without gaps).
     async fn seq(&self) -> i64 {
         self.0.seq
     }
+    /// The run it belongs to.
     async fn run_id(&self) -> ID {
         ID(self.0.run_id.to_string())
     }
+    /// The run's workflow.
     async fn workflow_id(&self) -> ID {
         ID(self.0.workflow_id.to_string())
     }
+    /// What it reports.
     async fn kind(&self) -> RunEventKind {
         self.0.kind.into()
     }
-    /// The new status: a run status on `RUN`/`SNAPSHOT` events, a task status otherwise.
+    /// The new status: a run status on `RUN`/`SNAPSHOT` events, a task status otherwise; null
+    /// on events that change no status (a progress line, a note).
     async fn status(&self) -> Option<RunEventStatus> {
         self.0.status.map(Into::into)
     }
-    /// The step concerned, for `task` and `progress` events.
+    /// The step concerned, on `TASK` and `PROGRESS` events; null otherwise.
     async fn step(&self) -> Option<&str> {
         self.0.step.as_deref()
     }
-    /// The run's percent done as of this event.
+    /// The run's percent done (0-100) as of this event.
     async fn percent(&self) -> f64 {
         self.0.percent
     }
@@ -74,13 +88,15 @@ impl RunEvent {
     async fn eta_seconds(&self) -> Option<f64> {
         self.0.eta_seconds
     }
-    /// The step's own percent, on `progress` events.
+    /// The step's own percent (0-100), on `PROGRESS` events; null otherwise.
     async fn step_percent(&self) -> Option<f64> {
         self.0.step_percent
     }
+    /// A short text: the `::progress` message, a retry note or an error; null when none.
     async fn message(&self) -> Option<&str> {
         self.0.message.as_deref()
     }
+    /// When it happened.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
@@ -88,6 +104,7 @@ impl RunEvent {
 
 pub struct SubscriptionRoot;
 
+/// Live streams over the WebSocket at `/graphql`. Each field names the roles that may open it.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// A run's events after `afterSeq` (or, without it, a `snapshot` of the run first), then
@@ -95,7 +112,8 @@ impl SubscriptionRoot {
     async fn run_progress(
         &self,
         ctx: &Context<'_>,
-        run_id: ID,
+        #[graphql(desc = "The run's id.")] run_id: ID,
+        #[graphql(desc = "The last `seq` already received; resumes without a gap or a duplicate.")]
         after_seq: Option<i64>,
     ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
         let svc = ctx.data_unchecked::<Services>();
@@ -113,7 +131,9 @@ impl SubscriptionRoot {
     async fn run_events(
         &self,
         ctx: &Context<'_>,
-        workflow_id: Option<ID>,
+        #[graphql(desc = "Only runs of this workflow; default: every run.")] workflow_id: Option<
+            ID,
+        >,
     ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
         let svc = ctx.data_unchecked::<Services>();
         let wf = workflow_id

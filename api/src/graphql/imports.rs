@@ -24,7 +24,9 @@ pub enum ImportFormat {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::imports::stored::BatchStatus")]
 pub enum ImportBatchStatus {
+    /// Its workflows are as the import left them (or edited since).
     Applied,
+    /// Undone by `rollbackImport`.
     RolledBack,
 }
 
@@ -76,15 +78,21 @@ pub struct ImportCounts {
 /// One applied import.
 #[derive(SimpleObject)]
 pub struct ImportBatch {
+    /// Stable id (a UUID), for `verifyImport`, `enableImportPhase` and `rollbackImport`.
     pub id: ID,
+    /// When it was applied.
     pub created_at: DateTime<Utc>,
-    /// Who applied it.
+    /// Who applied it (a user id); null when that account is gone.
     pub actor: Option<ID>,
+    /// The source's format.
     pub format: ImportFormat,
     /// SHA-256 of the source.
     pub checksum: String,
+    /// The tag given with the import; null when none was.
     pub tag: Option<String>,
+    /// How many tasks and workflows it held.
     pub counts: ImportCounts,
+    /// Whether it is still in force.
     pub status: ImportBatchStatus,
     /// Records left out with `skipInvalid`.
     pub problems: Vec<ImportProblem>,
@@ -115,12 +123,17 @@ impl From<Batch> for ImportBatch {
 /// What an import did, or would do in a dry run. The lists hold workflows' legacy ids.
 #[derive(SimpleObject)]
 pub struct ImportReport {
+    /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
     /// The batch written; null for a dry run or when nothing changed.
     pub batch: Option<ImportBatch>,
+    /// Workflows created (or that would be).
     pub created: Vec<String>,
+    /// Workflows given a new version (or that would be).
     pub updated: Vec<String>,
+    /// Workflows the source leaves as they are.
     pub unchanged: Vec<String>,
+    /// Problems found in the source (with `skipInvalid`, those records were left out).
     pub problems: Vec<ImportProblem>,
     /// Legacy ids of the tasks left out.
     pub skipped: Vec<String>,
@@ -188,6 +201,7 @@ pub async fn import_batches(
 /// What one phase enabled.
 #[derive(SimpleObject)]
 pub struct ImportPhase {
+    /// The batch the phase belongs to.
     pub batch_id: ID,
     /// Legacy ids of the workflows whose schedules this call enabled (already enabled ones are
     /// not repeated).
@@ -209,8 +223,11 @@ pub enum ImportDifferenceKind {
 /// One difference found by `verifyImport`.
 #[derive(SimpleObject)]
 pub struct ImportDifference {
+    /// The legacy id of the task concerned.
     pub legacy_id: String,
+    /// How it differs.
     pub kind: ImportDifferenceKind,
+    /// A sentence naming what differs.
     pub detail: String,
 }
 
@@ -219,6 +236,7 @@ pub struct ImportDifference {
 pub struct ImportVerification {
     /// True when nothing differs.
     pub ok: bool,
+    /// Every difference, by legacy id.
     pub differences: Vec<ImportDifference>,
 }
 

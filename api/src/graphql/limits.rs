@@ -74,15 +74,22 @@ pub fn check_query(query: &str, variables: &Variables) -> ServerResult<Executabl
         return Err(refusal("documentBytes", MAX_DOCUMENT_BYTES));
     }
     let doc = parse_query(query).map_err(ServerError::from)?;
-    let cost = cost::measure(&doc)?;
+    check_parsed(&doc, variables)?;
+    Ok(doc)
+}
+
+/// The limits [`check_query`] applies after parsing, for a document already parsed (a persisted
+/// query: its size was checked when it was registered; the page sizes depend on this request's
+/// variables).
+pub fn check_parsed(doc: &ExecutableDocument, variables: &Variables) -> ServerResult<()> {
+    let cost = cost::measure(doc)?;
     if cost.depth > MAX_DEPTH {
         return Err(refusal("depth", MAX_DEPTH));
     }
     if cost.complexity > MAX_COMPLEXITY {
         return Err(refusal("complexity", MAX_COMPLEXITY));
     }
-    check_document(&doc, variables)?;
-    Ok(doc)
+    check_document(doc, variables)
 }
 
 /// The schema keeps the library's depth and complexity limits as a backstop; should one of them

@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod cache;
+pub mod descriptions;
 pub mod events;
 pub mod ids;
 pub mod imports;
@@ -13,12 +14,14 @@ pub mod monitoring;
 pub mod mutation;
 pub mod op_metrics;
 pub mod permissions;
+pub mod persisted;
 pub mod pipeline;
 pub mod query;
 pub mod runs;
 pub mod schema_walk;
 pub mod sessions;
 pub mod users;
+pub mod workflow_input;
 pub mod workflows;
 
 use async_graphql::{Schema, SchemaBuilder};
@@ -36,6 +39,7 @@ pub fn builder() -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, even
         mutation::MutationRoot,
         events::SubscriptionRoot,
     )
+    .register_output_type::<descriptions::SchemaDescriptions>()
 }
 
 /// The schema HTTP requests execute on, after [`pipeline::execute`] has checked the limits: no
@@ -87,7 +91,25 @@ mod tests {
         let generated = super::sdl();
         assert!(
             checked_in == generated,
-            "schema.graphql is stale: run `cargo run -p tms-api -- print-schema > schema.graphql`"
+            "schema.graphql is stale: run `cargo run -q -p tms-api -- print-schema > schema.graphql`"
         );
+    }
+
+    #[test]
+    fn every_type_field_argument_and_value_has_a_description() {
+        let missing = crate::reference::api_md::undocumented(&super::sdl());
+        assert!(
+            missing.is_empty(),
+            "{} schema item(s) without a description (doc comment, or `#[graphql(desc = \"...\")]` \
+             on an argument):\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn lists_hold_non_null_items_and_ids_are_non_null() {
+        let slips = crate::reference::api_md::nullability_slips(&super::sdl(), &["AuditActor.id"]);
+        assert!(slips.is_empty(), "{}", slips.join("\n"));
     }
 }

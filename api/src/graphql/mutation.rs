@@ -14,13 +14,17 @@ use crate::state::Services;
 
 pub struct MutationRoot;
 
+/// Changes. Each field names the roles that may call it; others get FORBIDDEN.
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Exchanges a local account's email and password for an access and a refresh token.
     async fn login(
         &self,
         ctx: &Context<'_>,
-        email: String,
+        #[graphql(desc = "The account's email.")] email: String,
+        #[graphql(
+            desc = "Its password. Wrong credentials answer UNAUTHENTICATED; repeated failures RATE_LIMITED."
+        )]
         password: String,
     ) -> Result<AuthPayload> {
         let svc = ctx.data_unchecked::<Services>();
@@ -31,13 +35,21 @@ impl MutationRoot {
 
     /// Exchanges a refresh token for a new pair; the presented token is used up. Presenting a
     /// used-up token again ends the whole session.
-    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The refresh token of the latest pair.")] refresh_token: String,
+    ) -> Result<AuthPayload> {
         crate::graphql::sessions::refresh_token(ctx, refresh_token).await
     }
 
     /// Ends the session of `refreshToken`: its refresh tokens, its access tokens and the
     /// subscriptions opened with them. A token of no live session is `UNAUTHENTICATED`.
-    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A refresh token of the session to end.")] refresh_token: String,
+    ) -> Result<bool> {
         crate::graphql::sessions::logout(ctx, refresh_token).await
     }
 
@@ -45,13 +57,19 @@ impl MutationRoot {
     async fn set_user_disabled(
         &self,
         ctx: &Context<'_>,
-        user_id: ID,
-        disabled: bool,
+        #[graphql(desc = "The account's id.")] user_id: ID,
+        #[graphql(desc = "True to disable, false to enable.")] disabled: bool,
     ) -> Result<crate::graphql::users::User> {
         crate::graphql::sessions::set_user_disabled(ctx, user_id, disabled).await
     }
 
-    async fn create_workflow(&self, ctx: &Context<'_>, input: WorkflowInput) -> Result<Workflow> {
+    /// Creates a workflow (version 1). A name already taken is CONFLICT; every problem with
+    /// the definition is reported at once as VALIDATION.
+    async fn create_workflow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The definition.")] input: WorkflowInput,
+    ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
         // Authorization comes before looking at the input, so a viewer learns nothing from errors.
@@ -67,8 +85,8 @@ impl MutationRoot {
     async fn update_workflow(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: WorkflowInput,
+        #[graphql(desc = "The workflow's id.")] id: ID,
+        #[graphql(desc = "The whole new definition (not a patch).")] input: WorkflowInput,
     ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
@@ -82,7 +100,11 @@ impl MutationRoot {
     }
 
     /// Archives a workflow: it can no longer be triggered or edited; its runs stay readable.
-    async fn archive_workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Workflow> {
+    async fn archive_workflow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The workflow's id.")] id: ID,
+    ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
         Ok(Workflow(
@@ -95,8 +117,8 @@ impl MutationRoot {
     async fn set_schedule_enabled(
         &self,
         ctx: &Context<'_>,
-        workflow_id: ID,
-        enabled: bool,
+        #[graphql(desc = "The workflow's id.")] workflow_id: ID,
+        #[graphql(desc = "Whether the schedule fires.")] enabled: bool,
     ) -> Result<Workflow> {
         let svc = ctx.data_unchecked::<Services>();
         let who = caller(ctx).gql()?;
@@ -118,6 +140,7 @@ impl MutationRoot {
     async fn import_tasks(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The source and how to import it.")]
         input: crate::graphql::imports::ImportInput,
     ) -> Result<crate::graphql::imports::ImportReport> {
         crate::graphql::imports::import_tasks(ctx, input).await
@@ -127,8 +150,8 @@ impl MutationRoot {
     async fn verify_import(
         &self,
         ctx: &Context<'_>,
-        batch_id: ID,
-        content: String,
+        #[graphql(desc = "The import batch's id.")] batch_id: ID,
+        #[graphql(desc = "The source text, in the batch's format.")] content: String,
     ) -> Result<crate::graphql::imports::ImportVerification> {
         crate::graphql::imports::verify(ctx, batch_id, content).await
     }
@@ -138,8 +161,11 @@ impl MutationRoot {
     async fn enable_import_phase(
         &self,
         ctx: &Context<'_>,
-        batch_id: ID,
-        tag: Option<String>,
+        #[graphql(desc = "The import batch's id.")] batch_id: ID,
+        #[graphql(desc = "Only the batch's workflows whose legacy task had this tag.")] tag: Option<
+            String,
+        >,
+        #[graphql(desc = "The fraction (0-1] of the batch to enable, chosen deterministically.")]
         share: Option<f64>,
     ) -> Result<crate::graphql::imports::ImportPhase> {
         crate::graphql::imports::enable_phase(ctx, batch_id, tag, share).await
@@ -151,7 +177,8 @@ impl MutationRoot {
     async fn rollback_import(
         &self,
         ctx: &Context<'_>,
-        batch_id: ID,
+        #[graphql(desc = "The import batch's id.")] batch_id: ID,
+        #[graphql(desc = "Roll back even when a later batch touched the same workflows.")]
         force: Option<bool>,
     ) -> Result<crate::graphql::imports::ImportBatch> {
         crate::graphql::imports::rollback(ctx, batch_id, force).await
@@ -161,10 +188,18 @@ impl MutationRoot {
     async fn trigger_run(
         &self,
         ctx: &Context<'_>,
-        workflow_id: ID,
+        #[graphql(desc = "The workflow's id; an archived workflow is refused.")] workflow_id: ID,
+        #[graphql(
+            desc = "A JSON object the steps read as `$TMS_INPUTS` and `TMS_INPUT_<KEY>` (default `{}`)."
+        )]
         inputs: Option<Json<serde_json::Value>>,
+        #[graphql(
+            desc = "1-200 characters; the same key on the same workflow returns the run it first created."
+        )]
         idempotency_key: Option<String>,
-        no_cache: Option<bool>,
+        #[graphql(desc = "Bypass the step cache for this run (default false).")] no_cache: Option<
+            bool,
+        >,
     ) -> Result<Run> {
         let svc = ctx.data_unchecked::<Services>();
         let workflow_id = parse_id(&workflow_id, "workflowId")?;
@@ -186,7 +221,11 @@ impl MutationRoot {
 
     /// Cancels a run: running steps are stopped within a second, pending ones cancelled.
     /// Cancelling a finished run returns it unchanged.
-    async fn cancel_run(&self, ctx: &Context<'_>, id: ID) -> Result<Run> {
+    async fn cancel_run(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The run's id.")] id: ID,
+    ) -> Result<Run> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
         Ok(Run::from(
@@ -200,7 +239,10 @@ impl MutationRoot {
     async fn retry_run(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The run's id.")] id: ID,
+        #[graphql(
+            desc = "Re-run only what failed, was skipped or cancelled, in the same run (default false)."
+        )]
         from_failed_step: Option<bool>,
     ) -> Result<Run> {
         let svc = ctx.data_unchecked::<Services>();
@@ -215,13 +257,23 @@ impl MutationRoot {
     }
 
     /// Grants `role` to a user (admins).
-    async fn assign_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User> {
+    async fn assign_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's id.")] user_id: ID,
+        #[graphql(desc = "The role to grant.")] role: Role,
+    ) -> Result<User> {
         users::change_role(ctx, user_id, role, true).await
     }
 
     /// Takes `role` from a user (admins). Taking `ADMIN` from the last enabled admin is refused
     /// with `CONFLICT`.
-    async fn revoke_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> Result<User> {
+    async fn revoke_role(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's id.")] user_id: ID,
+        #[graphql(desc = "The role to take away.")] role: Role,
+    ) -> Result<User> {
         users::change_role(ctx, user_id, role, false).await
     }
 
@@ -231,8 +283,10 @@ impl MutationRoot {
     async fn create_api_token(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "What the token is for (1-100 characters), e.g. `prometheus-poller`.")]
         name: String,
-        role: Role,
+        #[graphql(desc = "The one role it grants.")] role: Role,
+        #[graphql(desc = "Days until it expires (1-3650); without it, never.")]
         expires_in_days: Option<i32>,
     ) -> Result<ApiTokenPayload> {
         api_tokens::create(ctx, name, role, expires_in_days).await
@@ -240,7 +294,11 @@ impl MutationRoot {
 
     /// Revokes an API token (admins): refused from the next request on. `false` when it was
     /// already revoked.
-    async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+    async fn revoke_api_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token's id (`ApiToken.id`).")] id: ID,
+    ) -> Result<bool> {
         api_tokens::revoke(ctx, id).await
     }
 }

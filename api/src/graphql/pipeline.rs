@@ -1,15 +1,18 @@
-//! One HTTP GraphQL request, start to end: the limits, then the caller's token, then execution.
+//! One HTTP GraphQL request, start to end: the persisted query it names, the limits, then the
+//! caller's token, then execution.
 //! Done here rather than in async-graphql extensions because any installed extension puts every
 //! field resolution through the extension chain (measured: ~30 % of read throughput), and the
 //! order matters: a request the limits refuse costs no database statement, not even the token
 //! check.
 
-use async_graphql::{Request, Response};
+use async_graphql::{ErrorExtensions, Request, Response, ServerError};
+use tms_core::ErrorCode;
 use tms_core::auth::RequestMeta;
 
 use crate::context::RequestAuth;
 use crate::error::ensure_codes;
 use crate::graphql::op_metrics::{self, Operation};
+use crate::graphql::persisted::{PersistedQueries, Prepared};
 use crate::graphql::{TmsSchema, limits, loaders};
 use crate::state::Services;
 
@@ -20,26 +23,58 @@ pub struct PendingAuth {
     pub header: Option<String>,
     /// Peer address and user agent, for the audit log.
     pub meta: RequestMeta,
+    /// Sent with `GET`: only queries may run (a GET must not change anything, and may be cached
+    /// or prefetched along the way).
+    pub queries_only: bool,
 }
 
 /// Executes one request as the HTTP transport does; every error in the answer carries a code.
 pub async fn execute(
     schema: &TmsSchema,
     services: &Services,
+    persisted: &PersistedQueries,
     mut req: Request,
     pending: &PendingAuth,
 ) -> Response {
-    if let Err(refused) = limits::check_request(&mut req) {
-        let resp = ensure_codes(Response::from_errors(vec![refused]));
-        op_metrics::record(op_metrics::UNKNOWN, &resp);
-        return resp;
-    }
+    let prepared = match persisted.prepare(&mut req).await {
+        Ok(p) => p,
+        Err(refused) => return refuse(refused),
+    };
+    let register = match prepared {
+        Prepared::Hit(doc) => {
+            if let Err(refused) = limits::check_parsed(&doc, &req.variables) {
+                return refuse(refused);
+            }
+            req.set_parsed_query(doc);
+            None
+        }
+        Prepared::Plain | Prepared::Register(_) => {
+            if let Err(refused) = limits::check_request(&mut req) {
+                return refuse(refused);
+            }
+            match prepared {
+                Prepared::Register(hash) => Some(hash),
+                _ => None,
+            }
+        }
+    };
     let name = req.operation_name.take();
     let op: Operation = match req.parsed_query() {
         Ok(doc) => op_metrics::classify(doc, name.as_deref()),
         Err(_) => op_metrics::UNKNOWN,
     };
     req.operation_name = name;
+    if pending.queries_only && op.ty != "query" {
+        let mut refused =
+            async_graphql::Error::new("mutations and subscriptions must be sent with POST")
+                .extend_with(|_, e| e.set("code", ErrorCode::GraphqlValidation.as_str()))
+                .into_server_error(Default::default());
+        refused.locations.clear();
+        return refuse(refused);
+    }
+    if let (Some(hash), Ok(doc)) = (register, req.parsed_query()) {
+        persisted.store(hash, doc.clone()).await;
+    }
     let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
     if let Some(p) = auth.principal.as_mut() {
         p.meta = pending.meta.clone();
@@ -50,5 +85,12 @@ pub async fn execute(
         .data(pending.meta.clone());
     let resp = ensure_codes(limits::backstop(schema.execute(req).await));
     op_metrics::record(op, &resp);
+    resp
+}
+
+/// A request refused before execution: no token check, no resolver.
+fn refuse(refused: ServerError) -> Response {
+    let resp = ensure_codes(Response::from_errors(vec![refused]));
+    op_metrics::record(op_metrics::UNKNOWN, &resp);
     resp
 }

@@ -21,6 +21,7 @@ pub struct QueryRoot;
 
 pub type WorkflowConnection = Connection<String, Workflow>;
 
+/// Reads. Each field names the roles that may call it; others get FORBIDDEN.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// Why `step` of run `runId` hit or missed the step cache, and which parts of its key
@@ -28,8 +29,8 @@ impl QueryRoot {
     async fn explain_cache(
         &self,
         ctx: &Context<'_>,
-        run_id: ID,
-        step: String,
+        #[graphql(desc = "The run's id.")] run_id: ID,
+        #[graphql(desc = "The step's name in that run.")] step: String,
     ) -> Result<CacheExplanation> {
         cache::explain(ctx, run_id, step).await
     }
@@ -38,8 +39,9 @@ impl QueryRoot {
     async fn import_batches(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
     ) -> Result<ImportBatchConnection> {
         imports::import_batches(ctx, first, after).await
     }
@@ -54,8 +56,9 @@ impl QueryRoot {
     async fn users(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
     ) -> Result<UserConnection> {
         users::list(ctx, first, after).await
     }
@@ -65,7 +68,12 @@ impl QueryRoot {
         api_tokens::list(ctx).await
     }
 
-    async fn workflow(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workflow>> {
+    /// One workflow by id, archived or not; null when there is none with that id.
+    async fn workflow(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The workflow's id.")] id: ID,
+    ) -> Result<Option<Workflow>> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
         Ok(svc
@@ -80,9 +88,10 @@ impl QueryRoot {
     async fn workflows(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
-        #[graphql(default)] include_archived: bool,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(default, desc = "Include archived workflows.")] include_archived: bool,
     ) -> Result<WorkflowConnection> {
         let svc = ctx.data_unchecked::<Services>();
         let limit = page_size(first).gql()?;
@@ -105,7 +114,12 @@ impl QueryRoot {
         Ok(conn)
     }
 
-    async fn run(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Run>> {
+    /// One run by id; null when there is none with that id.
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The run's id.")] id: ID,
+    ) -> Result<Option<Run>> {
         let svc = ctx.data_unchecked::<Services>();
         let id = parse_id(&id, "id")?;
         Ok(svc
@@ -120,10 +134,11 @@ impl QueryRoot {
     async fn runs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
-        workflow_id: Option<ID>,
-        status: Option<RunStatus>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only runs of this workflow.")] workflow_id: Option<ID>,
+        #[graphql(desc = "Only runs in this state.")] status: Option<RunStatus>,
     ) -> Result<RunConnection> {
         let wf = workflow_id
             .map(|w| parse_id(&w, "workflowId"))
@@ -135,10 +150,13 @@ impl QueryRoot {
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Page size (1-100, default 20); more is refused with QUERY_LIMIT.")]
         first: Option<i32>,
-        after: Option<String>,
-        action: Option<String>,
-        actor_id: Option<ID>,
+        #[graphql(desc = "Cursor of the last edge of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Only events with this action, e.g. `auth.login`.")] action: Option<
+            String,
+        >,
+        #[graphql(desc = "Only events by this user.")] actor_id: Option<ID>,
     ) -> Result<AuditEventConnection> {
         audit::audit_log(ctx, first, after, action, actor_id).await
     }
@@ -164,7 +182,12 @@ impl QueryRoot {
     }
 
     /// Runs created in the last `windowSeconds` (1 to 2592000) (monitors and admins).
-    async fn run_stats(&self, ctx: &Context<'_>, window_seconds: i32) -> Result<RunStats> {
+    async fn run_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The window, in seconds back from now (1-2592000, i.e. 30 days).")]
+        window_seconds: i32,
+    ) -> Result<RunStats> {
         monitoring::run_stats(ctx, window_seconds).await
     }
 }

@@ -13,14 +13,21 @@ use crate::graphql::loaders::{EstimateOf, TasksOf, WorkflowId, loaders};
 use crate::graphql::workflows::Workflow;
 use crate::state::Services;
 
+/// Where a run is in its life: `QUEUED → RUNNING → SUCCEEDED | FAILED | CANCELLED | TIMED_OUT`.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::runs::RunStatus")]
 pub enum RunStatus {
+    /// Waiting for a worker (or for the workflow's concurrency or rate limit).
     Queued,
+    /// A worker is executing its steps.
     Running,
+    /// Every step succeeded (or was served from the cache).
     Succeeded,
+    /// A step failed (its dependents were skipped), or the run was dead-lettered.
     Failed,
+    /// Cancelled by `cancelRun`.
     Cancelled,
+    /// A step exceeded its timeout.
     TimedOut,
 }
 
@@ -28,30 +35,45 @@ pub enum RunStatus {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::runs::RunTrigger")]
 pub enum RunTrigger {
+    /// `triggerRun` (from the API, the console or the CLI).
     Manual,
+    /// A tick of the workflow's schedule (`Run.scheduledFor` says which).
     Schedule,
+    /// `retryRun` of an earlier run.
     Retry,
 }
 
+/// Where a step of a run is: `PENDING → RUNNING → SUCCEEDED | FAILED | CACHED | SKIPPED |
+/// CANCELLED`.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::runs::TaskStatus")]
 pub enum TaskStatus {
+    /// Waiting for its dependencies or a slot.
     Pending,
+    /// Executing (or waiting between retries).
     Running,
+    /// Exited 0.
     Succeeded,
+    /// Failed on its last attempt (non-zero exit, timeout, missing output).
     Failed,
+    /// Served from the cache: nothing executed, outputs restored.
     Cached,
+    /// Not run because a dependency did not succeed.
     Skipped,
+    /// Stopped or never started because the run was cancelled.
     Cancelled,
 }
 
 pub struct Task(pub tms_core::runs::Task);
 
+/// One step of one run.
 #[Object]
 impl Task {
+    /// The step's name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Where the step is.
     async fn status(&self) -> TaskStatus {
         self.0.status.into()
     }
@@ -59,18 +81,24 @@ impl Task {
     async fn attempt(&self) -> i32 {
         self.0.attempt
     }
+    /// Steps it waits for.
     async fn depends_on(&self) -> &Vec<String> {
         &self.0.depends_on
     }
+    /// When its latest attempt started; null if it never started.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
+    /// When it ended; null while pending or running.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
+    /// The process's exit code; null if it never ran to an exit (pending, cached, skipped,
+    /// cancelled, timed out).
     async fn exit_code(&self) -> Option<i32> {
         self.0.exit_code
     }
+    /// True when the step was served from the cache (`status` is `CACHED`).
     async fn cached(&self) -> bool {
         self.0.status == CoreTaskStatus::Cached
     }
@@ -84,9 +112,9 @@ impl Task {
     async fn log(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 0)] offset: i32,
-        #[graphql(default = 65536)] limit: i32,
-        attempt: Option<i32>,
+        #[graphql(default = 0, desc = "Byte offset to read from (0: the start).")] offset: i32,
+        #[graphql(default = 65536, desc = "Most bytes to return (1-1048576).")] limit: i32,
+        #[graphql(desc = "Which attempt (1, 2, ...); default: the latest.")] attempt: Option<i32>,
     ) -> Result<crate::graphql::logs::TaskLog> {
         crate::graphql::logs::page(ctx, &self.0, offset, limit, attempt).await
     }
@@ -100,8 +128,6 @@ impl Task {
     }
 }
 
-/// A run. Its workflow, tasks and estimate come through the request's loaders, so a page of runs
-/// costs a fixed number of statements, and the estimate is computed once however many fields ask.
 pub struct Run(pub tms_core::runs::Run);
 
 impl From<tms_core::runs::Run> for Run {
@@ -110,14 +136,20 @@ impl From<tms_core::runs::Run> for Run {
     }
 }
 
+// Its workflow, tasks and estimate come through the request's loaders, so a page of runs costs
+// a fixed number of statements, and the estimate is computed once however many fields ask.
+/// One execution of a workflow version: its status, progress and one task per step.
 #[Object]
 impl Run {
+    /// Stable id (a UUID).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Where the run is.
     async fn status(&self) -> RunStatus {
         self.0.status.into()
     }
+    /// The workflow it runs.
     async fn workflow(&self, ctx: &Context<'_>) -> Result<Workflow> {
         loaders(ctx)?
             .load_one(WorkflowId(self.0.workflow_id))
@@ -129,28 +161,36 @@ impl Run {
     async fn version(&self) -> i32 {
         self.0.version
     }
+    /// How it was started.
     async fn trigger(&self) -> RunTrigger {
         self.0.trigger.into()
     }
-    /// The schedule tick a scheduled run belongs to (unique per workflow).
+    /// The schedule tick a scheduled run belongs to (unique per workflow); null for other runs.
     async fn scheduled_for(&self) -> Option<DateTime<Utc>> {
         self.0.scheduled_for
     }
+    /// The run's inputs (a JSON object, `{}` when none were given); steps read them from
+    /// `$TMS_INPUTS` and `TMS_INPUT_<KEY>`.
     async fn inputs(&self) -> Json<serde_json::Value> {
         Json(self.0.inputs.clone())
     }
+    /// The key `triggerRun` was called with; null when none was given.
     async fn idempotency_key(&self) -> Option<&str> {
         self.0.idempotency_key.as_deref()
     }
+    /// Whether the cache was bypassed for this run.
     async fn no_cache(&self) -> bool {
         self.0.no_cache
     }
+    /// When the run was created (queued).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When a worker first started it; null while queued.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
+    /// When it ended; null until then.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
@@ -185,6 +225,7 @@ impl Run {
     async fn cancel_requested_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancel_requested_at
     }
+    /// One task per step of the run's workflow version.
     async fn tasks(&self, ctx: &Context<'_>) -> Result<Vec<Task>> {
         let tasks = loaders(ctx)?.load_one(TasksOf(self.0.id)).await?;
         Ok(tasks

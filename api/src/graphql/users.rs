@@ -9,24 +9,34 @@ use crate::error::GqlResult;
 use crate::graphql::ids::{decode_cursor, encode_cursor, page_size, uuid};
 use crate::state::Services;
 
+/// What a user or API token may do. Deny by default: a field names the roles it needs.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "tms_core::auth::Role")]
 pub enum Role {
+    /// Everything, including accounts, roles and API tokens.
     Admin,
+    /// Creates, edits and archives workflows; reads workflows and runs.
     Maintainer,
+    /// Triggers, cancels and retries runs; reads workflows and runs.
     Operator,
+    /// Reads workflows and runs.
     Viewer,
+    /// Reads and verifies the audit log.
     Auditor,
+    /// Reads the monitoring queries (health, queue, workers, run statistics).
     Monitor,
 }
 
 pub struct User(pub tms_core::auth::User);
 
+/// An account (local or single sign-on).
 #[Object]
 impl User {
+    /// Stable id (a UUID).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// Email address, unique; the sign-in name of a local account.
     async fn email(&self) -> &str {
         &self.0.email
     }
@@ -34,6 +44,7 @@ impl User {
     async fn name(&self) -> &str {
         &self.0.display_name
     }
+    /// The person's name, as shown in the console.
     async fn display_name(&self) -> &str {
         &self.0.display_name
     }
@@ -41,9 +52,11 @@ impl User {
     async fn disabled(&self) -> bool {
         self.0.disabled
     }
+    /// When the account was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// Its roles (an account without any can sign in and read only itself).
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<Role>> {
         let roles = ctx
             .data_unchecked::<Services>()
@@ -59,10 +72,13 @@ impl User {
 /// session backs the access token.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
+    /// A JWT to send as `Authorization: Bearer <accessToken>`; lasts `expiresIn` seconds.
     pub access_token: String,
+    /// Opaque, single use: exchange it with `refreshToken` for a new pair before it idles out.
     pub refresh_token: Option<String>,
     /// Seconds until the access token expires.
     pub expires_in: i64,
+    /// Always `Bearer`.
     pub token_type: String,
 }
 

@@ -74,6 +74,8 @@ pub const CODES: &[&str] = &[
     "UNAVAILABLE",
     "SLOW_CONSUMER",
     "QUERY_LIMIT",
+    "RATE_LIMITED",
+    "PERSISTED_QUERY_NOT_FOUND",
     "INTERNAL",
     // Raised by async-graphql itself (parse and validation errors).
     "GRAPHQL_VALIDATION",
