@@ -78,6 +78,11 @@ pub fn routes(origins: Arc<Vec<Origin>>) -> impl Fn(&mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(expose_log_headers))
                 .route(web::get().to(crate::step_logs::download)),
         )
+        .service(
+            web::resource("/auth/exchange")
+                .wrap(cors(origins.clone()))
+                .route(web::post().to(crate::sso::exchange)),
+        )
         .configure(crate::sso::routes)
         .configure(crate::console::routes);
     }

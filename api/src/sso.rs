@@ -14,9 +14,10 @@ use tms_core::auth::sso_native::{LoginParams, NativeError, NativeRedirect};
 use crate::http::{AppState, request_meta};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // `POST /auth/exchange` is registered by `http::routes`, behind CORS like `/graphql`: a
+    // front end on a listed origin exchanges its code there (no cookie is involved).
     cfg.route("/auth/login", web::get().to(login))
-        .route("/auth/callback", web::get().to(callback))
-        .route("/auth/exchange", web::post().to(exchange));
+        .route("/auth/callback", web::get().to(callback));
 }
 
 /// The cookie binding a pending login to the browser that started it.
@@ -44,14 +45,9 @@ fn cookie_for(secure: bool, value: String, max_age: i64) -> Cookie<'static> {
 /// also names its `field`); the cause of an internal failure goes to the log only.
 pub(crate) fn error_response(e: &Error) -> HttpResponse {
     let code = e.code().as_str();
-    let status = match code {
-        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
-        "FORBIDDEN" => StatusCode::FORBIDDEN,
-        "VALIDATION" => StatusCode::BAD_REQUEST,
-        "NOT_FOUND" => StatusCode::NOT_FOUND,
-        "UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    // The one error table decides the status (429 for RATE_LIMITED, 409 for CONFLICT, ...).
+    let status =
+        StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if matches!(e, Error::Internal(_) | Error::Unavailable(_)) {
         tracing::error!(code, error = %e, "http request failed");
     }
@@ -190,7 +186,11 @@ struct ExchangeBody {
     code_verifier: Option<String>,
 }
 
-async fn exchange(state: web::Data<AppState>, http: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub(crate) async fn exchange(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let Some(sso) = state.sso.as_ref() else {
         return not_configured();
     };

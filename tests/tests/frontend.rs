@@ -84,6 +84,15 @@ async fn a_listed_origin_gets_a_preflight_answer_and_an_unlisted_one_none() -> R
         Some(APP)
     );
 
+    // So is the SSO code exchange a front end on another origin redeems its code at.
+    let exchange = preflight(&env, "/auth/exchange", APP).await?;
+    assert_eq!(
+        header(exchange.headers(), "access-control-allow-origin"),
+        Some(APP)
+    );
+    let exchange_refused = preflight(&env, "/auth/exchange", EVIL).await?;
+    assert!(cors_headers(exchange_refused.headers()).is_empty());
+
     let refused = preflight(&env, "/graphql", EVIL).await?;
     assert!(
         cors_headers(refused.headers()).is_empty(),
