@@ -131,7 +131,7 @@ fn out_of_range_settings_stop_start_up_naming_the_variable() -> Result<()> {
         let err = stderr(&out);
         // clap names the flag and the value it refused.
         assert!(
-            err.contains(&flag) && err.contains(value),
+            err.contains(flag) && err.contains(value),
             "{bin} {var}={value}: {err}"
         );
     }
