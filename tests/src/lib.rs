@@ -9,7 +9,7 @@ pub mod idp;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -58,7 +58,21 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A process this test started; killed (by PID) when dropped.
+/// The variables that tell an instrumented binary where to write its coverage profile
+/// (`LLVM_PROFILE_FILE` and the other `LLVM_PROFILE*` ones, set by `scripts/coverage`). Every
+/// spawn that clears the environment passes them on, so the profile lands where the report
+/// reads it; empty in a plain test run.
+pub fn coverage_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("LLVM_PROFILE"))
+        .collect()
+}
+
+/// How long a graceful stop waits after SIGTERM before it sends SIGKILL: longer than a quiet
+/// api or worker needs to exit, short enough that a stuck one costs a test little.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A process this test started; stopped gracefully (by PID) when dropped.
 pub struct Proc {
     pub name: &'static str,
     pub child: Child,
@@ -72,10 +86,41 @@ impl Proc {
         self.child.id()
     }
 
+    /// SIGKILL, for tests whose point is a crash (the process writes no coverage profile).
     pub fn kill9(&mut self) {
         self.killed = true;
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop: SIGTERM, then SIGCONT so that one a test suspended
+    /// (SIGSTOP) sees it. Does nothing once it has exited (the PID may not be ours then).
+    pub fn request_stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGTERM);
+            self.signal(libc::SIGCONT);
+        }
+    }
+
+    /// Stops the process gracefully, so that it shuts down as in production and an
+    /// instrumented binary writes its coverage profile: SIGTERM, a wait of at most `within`
+    /// (polling), then SIGKILL. Returns the exit status when it exited by itself.
+    pub fn stop(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.killed = true;
+        self.request_stop();
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    self.kill9();
+                    return None;
+                }
+            }
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -92,8 +137,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop(STOP_TIMEOUT);
     }
 }
 
@@ -256,6 +300,7 @@ impl TestEnv {
             .env("REDIS_URL", &self.redis_url)
             .env("TMS_QUEUE", &self.queue)
             .env("TMS_DB_POOL_SIZE", "5")
+            .envs(coverage_env())
             .stdin(Stdio::null());
         cmd
     }
@@ -521,6 +566,21 @@ impl TestEnv {
                 ))
             })
             .collect())
+    }
+}
+
+impl Drop for TestEnv {
+    /// Asks every process to stop at once, so they shut down in parallel; each `Proc`'s own
+    /// drop (after this) then waits, bounded, for its exit.
+    fn drop(&mut self) {
+        for p in self
+            .api
+            .iter_mut()
+            .chain(self.extra_apis.iter_mut())
+            .chain(self.workers.iter_mut())
+        {
+            p.request_stop();
+        }
     }
 }
 

@@ -52,6 +52,7 @@ async fn tms(env: &TestEnv, token: &str, args: &[&str], stdin: Option<&str>) -> 
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TMS_URL", format!("http://127.0.0.1:{}", env.api_port))
         .env("TMS_TOKEN", token)
+        .envs(tms_tests::coverage_env())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -80,6 +80,7 @@ impl User {
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("TMS_URL", &self.url)
+            .envs(tms_tests::coverage_env())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {

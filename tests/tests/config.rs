@@ -24,6 +24,7 @@ async fn a_config_file_configures_the_api_and_a_bad_one_stops_it() -> anyhow::Re
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TMS_CONFIG", &good)
+        .envs(tms_tests::coverage_env())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -43,8 +44,14 @@ async fn a_config_file_configures_the_api_and_a_bad_one_stops_it() -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _ = api.kill();
-    let _ = api.wait();
+    // Stopped gracefully, so an instrumented api writes its coverage profile.
+    tms_tests::Proc {
+        name: "api",
+        child: api,
+        log: Default::default(),
+        killed: false,
+    }
+    .stop(tms_tests::STOP_TIMEOUT);
     assert!(
         ready,
         "the api did not come up on the port from the config file"
@@ -55,6 +62,7 @@ async fn a_config_file_configures_the_api_and_a_bad_one_stops_it() -> anyhow::Re
     let out = Command::new(bin_dir().join("tms-api"))
         .env_clear()
         .env("TMS_CONFIG", &bad)
+        .envs(tms_tests::coverage_env())
         .output()?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

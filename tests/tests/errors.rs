@@ -141,6 +141,7 @@ async fn an_api_started_on_a_missing_database_logs_why_it_is_not_ready() -> Resu
         .env("DATABASE_URL", &url)
         .env("REDIS_URL", tms_tests::services::redis_url())
         .env("TMS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .envs(tms_tests::coverage_env())
         .stdin(Stdio::null())
         .stdout(f.try_clone()?)
         .stderr(f)

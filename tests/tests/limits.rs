@@ -254,6 +254,7 @@ fn limits_a_malformed_allowed_origin_stops_start_up_naming_it() -> Result<()> {
             "TMS_ALLOWED_ORIGINS",
             "https://ok.example.test,console.example.test",
         )
+        .envs(tms_tests::coverage_env())
         .stdin(Stdio::null())
         .output()?;
     assert!(!out.status.success());

@@ -9,6 +9,7 @@ fn migrate(url: &str) -> anyhow::Result<()> {
     let status = Command::new(tms_tests::bin_dir().join("tms-api"))
         .args(["migrate", "--database-url", url])
         .env_clear()
+        .envs(tms_tests::coverage_env())
         .status()?;
     anyhow::ensure!(status.success(), "tms-api migrate failed");
     Ok(())

@@ -14,9 +14,9 @@ use crate::queue::relay::Relay;
 use crate::repo;
 use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
-use crate::runs::eta::{Estimate, Estimator};
+use crate::runs::eta::Estimator;
 use crate::runs::events::{cancel_remaining, record, run_changed};
-use crate::runs::{Run, RunEvent, RunStatus, RunTrigger, Task, TaskStatus};
+use crate::runs::{Run, RunEvent, RunStatus, RunTrigger, TaskStatus};
 
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
@@ -277,22 +277,6 @@ impl RunService {
             .run(move |c| repo::runs::list(c, before, limit, workflow_id, status))
             .await?;
         Ok(rows.into_iter().map(Run::from).collect())
-    }
-
-    /// Percent done and ETA of a run as of now.
-    pub async fn estimate(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Estimate> {
-        audit::require(&self.db, who, Permission::ReadRuns).await?;
-        let est = self.est.clone();
-        self.db.run(move |c| est.estimate(c, run_id)).await
-    }
-
-    pub async fn tasks(&self, who: Option<&Principal>, run_id: Uuid) -> Result<Vec<Task>> {
-        audit::require(&self.db, who, Permission::ReadRuns).await?;
-        let rows = self
-            .db
-            .run(move |c| repo::runs::tasks_of(c, run_id))
-            .await?;
-        Ok(rows.into_iter().map(Task::from).collect())
     }
 }
 
