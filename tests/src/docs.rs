@@ -129,6 +129,7 @@ impl DocsSystem {
             let f = std::fs::File::create(log)?;
             let mut cmd = Command::new(bin_dir().join(bin));
             cmd.env_clear()
+                .envs(crate::coverage_env())
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("RUST_LOG", "info")
                 .env("DATABASE_URL", &database_url)
@@ -293,6 +294,8 @@ pub async fn run_page(
         .arg(&script_path)
         .current_dir(dir)
         .env_clear()
+        // Under scripts/coverage the `tms` commands the blocks run write their profiles too.
+        .envs(crate::coverage_env())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)

@@ -45,6 +45,7 @@ pub fn tms(home: &Path, base: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin_dir().join("tms"));
     cmd.args(args)
         .env_clear()
+        .envs(tms_tests::coverage_env())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
