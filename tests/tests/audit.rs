@@ -228,6 +228,58 @@ async fn audit_log_is_append_only_and_a_tampered_row_breaks_the_chain() -> Resul
     Ok(())
 }
 
+/// Appenders take the chain head in one statement each (`repo::audit::append`): many audited
+/// changes at once still make one gap-free chain, every row linked to the one before it.
+#[tokio::test]
+async fn concurrent_audited_changes_keep_one_unbroken_chain() -> Result<()> {
+    let env = std::sync::Arc::new(TestEnv::start_with(EnvOptions::api_only()).await?);
+    let wf = env.create_workflow("busy", chain(1, "true")).await?;
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (env, wf) = (env.clone(), wf.clone());
+        clients.spawn(async move {
+            for _ in 0..10 {
+                env.trigger(&wf).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done??;
+    }
+    let db = &env.database_url;
+    let rows = psql(
+        db,
+        &["-c", "SELECT count(*) || ' ' || max(seq) FROM audit_log"],
+    )?;
+    assert_eq!(
+        rows.trim(),
+        "82 82",
+        "login, creation and 80 triggers, seq gap-free"
+    );
+    let unlinked = psql(
+        db,
+        &[
+            "-c",
+            "SELECT count(*) FROM audit_log a JOIN audit_log b ON b.seq = a.seq + 1 \
+             WHERE b.prev_hash <> a.hash",
+        ],
+    )?;
+    assert_eq!(
+        unlinked.trim(),
+        "0",
+        "rows whose prev_hash is not their predecessor's hash"
+    );
+    let report = env
+        .gql("{verifyAuditChain{ok checked firstBrokenSeq}}", json!({}))
+        .await?;
+    assert_eq!(
+        report["verifyAuditChain"],
+        json!({"ok": true, "checked": 82, "firstBrokenSeq": null})
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn audit_log_pages_and_filters_by_action_and_actor() -> Result<()> {
     let env = TestEnv::start_with(EnvOptions::api_only()).await?;

@@ -107,16 +107,12 @@ impl AuditEntry {
 }
 
 /// Appends `entry` at the head of the chain. Call it inside the transaction of the change it
-/// records: the chain lock is held until that transaction ends, so appenders never fork the
-/// chain, and a rolled-back change leaves no row.
+/// records, as its last statement: the chain head stays locked until that transaction ends, so
+/// appenders never fork the chain, and a rolled-back change leaves no row. One round trip: the
+/// head is read, bumped and the row inserted by one statement (`repo::audit::append`).
 pub fn append(conn: &mut PgConnection, entry: AuditEntry) -> Result<i64> {
-    let head = repo::audit::lock_head(conn)?;
-    let (seq, prev_hash) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS.to_string()),
-    };
-    let mut row = AuditRow {
-        seq,
+    let row = AuditRow {
+        seq: 0,
         // Postgres keeps microseconds: hash exactly what will be read back.
         at: Utc::now().trunc_subsecs(6),
         actor_id: entry.actor_id,
@@ -128,21 +124,32 @@ pub fn append(conn: &mut PgConnection, entry: AuditEntry) -> Result<i64> {
         ip: entry.meta.ip,
         user_agent: entry.meta.user_agent,
         detail: entry.detail,
-        prev_hash,
+        prev_hash: String::new(),
         hash: String::new(),
     };
-    row.hash = hash_of(&row);
-    repo::audit::insert(conn, &row)?;
+    let stored = repo::audit::append(conn, &row, &content(&row))?;
     // Counted as appended: a transaction rolled back later still counts (rare; the metric is
     // for rates and spikes, the log is the record).
-    crate::metrics::auth::record(row.action, row.outcome);
-    Ok(seq)
+    crate::metrics::auth::record(stored.action, stored.outcome);
+    Ok(stored.seq)
 }
 
-/// SHA-256 (hex) over the row's canonical content and the previous row's hash.
+/// SHA-256 (hex) over `[seq,<content>,"prev_hash"]`: the row's canonical content and the
+/// previous row's hash. The database computes the same when it appends (`repo::audit::append`).
 pub fn hash_of(row: &AuditRow) -> String {
-    let content = serde_json::json!([
+    let text = format!(
+        "[{},{},{}]",
         row.seq,
+        content(row),
+        serde_json::Value::String(row.prev_hash.clone())
+    );
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The row's canonical content between its `seq` and its `prev_hash`: compact JSON array
+/// elements, `detail` with its keys sorted.
+fn content(row: &AuditRow) -> String {
+    let elements = serde_json::json!([
         row.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         row.actor_id,
         row.api_token_id,
@@ -153,9 +160,9 @@ pub fn hash_of(row: &AuditRow) -> String {
         row.ip,
         row.user_agent,
         canonical(&row.detail),
-        row.prev_hash,
     ]);
-    hex::encode(Sha256::digest(canonical_string(&content).as_bytes()))
+    let text = canonical_string(&elements);
+    text[1..text.len() - 1].to_string()
 }
 
 /// Keys sorted at every level, whatever order the JSON map type keeps: the hash must not
@@ -215,6 +222,38 @@ mod tests {
         let mut relinked = a.clone();
         relinked.prev_hash = "1".repeat(64);
         assert_ne!(hash_of(&relinked), h);
+    }
+
+    /// The chain's hashes are what they were when the whole array was hashed at once: rows
+    /// written before the head moved into the database still verify.
+    #[test]
+    fn hash_is_unchanged_from_the_whole_array_form() {
+        for mut r in [
+            row(),
+            AuditRow {
+                seq: 42,
+                actor_id: Some(Uuid::nil()),
+                ..row()
+            },
+        ] {
+            r.prev_hash = "ab".repeat(32);
+            let whole = serde_json::json!([
+                r.seq,
+                r.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                r.actor_id,
+                r.api_token_id,
+                r.actor_email,
+                r.action.as_str(),
+                r.resource,
+                r.outcome.as_str(),
+                r.ip,
+                r.user_agent,
+                canonical(&r.detail),
+                r.prev_hash,
+            ]);
+            let expected = hex::encode(Sha256::digest(canonical_string(&whole).as_bytes()));
+            assert_eq!(hash_of(&r), expected);
+        }
     }
 
     #[test]

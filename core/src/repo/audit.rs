@@ -1,15 +1,15 @@
 //! Audit log rows: appending at the chain head, listing, and reading in chain order.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use uuid::Uuid;
 
 use crate::audit::{Action, Outcome};
 use crate::db::schema::audit_log;
-use crate::error::Result;
-
-/// Serialises appenders so that every row's `prev_hash` is the hash of the row before it.
-const CHAIN_LOCK: i64 = 7346503;
+use crate::db::schema::sql_types::{PgAuditAction, PgAuditOutcome};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_log)]
@@ -29,21 +29,88 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// Takes the chain lock for the rest of the transaction and returns the head (seq, hash).
-pub fn lock_head(conn: &mut PgConnection) -> Result<Option<(i64, String)>> {
-    diesel::sql_query(format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})")).execute(conn)?;
-    Ok(audit_log::table
-        .order(audit_log::seq.desc())
-        .select((audit_log::seq, audit_log::hash))
-        .first(conn)
-        .optional()?)
+/// Appends `row` (its `seq`, `prev_hash` and `hash` are ignored) at the head of the chain in
+/// one statement and returns it as stored. The statement bumps the one-row chain head, whose
+/// row lock (held until the transaction ends) orders appenders; under READ COMMITTED a waiting
+/// appender re-reads the head its predecessor committed, so the chain never forks. The new
+/// row's hash is SHA-256 over `[seq,<content>,"prev_hash"]`, `content` being the row's
+/// canonical content without those two (`crate::audit::hash_of` computes the same).
+pub fn append(conn: &mut PgConnection, row: &AuditRow, content: &str) -> Result<AuditRow> {
+    let head: Option<Head> = AppendAudit { row, content }.get_result(conn).optional()?;
+    let head =
+        head.ok_or_else(|| Error::Internal("the audit chain's head row is missing".into()))?;
+    Ok(AuditRow {
+        seq: head.seq,
+        prev_hash: head.prev_hash,
+        hash: head.hash,
+        ..row.clone()
+    })
 }
 
-pub fn insert(conn: &mut PgConnection, row: &AuditRow) -> Result<()> {
-    diesel::insert_into(audit_log::table)
-        .values(row)
-        .execute(conn)?;
-    Ok(())
+#[derive(QueryableByName)]
+struct Head {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    prev_hash: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    hash: String,
+}
+
+/// The statement of [`append`], as a query type so that diesel prepares it once per
+/// connection (it never caches `sql_query`'s statements): it runs in every audited change.
+struct AppendAudit<'a> {
+    row: &'a AuditRow,
+    content: &'a str,
+}
+
+impl QueryId for AppendAudit<'_> {
+    type QueryId = AppendAudit<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for AppendAudit<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for AppendAudit<'_> {}
+
+impl QueryFragment<Pg> for AppendAudit<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        let r = self.row;
+        out.push_sql(
+            "WITH head AS (UPDATE audit_chain_head SET seq = seq + 1, prev_hash = hash, \
+             hash = encode(sha256(convert_to('[' || (seq + 1)::text || ',' || ",
+        );
+        out.push_bind_param::<Text, _>(self.content)?;
+        out.push_sql(
+            " || ',\"' || hash || '\"]', 'UTF8')), 'hex') RETURNING seq, prev_hash, hash) \
+             INSERT INTO audit_log (seq, at, actor_id, api_token_id, actor_email, action, \
+             resource, outcome, ip, user_agent, detail, prev_hash, hash) SELECT head.seq, ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&r.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.actor_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.api_token_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&r.actor_email)?;
+        out.push_sql(", ");
+        out.push_bind_param::<PgAuditAction, _>(&r.action)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&r.resource)?;
+        out.push_sql(", ");
+        out.push_bind_param::<PgAuditOutcome, _>(&r.outcome)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&r.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&r.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(&r.detail)?;
+        out.push_sql(", head.prev_hash, head.hash FROM head RETURNING seq, prev_hash, hash");
+        Ok(())
+    }
 }
 
 /// Newest first, before `before` (a seq), optionally of one action and one actor.

@@ -1,16 +1,18 @@
 //! Run events: the per-run, gap-free, ordered log of state changes and progress.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use uuid::Uuid;
 
-use crate::db::schema::{run_events, runs};
+use crate::db::schema::run_events;
 use crate::error::Result;
 use crate::runs::{EventKind, EventStatus};
 
 /// A stored run event, as the database holds it. The rest of the system sees
 /// [`crate::runs::RunEvent`].
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = run_events)]
 pub struct EventRow {
     pub run_id: Uuid,
@@ -53,29 +55,72 @@ impl NewEvent {
     }
 }
 
-/// Appends an event with the run's next sequence number. The `UPDATE ... RETURNING` takes the
-/// run row's lock, so concurrent appenders for one run serialise and numbers never collide or skip.
+/// Appends an event with the run's next sequence number, in one statement (one round trip).
+/// The `UPDATE ... RETURNING` takes the run row's lock, so concurrent appenders for one run
+/// serialise and numbers never collide or skip.
 pub fn append(conn: &mut PgConnection, run_id: Uuid, ev: NewEvent) -> Result<EventRow> {
-    let (seq, workflow_id): (i64, Uuid) = diesel::update(runs::table.find(run_id))
-        .set(runs::last_seq.eq(runs::last_seq + 1))
-        .returning((runs::last_seq, runs::workflow_id))
-        .get_result(conn)?;
-    Ok(diesel::insert_into(run_events::table)
-        .values((
-            run_events::run_id.eq(run_id),
-            run_events::seq.eq(seq),
-            run_events::kind.eq(ev.kind),
-            run_events::status.eq(ev.status),
-            run_events::step.eq(ev.step),
-            run_events::percent.eq(ev.percent),
-            run_events::eta_seconds.eq(ev.eta_seconds),
-            run_events::message.eq(ev.message),
-            run_events::at.eq(Utc::now()),
-            run_events::workflow_id.eq(workflow_id),
-            run_events::step_percent.eq(ev.step_percent),
-        ))
-        .returning(EventRow::as_returning())
-        .get_result(conn)?)
+    Ok(AppendEvent {
+        run_id,
+        ev,
+        at: Utc::now(),
+    }
+    .get_result(conn)?)
+}
+
+/// The statement of [`append`]. Written out as a query type rather than `sql_query` so that
+/// diesel prepares it once per connection (it never caches `sql_query`'s statements): it runs
+/// for every event.
+struct AppendEvent {
+    run_id: Uuid,
+    ev: NewEvent,
+    at: DateTime<Utc>,
+}
+
+impl QueryId for AppendEvent {
+    type QueryId = AppendEvent;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for AppendEvent {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for AppendEvent {}
+
+impl QueryFragment<Pg> for AppendEvent {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use crate::db::schema::sql_types::{PgEventKind, PgEventStatus};
+        use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE id = ");
+        out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
+        out.push_sql(
+            " RETURNING last_seq, workflow_id) \
+             INSERT INTO run_events (run_id, seq, kind, status, step, percent, eta_seconds, \
+                                     message, at, workflow_id, step_percent) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
+        out.push_sql(", next.last_seq, ");
+        out.push_bind_param::<PgEventKind, _>(&self.ev.kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<PgEventStatus>, _>(&self.ev.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.ev.step)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Double, _>(&self.ev.percent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Double>, _>(&self.ev.eta_seconds)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.ev.message)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.at)?;
+        out.push_sql(", next.workflow_id, ");
+        out.push_bind_param::<Nullable<Double>, _>(&self.ev.step_percent)?;
+        out.push_sql(
+            " FROM next RETURNING run_id, seq, kind, status, step, percent, eta_seconds, \
+             message, at, workflow_id, step_percent",
+        );
+        Ok(())
+    }
 }
 
 pub fn after(

@@ -24,6 +24,20 @@ impl Limits {
     }
 }
 
+/// The run's workflow and its `maxConcurrentRuns`, whatever the run's status, in one
+/// statement; `None` if there is no such run.
+pub fn max_concurrent_of_run(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Option<(Uuid, Option<i32>)>> {
+    Ok(runs::table
+        .inner_join(workflows::table)
+        .filter(runs::id.eq(run_id))
+        .select((workflows::id, workflows::max_concurrent_runs))
+        .first(conn)
+        .optional()?)
+}
+
 /// The run's workflow, status and that workflow's limits, when the run is unfinished.
 pub fn of_run(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<(Uuid, RunStatus, Limits)>> {
     #[allow(clippy::type_complexity)]

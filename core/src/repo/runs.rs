@@ -205,20 +205,7 @@ pub fn finish(
     status: RunStatus,
     error: Option<&str>,
 ) -> Result<bool> {
-    let n = diesel::update(
-        runs::table
-            .filter(runs::id.eq(id))
-            .filter(runs::status.eq_any(RunStatus::UNFINISHED)),
-    )
-    .set((
-        runs::status.eq(status),
-        runs::error.eq(error),
-        runs::finished_at.eq(Some(chrono::Utc::now())),
-        runs::lease_owner.eq(None::<String>),
-        runs::lease_expires_at.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)?;
-    Ok(n == 1)
+    Ok(crate::repo::run_state::finish(conn, id, status, error)?.is_some())
 }
 
 /// Marks a run as given up after too many deliveries.

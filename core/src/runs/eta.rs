@@ -147,7 +147,7 @@ const CACHE_WORKFLOWS: usize = 10_000;
 type Durations = Arc<HashMap<String, f64>>;
 
 /// What [`Estimator::estimate`] gives for a run that has ended.
-const FINISHED: Estimate = Estimate {
+pub const FINISHED: Estimate = Estimate {
     percent: 100.0,
     eta_seconds: Some(0.0),
 };
@@ -217,7 +217,8 @@ impl Estimator {
         run_id: Uuid,
         succeeded: Option<&str>,
     ) -> Result<Estimate> {
-        let Some(run) = repo::runs::find(conn, run_id)? else {
+        // The run and its tasks in one round trip: this runs for every event recorded.
+        let Some(run) = repo::run_state::with_tasks(conn, run_id)? else {
             return Ok(Estimate {
                 percent: 0.0,
                 eta_seconds: None,
@@ -230,7 +231,8 @@ impl Estimator {
             self.forget_unless_known(run.workflow_id, step);
         }
         let expected = self.expected_durations(conn, run.workflow_id)?;
-        let tasks: Vec<TaskState> = repo::runs::tasks_of(conn, run_id)?
+        let tasks: Vec<TaskState> = run
+            .tasks
             .into_iter()
             .map(|t| task_state(t, &expected))
             .collect();

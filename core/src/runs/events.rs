@@ -51,7 +51,18 @@ pub fn record(
         .step
         .as_deref()
         .filter(|_| ev.kind == EventKind::Task && ev.status == Some(EventStatus::Succeeded));
-    let e = est.estimate_with(conn, run_id, succeeded)?;
+    // A run's own terminal event is recorded after the run ended in this transaction: its
+    // estimate is known without reading anything.
+    let ended = ev.kind == EventKind::Run
+        && ev
+            .status
+            .and_then(|s| s.as_run_status())
+            .is_some_and(|s| s.is_terminal());
+    let e = if ended {
+        crate::runs::eta::FINISHED
+    } else {
+        est.estimate_with(conn, run_id, succeeded)?
+    };
     ev.percent = e.percent;
     ev.eta_seconds = e.eta_seconds;
     Ok(repo::events::append(conn, run_id, ev)?.into())

@@ -82,21 +82,15 @@ pub fn wait_until(limits: &Limits, o: &Occupancy, now: DateTime<Utc>) -> Option<
 /// Called in the transaction that ends a run: releases as many waiting runs of its workflow as
 /// slots are free now and puts them on the queue (through the outbox). Returns how many.
 pub fn wake_next(conn: &mut PgConnection, run_id: Uuid) -> Result<usize> {
-    let Some(run) = repo::runs::find(conn, run_id)? else {
+    let Some((workflow_id, Some(max))) = repo::limits::max_concurrent_of_run(conn, run_id)? else {
         return Ok(0);
     };
-    let Some(wf) = repo::workflows::find(conn, run.workflow_id)? else {
-        return Ok(0);
-    };
-    let Some(max) = wf.max_concurrent_runs else {
-        return Ok(0);
-    };
-    repo::limits::lock_workflow(conn, wf.id)?;
-    let free = i64::from(max) - repo::limits::active(conn, wf.id)?;
+    repo::limits::lock_workflow(conn, workflow_id)?;
+    let free = i64::from(max) - repo::limits::active(conn, workflow_id)?;
     if free <= 0 {
         return Ok(0);
     }
-    let ids = repo::limits::release_waiting(conn, wf.id, free)?;
+    let ids = repo::limits::release_waiting(conn, workflow_id, free)?;
     for id in &ids {
         crate::queue::enqueue(conn, *id)?;
     }

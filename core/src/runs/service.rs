@@ -357,7 +357,7 @@ pub(super) fn create_run(
         .ok_or_else(|| Error::Internal(format!("workflow {} lacks version {version}", wf.id)))?
         .spec()?;
     let run_id = Uuid::now_v7();
-    repo::runs::insert(
+    let run = repo::runs::insert(
         conn,
         &NewRun {
             id: run_id,
@@ -378,7 +378,14 @@ pub(super) fn create_run(
         .map(|s| (s.name.clone(), s.depends_on.clone()))
         .collect();
     repo::runs::insert_tasks(conn, run_id, &steps)?;
-    enqueue(conn, est, run_id, message)
+    let ev = record(conn, est, run_id, run_changed(RunStatus::Queued, message))?;
+    crate::queue::enqueue(conn, run_id)?;
+    // The row as inserted, with the sequence number its first event took: no re-read.
+    let run = RunRow {
+        last_seq: ev.seq,
+        ..run
+    };
+    Ok((run, ev))
 }
 
 /// Records the run's `queued` event and its outbox row; returns the run as it now stands.

@@ -253,6 +253,16 @@ async fn dag(report: &mut Report) -> Result<()> {
         total.push((end - epoch_secs(at)) * 1000.0);
     }
     total.sort_by(f64::total_cmp);
+    // Where the time goes: each event's median offset from its run's creation (the profile
+    // behind the diamond's latency, see docs/performance.md).
+    for (event, ms) in pg.pairs(&format!(
+        "SELECT concat_ws(' ', e.kind::text, e.step, e.status::text) AS k, \
+         (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.at - r.created_at)) * 1000)::float8 AS v \
+         FROM run_events e JOIN runs r ON r.id = e.run_id WHERE r.workflow_id = '{wf}' \
+         GROUP BY 1 ORDER BY 2"
+    ))? {
+        println!("dag timeline (median, from trigger): +{ms:7.2} ms  {event}");
+    }
     report.latency("dag_trigger_rtt", &sorted_ms(&trigger_rtt));
     report.latency("dag_diamond_trigger_to_finished", &total);
 

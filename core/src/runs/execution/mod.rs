@@ -332,15 +332,13 @@ impl Execution {
         let (run_id, est) = (self.run_id, self.est.clone());
         let took = self
             .write(move |conn| {
-                if !repo::runs::finish(conn, run_id, status, error.as_deref())? {
+                let Some(took) = repo::run_state::finish(conn, run_id, status, error.as_deref())?
+                else {
                     return Ok((None, vec![]));
-                }
+                };
                 crate::runs::limits::wake_next(conn, run_id)?;
                 let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
-                let took = repo::runs::find(conn, run_id)?
-                    .and_then(|r| Some(r.finished_at? - r.started_at?))
-                    .and_then(|d| d.to_std().ok());
-                Ok((took, vec![ev]))
+                Ok((took.and_then(|d| d.to_std().ok()), vec![ev]))
             })
             .await?;
         if let Some(d) = took {
