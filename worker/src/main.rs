@@ -11,6 +11,7 @@ mod runner;
 mod step;
 mod sweeper;
 mod wake;
+mod workdirs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,6 +265,10 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     let probe_handle = probe_server.handle();
     tokio::spawn(probe_server);
 
+    let workdirs = Arc::new(
+        workdirs::WorkDirs::open(&work_root, 4 * concurrency * RUNS_PER_SLOT)
+            .with_context(|| format!("cannot prepare {}", work_root.display()))?,
+    );
     let runner = Arc::new(Runner {
         db,
         bus: bus.clone(),
@@ -272,6 +277,7 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
         artifacts,
         slots,
         work_root: work_root.clone(),
+        workdirs,
         worker_name: name.clone(),
         default_timeout: Duration::from_secs(cfg.step_timeout_seconds),
         log_max_bytes: cfg.step_log_max_bytes as usize,

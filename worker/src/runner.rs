@@ -37,6 +37,8 @@ pub struct Runner {
     /// Worker-wide step slots (`TMS_WORKER_CONCURRENCY`).
     pub slots: Arc<Semaphore>,
     pub work_root: PathBuf,
+    /// Run and step directories, reused from succeeded runs.
+    pub workdirs: Arc<crate::workdirs::WorkDirs>,
     pub worker_name: String,
     /// The queue's Redis connection and name (to mark a job picked up).
     pub redis: redis::aio::ConnectionManager,
@@ -198,6 +200,7 @@ impl Runner {
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
         let run_dir = self.work_root.join(run_id.to_string());
+        self.prepare_dir(&run_dir, false).await?;
         let run = RunData::prepare(&run_dir, workflow_id, inputs, no_cache)
             .await
             .map_err(|e| Error::Internal(format!("writing the run's inputs file: {e}")))?;
@@ -238,10 +241,12 @@ impl Runner {
                         ))
                     })?;
                     dag.set(&name, TaskStatus::Running);
+                    let step_dir = run_dir.join(&name);
+                    self.prepare_dir(&step_dir, true).await?;
                     let job = StepJob {
                         deps: outputs::dependency_outputs(&step, &produced),
                         prev_attempt: attempts.get(&name).copied().unwrap_or(0),
-                        step_dir: run_dir.join(&name),
+                        step_dir,
                         step,
                     };
                     let env = env.clone();
@@ -293,9 +298,26 @@ impl Runner {
         exec.finish_run(outcome.status, outcome.error).await?;
         tracing::info!(%run_id, status = %outcome.status, "run finished");
         if outcome.status == tms_core::runs::RunStatus::Succeeded {
-            let _ = tokio::fs::remove_dir_all(&run_dir).await;
+            // A failed run's directory stays for inspection until the retention sweep.
+            let dirs = self.workdirs.clone();
+            let _ = tokio::task::spawn_blocking(move || dirs.recycle(&run_dir)).await;
         }
         Ok(Drove::Ended)
+    }
+
+    /// Makes a run's (or, with `step`, a step's) directory exist, reusing a pooled one.
+    async fn prepare_dir(&self, dir: &std::path::Path, step: bool) -> Result<()> {
+        let (dirs, path) = (self.workdirs.clone(), dir.to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            if step {
+                dirs.step_dir(&path)
+            } else {
+                dirs.run_dir(&path)
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("preparing a work directory: {e}")))?
+        .map_err(|e| Error::Internal(format!("preparing {}: {e}", dir.display())))
     }
 }
 

@@ -39,11 +39,17 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Makes `p` an empty directory, emptying it rather than re-creating it when it exists (see
+/// `crate::workdirs` for why inodes are worth keeping).
 fn reset_dir(p: &Path) -> std::io::Result<()> {
-    if p.exists() {
-        std::fs::remove_dir_all(p)?;
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => crate::workdirs::empty_dir(p),
+        Ok(_) => {
+            std::fs::remove_file(p)?;
+            std::fs::create_dir_all(p)
+        }
+        Err(_) => std::fs::create_dir_all(p),
     }
-    std::fs::create_dir_all(p)
 }
 
 #[async_trait]

@@ -1,0 +1,241 @@
+//! Run and step directories, reused instead of created and deleted for every run. Allocating
+//! an inode is the expensive part of a short step on a busy filesystem: ext4 without a journal
+//! (this project's machines) scans past every inode deleted in the last minutes on each
+//! allocation, so at a few hundred steps a second `mkdir` cost more than the steps themselves
+//! (see docs/performance.md). A succeeded run's directories are emptied and kept in a pool
+//! under `<work root>/.pool`; the next run renames them into place.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The subdirectories of a step directory that are kept (emptied) when it is pooled: the
+/// executors' `out`, `in` and `work`, and the restored dependency outputs' `deps`.
+const KEPT: [&str; 4] = ["out", "in", "work", "deps"];
+
+/// The pool's directory under the work root. Not a run id, so the retention sweep passes it by.
+const POOL: &str = ".pool";
+
+pub struct WorkDirs {
+    pool: PathBuf,
+    runs: Mutex<Vec<PathBuf>>,
+    steps: Mutex<Vec<PathBuf>>,
+    next: AtomicU64,
+    /// At most this many step directories (and a quarter as many run directories) are pooled.
+    cap: usize,
+}
+
+impl WorkDirs {
+    /// Starts with an empty pool under `root` (whatever a previous process left there is
+    /// removed: it may be half emptied).
+    pub fn open(root: &Path, cap: usize) -> io::Result<Self> {
+        let pool = root.join(POOL);
+        if pool.exists() {
+            std::fs::remove_dir_all(&pool)?;
+        }
+        std::fs::create_dir_all(&pool)?;
+        Ok(Self {
+            pool,
+            runs: Mutex::default(),
+            steps: Mutex::default(),
+            next: AtomicU64::new(0),
+            cap,
+        })
+    }
+
+    /// Makes `run_dir` exist, from the pool when it holds a directory.
+    pub fn run_dir(&self, run_dir: &Path) -> io::Result<()> {
+        self.take(&self.runs, run_dir)
+    }
+
+    /// Makes `step_dir` exist, from the pool when it holds one (with `out`, `in`, `work` and
+    /// `deps` already there, empty).
+    pub fn step_dir(&self, step_dir: &Path) -> io::Result<()> {
+        self.take(&self.steps, step_dir)
+    }
+
+    fn take(&self, pool: &Mutex<Vec<PathBuf>>, dir: &Path) -> io::Result<()> {
+        if dir.exists() {
+            return Ok(());
+        }
+        let pooled = pool.lock().ok().and_then(|mut p| p.pop());
+        if let Some(p) = pooled
+            && std::fs::rename(&p, dir).is_ok()
+        {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)
+    }
+
+    /// Empties a succeeded run's directory into the pool: each step directory keeps its
+    /// [`KEPT`] subdirectories, emptied; everything else of the run is removed. What cannot be
+    /// emptied (a step left a directory it may not write) is removed as a whole, or left for
+    /// the retention sweep. Blocking: call from a blocking thread.
+    pub fn recycle(&self, run_dir: &Path) {
+        if let Err(e) = self.try_recycle(run_dir) {
+            tracing::debug!(dir = %run_dir.display(), error = %e, "run directory not recycled; removing it");
+            let _ = std::fs::remove_dir_all(run_dir);
+        }
+    }
+
+    fn try_recycle(&self, run_dir: &Path) -> io::Result<()> {
+        for entry in std::fs::read_dir(run_dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() && self.has_room(&self.steps, self.cap) {
+                match empty_step_dir(&path) {
+                    Ok(()) => self.put(&self.steps, &path, "s")?,
+                    Err(_) => std::fs::remove_dir_all(&path)?,
+                }
+            } else {
+                remove_entry(&path)?;
+            }
+        }
+        if self.has_room(&self.runs, self.cap / 4) {
+            self.put(&self.runs, run_dir, "r")
+        } else {
+            std::fs::remove_dir(run_dir)
+        }
+    }
+
+    fn has_room(&self, pool: &Mutex<Vec<PathBuf>>, cap: usize) -> bool {
+        pool.lock().map(|p| p.len() < cap).unwrap_or(false)
+    }
+
+    fn put(&self, pool: &Mutex<Vec<PathBuf>>, dir: &Path, kind: &str) -> io::Result<()> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let to = self.pool.join(format!("{kind}{n}"));
+        std::fs::rename(dir, &to)?;
+        if let Ok(mut p) = pool.lock() {
+            p.push(to);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps only the [`KEPT`] subdirectories of `step_dir`, each emptied.
+fn empty_step_dir(step_dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(step_dir)? {
+        let entry = entry?;
+        let kept = entry.file_type()?.is_dir()
+            && KEPT
+                .iter()
+                .any(|k| entry.file_name() == std::ffi::OsStr::new(k));
+        if kept {
+            empty_dir(&entry.path())?;
+        } else {
+            remove_entry(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir` (symlinks themselves, never what they point to).
+pub fn empty_dir(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        remove_entry(&entry?.path())?;
+    }
+    Ok(())
+}
+
+/// Removes `path`: a directory with its contents, or a file or symlink.
+fn remove_entry(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(step: &Path) {
+        for d in KEPT {
+            std::fs::create_dir_all(step.join(d)).unwrap();
+        }
+        std::fs::write(step.join("out/result"), "secret output").unwrap();
+        std::fs::create_dir_all(step.join("work/nested/deeper")).unwrap();
+        std::fs::write(step.join("work/nested/deeper/f"), "x").unwrap();
+        std::fs::create_dir_all(step.join("deps/a")).unwrap();
+        std::fs::write(step.join("deps/a/file"), "dep").unwrap();
+        std::os::unix::fs::symlink(step.join("deps/a"), step.join("in/a")).unwrap();
+        std::fs::write(step.join("stray"), "x").unwrap();
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_recycled_run_comes_back_empty_with_its_step_layout() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = WorkDirs::open(root.path(), 8).unwrap();
+        let run = root.path().join("run-1");
+        dirs.run_dir(&run).unwrap();
+        std::fs::write(run.join("_inputs.json"), "{}").unwrap();
+        dirs.step_dir(&run.join("a")).unwrap();
+        tree(&run.join("a"));
+        dirs.recycle(&run);
+        assert!(!run.exists(), "the run's directory left its place");
+        // The dependency the symlink pointed to was removed with the step, not followed out.
+        let next = root.path().join("run-2");
+        dirs.run_dir(&next).unwrap();
+        assert_eq!(
+            entries(&next),
+            Vec::<String>::new(),
+            "nothing of run 1 is left"
+        );
+        let step = next.join("b");
+        dirs.step_dir(&step).unwrap();
+        assert_eq!(entries(&step), ["deps", "in", "out", "work"]);
+        for d in KEPT {
+            assert_eq!(entries(&step.join(d)), Vec::<String>::new(), "{d} is empty");
+        }
+        // The pool is empty again: the next ones are created.
+        let fresh = next.join("c");
+        dirs.step_dir(&fresh).unwrap();
+        assert_eq!(entries(&fresh), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_a_restart_starts_it_empty() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = WorkDirs::open(root.path(), 4).unwrap();
+        let run = root.path().join("run");
+        for s in 0..6 {
+            dirs.step_dir(&run.join(format!("s{s}"))).unwrap();
+        }
+        dirs.recycle(&run);
+        assert_eq!(dirs.steps.lock().unwrap().len(), 4);
+        assert_eq!(
+            entries(&root.path().join(POOL)).len(),
+            5,
+            "4 steps and the run"
+        );
+        drop(dirs);
+        let _again = WorkDirs::open(root.path(), 4).unwrap();
+        assert!(entries(&root.path().join(POOL)).is_empty());
+    }
+
+    #[test]
+    fn emptying_removes_symlinks_not_their_targets() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("elsewhere");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("keep"), "x").unwrap();
+        let dir = root.path().join("in");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("link")).unwrap();
+        empty_dir(&dir).unwrap();
+        assert!(entries(&dir).is_empty());
+        assert_eq!(entries(&target), ["keep"]);
+    }
+}
