@@ -649,13 +649,15 @@ async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun
     .await?;
     let effects = env.work_dir.join("..").join("effects");
     let e = effects.display();
+    let pid_file = env.work_dir.join("..").join("long.pid");
+    let p = pid_file.display();
     let wf = env
         .create_workflow(
             "resilient",
             json!([
                 {"name": "first", "image": "alpine", "run": format!("echo first >> {e}; echo data > $TMS_OUT/f")},
                 {"name": "long", "image": "alpine", "dependsOn": ["first"],
-                 "run": format!("echo long-$TMS_ATTEMPT >> {e}; cat $TMS_IN/first/f; [ $TMS_ATTEMPT -gt 1 ] || exec sleep 600")},
+                 "run": format!("echo long-$TMS_ATTEMPT >> {e}; cat $TMS_IN/first/f; [ $TMS_ATTEMPT -gt 1 ] || {{ echo $$ > {p}; exec sleep 600; }}")},
                 {"name": "last", "image": "alpine", "dependsOn": ["long"], "run": format!("echo last >> {e}")}
             ]),
         )
@@ -673,6 +675,26 @@ async fn a_worker_killed_mid_step_loses_nothing_and_finished_steps_are_not_rerun
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.workers[0].kill9();
+    // The step dies with its worker (parent-death signal), even a SIGKILLed one.
+    let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init to reap it.
+        if stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "step process {pid} outlived its SIGKILLed worker: {stat}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     env.start_worker(&lease).await?;
     let run = env.wait_run(&run_id, RUN_TIMEOUT).await?;

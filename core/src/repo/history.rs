@@ -27,12 +27,15 @@ pub fn learnt_durations(
     runs: i64,
 ) -> Result<HashMap<String, f64>> {
     let rows: Vec<Learnt> = diesel::sql_query(
-        "WITH recent AS (SELECT id FROM runs WHERE workflow_id = $1 ORDER BY id DESC LIMIT $3) \
-         SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
+        // `run_id = ANY(ARRAY(...))`: tasks are read by their primary key, run by run; a join
+        // let the planner hash-scan the whole tasks table once it grew.
+        "SELECT name, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS seconds FROM ( \
            SELECT t.name, extract(epoch FROM t.finished_at - t.started_at)::float8 AS secs, \
                   row_number() OVER (PARTITION BY t.name ORDER BY t.finished_at DESC) AS rn \
-           FROM tasks t JOIN recent r ON r.id = t.run_id \
-           WHERE t.status = $4 AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
+           FROM tasks t \
+           WHERE t.run_id = ANY(ARRAY(SELECT id FROM runs WHERE workflow_id = $1 \
+                                      ORDER BY id DESC LIMIT $3)) \
+             AND t.status = $4 AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL) h \
          WHERE rn <= $2 GROUP BY name",
     )
     .bind::<SqlUuid, _>(workflow_id)

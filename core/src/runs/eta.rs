@@ -141,6 +141,8 @@ pub const HISTORY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Only this many of a workflow's latest runs are looked at, so the cost stays flat as history
 /// grows.
 pub const HISTORY_RUNS: i64 = 200;
+/// Learnt durations that lack a step which just succeeded are re-read no sooner than this.
+const RELEARN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// At most this many workflows' durations are kept; past it the cache starts over.
 const CACHE_WORKFLOWS: usize = 10_000;
 
@@ -167,10 +169,13 @@ impl Estimator {
     /// Drops the cached durations of `workflow_id` when they know nothing of `step` yet.
     /// Further successes only refine a median, which the TTL takes care of; re-reading on every
     /// success would cost a history query per event when many runs of one workflow are in flight.
+    /// Read at most once per [`RELEARN_AFTER`] per workflow: while a workflow's latest runs
+    /// are all still queued (a burst), history knows nothing of its steps, and re-reading it on
+    /// every success was the database's largest cost (docs/performance.md).
     fn forget_unless_known(&self, workflow_id: Uuid, step: &str) {
         if let Ok(mut c) = self.learnt.lock()
             && c.get(&workflow_id)
-                .is_some_and(|(_, d)| !d.contains_key(step))
+                .is_some_and(|(at, d)| !d.contains_key(step) && at.elapsed() >= RELEARN_AFTER)
         {
             c.remove(&workflow_id);
         }

@@ -17,6 +17,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};
 
+mod spawner;
+
 pub const TAIL_LINES: usize = 200;
 pub const TAIL_BYTES: usize = 16 * 1024;
 
@@ -101,14 +103,12 @@ impl Executor for LocalExecutor {
         });
         let mut masks = req.masks.clone();
         masks.extend(req.secrets.values().cloned());
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(&work_dir)
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        let mut cmd = spawner::command(program, args, &path)
+            .map_err(|e| ExecError::Step(format!("cannot start `{program}`: {e}")))?;
+        cmd.current_dir(&work_dir)
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-            )
+            .env("PATH", &path)
             .env("HOME", &work_dir)
             .env("LANG", "C.UTF-8")
             .envs(&req.step.env)
@@ -125,14 +125,6 @@ impl Executor for LocalExecutor {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe. If the worker dies (even by SIGKILL), the kernel
-        // kills the step instead of leaving it running unsupervised.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| ExecError::Step(format!("cannot start `{program}`: {e}")))?;
