@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// executors' `out`, `in` and `work`, and the restored dependency outputs' `deps`.
 const KEPT: [&str; 4] = ["out", "in", "work", "deps"];
 
+/// The one file of a run directory that is kept (emptied): the run's inputs file, which every
+/// run writes (`crate::outputs::RunData::prepare`).
+const KEPT_FILE: &str = "_inputs.json";
+
 /// The pool's directory under the work root. Not a run id, so the retention sweep passes it by.
 const POOL: &str = ".pool";
 
@@ -83,11 +87,18 @@ impl WorkDirs {
         for entry in std::fs::read_dir(run_dir)? {
             let entry = entry?;
             let path = entry.path();
-            if entry.file_type()?.is_dir() && self.has_room(&self.steps, self.cap) {
+            let kind = entry.file_type()?;
+            if kind.is_dir() && self.has_room(&self.steps, self.cap) {
                 match empty_step_dir(&path) {
                     Ok(()) => self.put(&self.steps, &path, "s")?,
                     Err(_) => std::fs::remove_dir_all(&path)?,
                 }
+            } else if kind.is_file() && entry.file_name() == std::ffi::OsStr::new(KEPT_FILE) {
+                // Emptied, not removed: the next run rewrites it in place (no new inode).
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(0)?;
             } else {
                 remove_entry(&path)?;
             }
@@ -188,10 +199,10 @@ mod tests {
         // The dependency the symlink pointed to was removed with the step, not followed out.
         let next = root.path().join("run-2");
         dirs.run_dir(&next).unwrap();
-        assert_eq!(
-            entries(&next),
-            Vec::<String>::new(),
-            "nothing of run 1 is left"
+        assert_eq!(entries(&next), [KEPT_FILE], "nothing else of run 1 is left");
+        assert!(
+            std::fs::read(next.join(KEPT_FILE)).unwrap().is_empty(),
+            "its inputs are gone"
         );
         let step = next.join("b");
         dirs.step_dir(&step).unwrap();
