@@ -41,15 +41,24 @@ pub fn with_tasks(conn: &mut PgConnection, run_id: Uuid) -> Result<Option<RunSta
     }))
 }
 
-/// Moves an unfinished run to a terminal status, as `repo::runs::finish`; returns how long it
-/// ran (`None` inside when it never started), or `None` if it had already ended.
+/// `started_at` and `finished_at`.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A run just moved to its terminal status.
+pub struct Finished {
+    /// How long it ran; `None` when it never started.
+    pub took: Option<chrono::Duration>,
+}
+
+/// Moves an unfinished run to a terminal status, as `repo::runs::finish`; `None` if it had
+/// already ended.
 pub fn finish(
     conn: &mut PgConnection,
     id: Uuid,
     status: RunStatus,
     error: Option<&str>,
-) -> Result<Option<Option<chrono::Duration>>> {
-    let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = diesel::update(
+) -> Result<Option<Finished>> {
+    let row: Option<Span> = diesel::update(
         runs::table
             .filter(runs::id.eq(id))
             .filter(runs::status.eq_any(RunStatus::UNFINISHED)),
@@ -64,5 +73,7 @@ pub fn finish(
     .returning((runs::started_at, runs::finished_at))
     .get_result(conn)
     .optional()?;
-    Ok(row.map(|(started, finished)| Some(finished? - started?)))
+    Ok(row.map(|(started, finished)| Finished {
+        took: started.zip(finished).map(|(s, f)| f - s),
+    }))
 }

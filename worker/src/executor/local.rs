@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tms_core::runs::progress::{ProgressLine, parse_line};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};

@@ -332,10 +332,11 @@ impl Execution {
         let (run_id, est) = (self.run_id, self.est.clone());
         let took = self
             .write(move |conn| {
-                let Some(took) = repo::run_state::finish(conn, run_id, status, error.as_deref())?
+                let Some(done) = repo::run_state::finish(conn, run_id, status, error.as_deref())?
                 else {
                     return Ok((None, vec![]));
                 };
+                let took = done.took;
                 crate::runs::limits::wake_next(conn, run_id)?;
                 let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
                 Ok((took.and_then(|d| d.to_std().ok()), vec![ev]))
