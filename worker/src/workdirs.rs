@@ -3,7 +3,7 @@
 //! (this project's machines) scans past every inode deleted in the last minutes on each
 //! allocation, so at a few hundred steps a second `mkdir` cost more than the steps themselves
 //! (see docs/performance.md). A succeeded run's directories are emptied and kept in a pool
-//! under `<work root>/.pool`; the next run renames them into place.
+//! under `<work root>/.pool/<pid>`; the next run renames them into place.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ const KEPT: [&str; 4] = ["out", "in", "work", "deps"];
 /// run writes (`crate::outputs::RunData::prepare`).
 const KEPT_FILE: &str = "_inputs.json";
 
-/// The pool's directory under the work root. Not a run id, so the retention sweep passes it by.
+/// The pools' directory under the work root. Not a run id, so the retention sweep passes it by.
 const POOL: &str = ".pool";
 
 pub struct WorkDirs {
@@ -31,13 +31,23 @@ pub struct WorkDirs {
 }
 
 impl WorkDirs {
-    /// Starts with an empty pool under `root` (whatever a previous process left there is
-    /// removed: it may be half emptied).
+    /// Starts with an empty pool of this process under `root`. Workers sharing a work root each
+    /// keep their own (`.pool/<pid>`); pools of processes that are gone are removed (they may
+    /// be half emptied).
     pub fn open(root: &Path, cap: usize) -> io::Result<Self> {
-        let pool = root.join(POOL);
-        if pool.exists() {
-            std::fs::remove_dir_all(&pool)?;
+        let pools = root.join(POOL);
+        std::fs::create_dir_all(&pools)?;
+        for entry in std::fs::read_dir(&pools)? {
+            let entry = entry?;
+            let owner = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            let alive = owner.is_some_and(|pid| {
+                pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !alive {
+                remove_entry(&entry.path())?;
+            }
         }
+        let pool = pools.join(std::process::id().to_string());
         std::fs::create_dir_all(&pool)?;
         Ok(Self {
             pool,
@@ -226,14 +236,19 @@ mod tests {
         }
         dirs.recycle(&run);
         assert_eq!(dirs.steps.lock().unwrap().len(), 4);
-        assert_eq!(
-            entries(&root.path().join(POOL)).len(),
-            5,
-            "4 steps and the run"
-        );
+        let mine = root.path().join(POOL).join(std::process::id().to_string());
+        assert_eq!(entries(&mine).len(), 5, "4 steps and the run");
+        // Another live worker's pool is left alone; a dead one's is removed.
+        let other = root.path().join(POOL).join("1");
+        let dead = root.path().join(POOL).join(u32::MAX.to_string());
+        for p in [&other, &dead] {
+            std::fs::create_dir_all(p.join("s0")).unwrap();
+        }
         drop(dirs);
         let _again = WorkDirs::open(root.path(), 4).unwrap();
-        assert!(entries(&root.path().join(POOL)).is_empty());
+        assert!(entries(&mine).is_empty());
+        assert!(other.join("s0").exists(), "pid 1 is alive");
+        assert!(!dead.exists());
     }
 
     #[test]
