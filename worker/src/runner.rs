@@ -12,7 +12,7 @@ use tms_core::db::Db;
 use tms_core::runs::TaskStatus;
 use tms_core::runs::dag::Dag;
 use tms_core::runs::eta::Estimator;
-use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution, Resumed};
+use tms_core::runs::execution::{Claim, ClaimPolicy, Claimed, Execution, Resumed};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result};
 use tokio::sync::Semaphore;
@@ -116,7 +116,7 @@ impl Runner {
             ctl.cancel_by_user();
         }
         let renewer = tokio::spawn(keep_lease(exec.clone(), self.policy.lease, ctl.clone()));
-        let result = self.drive_claimed(&exec, claim.workflow_id, &ctl).await;
+        let result = self.drive_claimed(&exec, &claim, &ctl).await;
         renewer.abort();
         match &result {
             Ok(Drove::Ended) => {}
@@ -171,13 +171,9 @@ impl Runner {
         }
     }
 
-    async fn drive_claimed(
-        &self,
-        exec: &Execution,
-        workflow_id: Uuid,
-        ctl: &Control,
-    ) -> Result<Drove> {
+    async fn drive_claimed(&self, exec: &Execution, claim: &Claim, ctl: &Control) -> Result<Drove> {
         let run_id = exec.run_id();
+        let workflow_id = claim.workflow_id;
         let Resumed {
             spec,
             tasks,

@@ -42,6 +42,8 @@ pub struct Execution {
     /// The run's delivery count when this worker claimed it: a fencing token every write and
     /// renewal checks, so a holder that lost its lease (paused past it) cannot write afterwards.
     epoch: i32,
+    /// What the claim read of the run.
+    claim: Arc<Claim>,
 }
 
 /// How a worker takes runs.
@@ -72,6 +74,11 @@ pub struct Claim {
     /// How many times a worker picked the run up, this time included.
     pub deliveries: i32,
     pub cancel_requested: bool,
+    /// The run as the claim read it: its version, inputs and cache bypass, which never change
+    /// once the run exists, so resuming need not read the run again.
+    pub version: i32,
+    pub inputs: serde_json::Value,
+    pub no_cache: bool,
 }
 
 /// The run as resumed: its definition and its tasks, interrupted attempts back to `pending`.
@@ -131,6 +138,9 @@ impl Execution {
             workflow_id: run.workflow_id,
             deliveries: run.deliveries,
             cancel_requested: run.cancel_requested_at.is_some(),
+            version: run.version,
+            inputs: run.inputs.clone(),
+            no_cache: run.no_cache,
         };
         let exec = Self {
             db,
@@ -139,6 +149,7 @@ impl Execution {
             run_id,
             owner,
             epoch: run.deliveries,
+            claim: Arc::new(claim.clone()),
         };
         if run.deliveries > policy.max_deliveries {
             exec.dead_letter(run.deliveries).await?;
@@ -189,10 +200,10 @@ impl Execution {
     /// Starts or resumes the run: `queued` becomes `running`, and tasks a lost worker left
     /// `running` go back to `pending` (each visible as an event).
     pub async fn resume(&self) -> Result<Resumed> {
-        let (run_id, est) = (self.run_id, self.est.clone());
+        let (run_id, est, claim) = (self.run_id, self.est.clone(), self.claim.clone());
+        let (workflow_id, version, no_cache) = (claim.workflow_id, claim.version, claim.no_cache);
         self.write(move |conn| {
-            let run = repo::runs::find(conn, run_id)?.ok_or(Error::NotFound("run"))?;
-            let spec = repo::workflows::version(conn, run.workflow_id, run.version)?
+            let spec = repo::workflows::version(conn, workflow_id, version)?
                 .ok_or(Error::NotFound("workflow version"))?
                 .spec()?;
             let mut events = Vec::new();
@@ -229,8 +240,8 @@ impl Execution {
             let resumed = Resumed {
                 spec,
                 tasks,
-                inputs: run.inputs.clone(),
-                no_cache: run.no_cache,
+                inputs: claim.inputs.clone(),
+                no_cache,
             };
             Ok((resumed, events))
         })
