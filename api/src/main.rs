@@ -6,9 +6,9 @@ use tms_api::config::{ApiConfig, Cli, Command};
 
 // mimalloc instead of glibc malloc: a profile of the api serving `scripts/bench reads` spent
 // about 20 % of its CPU in glibc's malloc/free (`_int_malloc`, `_int_free`,
-// `malloc_consolidate`), about 12 % in mimalloc's. Measured back to back on the same build
-// otherwise: the nested page went from 559 to 936 req/s and from 1.31 to 0.84 ms of api CPU
-// per request (docs/performance.md).
+// `malloc_consolidate`), about 12 % in mimalloc's. Back to back against glibc on a busy
+// machine: nested page 559 -> 936 req/s (api CPU per request 1.31 -> 0.84 ms); see
+// docs/performance.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
