@@ -36,6 +36,11 @@ use crate::executor::dagger::{DaggerExecutor, EngineSource};
 use crate::executor::local::LocalExecutor;
 use crate::runner::Runner;
 
+// mimalloc instead of glibc malloc, as in tms-api (see api/src/main.rs, where it was measured;
+// the worker's own throughput was not measured with it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs a worker drives at once per step slot: runs mostly wait on their steps.
 const RUNS_PER_SLOT: usize = 4;
 

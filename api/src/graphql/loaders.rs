@@ -13,6 +13,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, Error, Lookahead, Result};
 use tms_core::runs::Task;
 use tms_core::runs::eta::Estimate;
+use tms_core::runs::reads::{PageExtras, PageWants};
 use tms_core::runs::service::RunService;
 use tms_core::workflows::{Workflow, WorkflowVersion};
 use uuid::Uuid;
@@ -95,12 +96,31 @@ impl Loaders {
         self.batch.load_one(key).await
     }
 
-    /// Loads, in one batch per loader, what `node` (the selection on each run of a page) asks
-    /// of `runs`. The items' own loads then come from the cache: without this, how many batches
-    /// a page takes would depend on how the executor interleaves the items' resolvers (it
-    /// yields every 32 items, and a batch closes 1 ms after its first key). Failures are left
-    /// for the fields themselves to report, in place.
-    pub async fn prime_runs(&self, node: &Lookahead<'_>, runs: &[tms_core::runs::Run]) {
+    /// What `node` (the selection on each run of a page) asks of the runs that
+    /// [`RunService::page`] can read with the page itself. Nothing when results are not cached
+    /// (they would be read for nothing).
+    pub fn page_wants(&self, node: &Lookahead<'_>) -> PageWants {
+        if !self.cached {
+            return PageWants::default();
+        }
+        PageWants {
+            tasks: node.field("tasks").exists(),
+            workflows: node.field("workflow").exists(),
+        }
+    }
+
+    /// Feeds `extras` (what [`RunService::page`] read with `runs`, if it could) to the loaders,
+    /// then loads, in one batch per loader, what else `node` (the selection on each run of a
+    /// page) asks of `runs`. The items' own loads then come from the cache: without this, how
+    /// many batches a page takes would depend on how the executor interleaves the items'
+    /// resolvers (it yields every 32 items, and a batch closes 1 ms after its first key).
+    /// Failures are left for the fields themselves to report, in place.
+    pub async fn prime_runs(
+        &self,
+        node: &Lookahead<'_>,
+        runs: &[tms_core::runs::Run],
+        extras: Option<PageExtras>,
+    ) {
         if !self.cached || runs.is_empty() {
             return;
         }
@@ -108,52 +128,33 @@ impl Loaders {
         let workflow = node.field("workflow");
         let want_tasks = node.field("tasks").exists();
         let want_workflows = workflow.exists();
-        // Tasks and workflows in one round trip when the caller may read both (the common
-        // case); otherwise each through its own loader, which reports a denial in place.
-        let together = async {
-            if !want_tasks && !want_workflows {
-                return false;
+        // Read with the page when the caller may read them (the common case); otherwise each
+        // through its own loader below, which reports a denial in place.
+        let fed = match extras {
+            Some(mut found) => {
+                if want_tasks {
+                    self.batch
+                        .feed_many(ids().map(|id| {
+                            let tasks = found.tasks.remove(&id).unwrap_or_default();
+                            (
+                                TasksOf(id),
+                                Arc::new(tasks.into_iter().map(Arc::new).collect()),
+                            )
+                        }))
+                        .await;
+                }
+                // Workflows not found are left out: the field then reports NOT_FOUND itself.
+                self.batch
+                    .feed_many(
+                        found
+                            .workflows
+                            .into_iter()
+                            .map(|(id, w)| (WorkflowId(id), w)),
+                    )
+                    .await;
+                true
             }
-            let loader = self.batch.loader();
-            let Ok(who) = loader.auth.caller() else {
-                return false;
-            };
-            let task_runs: Vec<Uuid> = if want_tasks {
-                ids().collect()
-            } else {
-                Vec::new()
-            };
-            let mut workflow_ids: Vec<Uuid> = if want_workflows {
-                runs.iter().map(|r| r.workflow_id).collect()
-            } else {
-                Vec::new()
-            };
-            workflow_ids.sort_unstable();
-            workflow_ids.dedup();
-            let Ok(Some(mut found)) = loader
-                .services
-                .runs
-                .page_extras(who, &task_runs, &workflow_ids)
-                .await
-            else {
-                return false;
-            };
-            self.batch
-                .feed_many(task_runs.into_iter().map(|id| {
-                    let tasks = found.tasks.remove(&id).unwrap_or_default();
-                    (TasksOf(id), Arc::new(tasks))
-                }))
-                .await;
-            // Workflows not found are left out: the field then reports NOT_FOUND itself.
-            self.batch
-                .feed_many(
-                    found
-                        .workflows
-                        .into_iter()
-                        .map(|(id, w)| (WorkflowId(id), w)),
-                )
-                .await;
-            true
+            None => false,
         };
         let estimates = async {
             if node.field("percent").exists() || node.field("etaSeconds").exists() {
@@ -178,7 +179,6 @@ impl Loaders {
             }
             Ok::<_, Error>(())
         };
-        let (fed, _) = futures::join!(together, estimates);
         let tasks = async {
             if want_tasks && !fed {
                 self.batch.load_many(ids().map(TasksOf)).await?;
@@ -197,7 +197,7 @@ impl Loaders {
             }
             Ok(())
         };
-        let _ = futures::try_join!(tasks, workflows);
+        let _ = futures::join!(estimates, async { futures::try_join!(tasks, workflows) });
     }
 
     /// As [`Loaders::prime_runs`], for a page of workflows: their current versions' steps.
@@ -242,8 +242,9 @@ impl Loader<VersionKey> for ReadLoader {
     }
 }
 
+// Each task in its own `Arc`, so a resolver hands them out without copying their strings.
 impl Loader<TasksOf> for ReadLoader {
-    type Value = Arc<Vec<Task>>;
+    type Value = Arc<Vec<Arc<Task>>>;
     type Error = Error;
 
     async fn load(&self, keys: &[TasksOf]) -> Result<HashMap<TasksOf, Self::Value>> {
@@ -252,7 +253,12 @@ impl Loader<TasksOf> for ReadLoader {
         let found = self.services.runs.tasks_many(who, &ids).await.gql()?;
         Ok(found
             .into_iter()
-            .map(|(id, tasks)| (TasksOf(id), Arc::new(tasks)))
+            .map(|(id, tasks)| {
+                (
+                    TasksOf(id),
+                    Arc::new(tasks.into_iter().map(Arc::new).collect()),
+                )
+            })
             .collect())
     }
 }

@@ -1,5 +1,7 @@
 //! GraphQL types for runs and their tasks.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Json, Object, Result};
 use chrono::{DateTime, Utc};
@@ -64,7 +66,8 @@ pub enum TaskStatus {
     Cancelled,
 }
 
-pub struct Task(pub tms_core::runs::Task);
+/// Shared with the request's loader cache rather than copied.
+pub struct Task(pub Arc<tms_core::runs::Task>);
 
 /// One step of one run.
 #[Object]
@@ -261,23 +264,25 @@ pub async fn list_runs(
         None => None,
     };
     let svc = &ctx.data_unchecked::<Services>().runs;
-    let mut rows = svc
-        .list(
+    let loaders = loaders(ctx)?;
+    let node = ctx.look_ahead().field("edges").field("node");
+    // The page's tasks and workflows are read with it, in one blocking-pool hop.
+    let page = svc
+        .page(
             caller(ctx).gql()?,
             before,
-            limit + 1,
+            limit,
             workflow_id,
             status.map(Into::into),
+            loaders.page_wants(&node),
         )
         .await
         .gql()?;
-    let has_next = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let node = ctx.look_ahead().field("edges").field("node");
-    loaders(ctx)?.prime_runs(&node, &rows).await;
-    let mut conn = Connection::new(before.is_some(), has_next);
+    loaders.prime_runs(&node, &page.runs, page.extras).await;
+    let mut conn = Connection::new(before.is_some(), page.has_next);
     conn.edges.extend(
-        rows.into_iter()
+        page.runs
+            .into_iter()
             .map(|r| Edge::new(encode_cursor("run", &r.id.to_string()), Run::from(r))),
     );
     Ok(conn)

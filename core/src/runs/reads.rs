@@ -1,5 +1,5 @@
 //! Batch reads behind list pages: each authorises once and costs a fixed number of statements
-//! whatever the number of runs asked about.
+//! whatever the number of runs asked about, and a runs page read with them in one hop.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::repo;
 use crate::runs::eta::Estimate;
 use crate::runs::service::RunService;
-use crate::runs::{Run, Task};
+use crate::runs::{Run, RunStatus, Task};
 use crate::workflows::Workflow;
 
 impl RunService {
@@ -55,50 +55,104 @@ impl RunService {
         })
     }
 
-    /// What a runs page asks of its runs besides their estimates, in one pool checkout and one
-    /// blocking-pool hop instead of one each: the tasks of `task_runs` (by run, in position
-    /// order; runs without tasks are left out) and the workflows among `workflow_ids` that
-    /// exist. Either list may be empty.
-    ///
-    /// `None` when the caller lacks a permission either read needs: then nothing is read and
-    /// nothing recorded, and the caller reads them separately through [`Self::tasks_many`] and
-    /// the workflow service, which report (and audit) the denial where it applies.
-    pub async fn page_extras(
+    /// A page of runs, newest first, before the run `before`: at most `limit` runs and whether
+    /// more follow, with what `wants` asks of them (their tasks, their workflows) read in the
+    /// same pool checkout and blocking-pool hop instead of one each: a page of finished runs
+    /// then costs one hop. Needs `runs:read` (a denial is recorded, as by [`Self::list`]). The
+    /// extras are read only when the caller also holds what they need; else `extras` is `None`,
+    /// nothing of them is read or recorded, and the fields load on their own through
+    /// [`Self::tasks_many`] and the workflow service, which report and record the denial.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn page(
         &self,
         who: Option<&Principal>,
-        task_runs: &[Uuid],
-        workflow_ids: &[Uuid],
-    ) -> Result<Option<PageExtras>> {
-        let allowed = |needed: bool, p: Permission| !needed || rbac::require(who, p).is_ok();
-        if !allowed(!task_runs.is_empty(), Permission::ReadRuns)
-            || !allowed(!workflow_ids.is_empty(), Permission::ReadWorkflows)
-        {
-            return Ok(None);
-        }
-        let (runs, wfs) = (task_runs.to_vec(), workflow_ids.to_vec());
-        let (task_rows, wf_rows) = self
+        before: Option<Uuid>,
+        limit: i64,
+        workflow_id: Option<Uuid>,
+        status: Option<RunStatus>,
+        wants: PageWants,
+    ) -> Result<RunPage> {
+        crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
+        let extras = (wants.tasks || wants.workflows) && wants.allowed(who);
+        let (rows, has_next, extras) = self
             .db
             .run(move |c| {
-                Ok((
-                    repo::runs_batch::tasks_of_runs(c, &runs)?,
-                    repo::workflows::find_many(c, &wfs)?,
-                ))
+                let mut rows = repo::runs::list(c, before, limit + 1, workflow_id, status)?;
+                let has_next = rows.len() as i64 > limit;
+                rows.truncate(usize::try_from(limit).unwrap_or(0));
+                let extras = if extras {
+                    let runs: Vec<Uuid> = if wants.tasks {
+                        rows.iter().map(|r| r.id).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let mut wfs: Vec<Uuid> = if wants.workflows {
+                        rows.iter().map(|r| r.workflow_id).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    wfs.sort_unstable();
+                    wfs.dedup();
+                    Some(PageExtras::read(c, &runs, &wfs)?)
+                } else {
+                    None
+                };
+                Ok((rows, has_next, extras))
             })
             .await?;
-        let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::new();
-        for row in task_rows {
-            tasks.entry(row.run_id).or_default().push(Task::from(row));
-        }
-        let workflows = wf_rows
-            .into_iter()
-            .map(|r| (r.id, Workflow::from(r)))
-            .collect();
-        Ok(Some(PageExtras { tasks, workflows }))
+        Ok(RunPage {
+            runs: rows.into_iter().map(Run::from).collect(),
+            has_next,
+            extras,
+        })
     }
 }
 
-/// What [`RunService::page_extras`] read.
+/// What a runs page asks of its runs besides the runs themselves and their estimates.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageWants {
+    /// Each run's tasks (`runs:read`).
+    pub tasks: bool,
+    /// Each run's workflow (`workflows:read`).
+    pub workflows: bool,
+}
+
+impl PageWants {
+    /// Whether `who` may read all that is wanted; checked without recording anything, since a
+    /// caller who may not reads each separately, where the denial is reported and recorded.
+    fn allowed(self, who: Option<&Principal>) -> bool {
+        let ok = |needed: bool, p: Permission| !needed || rbac::require(who, p).is_ok();
+        ok(self.tasks, Permission::ReadRuns) && ok(self.workflows, Permission::ReadWorkflows)
+    }
+}
+
+/// A page of runs read by [`RunService::page`].
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// More runs follow the page.
+    pub has_next: bool,
+    /// The page's tasks and workflows, when asked for and permitted.
+    pub extras: Option<PageExtras>,
+}
+
+/// What [`RunService::page`] read besides the runs.
 pub struct PageExtras {
     pub tasks: HashMap<Uuid, Vec<Task>>,
     pub workflows: HashMap<Uuid, Workflow>,
+}
+
+impl PageExtras {
+    /// The tasks of `runs` (by run, in position order; runs without tasks are left out) and
+    /// the workflows among `workflows` that exist: two statements at most.
+    fn read(c: &mut diesel::PgConnection, runs: &[Uuid], workflows: &[Uuid]) -> Result<Self> {
+        let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::with_capacity(runs.len());
+        for row in repo::runs_batch::tasks_of_runs(c, runs)? {
+            tasks.entry(row.run_id).or_default().push(Task::from(row));
+        }
+        let workflows = repo::workflows::find_many(c, workflows)?
+            .into_iter()
+            .map(|r| (r.id, Workflow::from(r)))
+            .collect();
+        Ok(Self { tasks, workflows })
+    }
 }
