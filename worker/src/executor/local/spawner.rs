@@ -73,7 +73,13 @@ fn resolve(program: &str, path: &str) -> std::io::Result<PathBuf> {
     let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
     if program.contains('/') {
         let p = PathBuf::from(program);
-        return if p.exists() { Ok(p) } else { Err(not_found()) };
+        // A relative path is the step's own, from its working directory (where setpriv starts
+        // and resolves it), not from the worker's.
+        return if p.is_relative() || p.exists() {
+            Ok(p)
+        } else {
+            Err(not_found())
+        };
     }
     path.split(':')
         .filter(|d| !d.is_empty())
@@ -98,9 +104,11 @@ mod tests {
         let err = resolve("no-such-program-tms", "/usr/bin:/bin").unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         assert!(resolve("/no/such/file", "/usr/bin").is_err());
+        let relative = resolve("../in/dep/run.sh", "/usr/bin").unwrap();
         assert_eq!(
-            resolve("./relative", "/usr/bin").is_err(),
-            !Path::new("./relative").exists()
+            relative,
+            Path::new("../in/dep/run.sh"),
+            "left for the step's cwd"
         );
     }
 
