@@ -111,6 +111,15 @@ impl AuditEntry {
 /// appenders never fork the chain, and a rolled-back change leaves no row. One round trip: the
 /// head is read, bumped and the row inserted by one statement (`repo::audit::append`).
 pub fn append(conn: &mut PgConnection, entry: AuditEntry) -> Result<i64> {
+    let (row, content) = to_row(entry);
+    let stored = repo::audit::append(conn, &row, &content)?;
+    appended(&stored);
+    Ok(stored.seq)
+}
+
+/// `entry` as the row it will be (its `seq` and hashes still unset), with its canonical
+/// content: for a statement that appends the row itself (`repo::run_create`).
+pub fn to_row(entry: AuditEntry) -> (AuditRow, String) {
     let row = AuditRow {
         seq: 0,
         // Postgres keeps microseconds: hash exactly what will be read back.
@@ -127,11 +136,14 @@ pub fn append(conn: &mut PgConnection, entry: AuditEntry) -> Result<i64> {
         prev_hash: String::new(),
         hash: String::new(),
     };
-    let stored = repo::audit::append(conn, &row, &content(&row))?;
-    // Counted as appended: a transaction rolled back later still counts (rare; the metric is
-    // for rates and spikes, the log is the record).
-    crate::metrics::auth::record(stored.action, stored.outcome);
-    Ok(stored.seq)
+    let content = content(&row);
+    (row, content)
+}
+
+/// Counts a row as appended: a transaction rolled back later still counts (rare; the metric is
+/// for rates and spikes, the log is the record).
+pub fn appended(row: &AuditRow) {
+    crate::metrics::auth::record(row.action, row.outcome);
 }
 
 /// SHA-256 (hex) over `[seq,<content>,"prev_hash"]`: the row's canonical content and the

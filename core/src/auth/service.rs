@@ -184,22 +184,16 @@ impl AuthService {
         let claims = self.keys.verify(bearer)?;
         let id = claims.sub;
         let sid = claims.sid;
-        let (user, roles) = self
+        let user = self
             .db
-            .run(move |c| {
-                Ok((
-                    repo::refresh_tokens::find_user_in_session(c, id, sid)?,
-                    repo::users::roles_of(c, id)?,
-                ))
-            })
-            .await?;
-        let user = user
+            .run(move |c| repo::refresh_tokens::find_user_in_session(c, id, sid))
+            .await?
             .filter(|u| !u.disabled)
             .ok_or(Error::Unauthenticated("invalid or expired access token"))?;
         Ok(Principal {
             user_id: user.id,
             email: user.email,
-            roles,
+            roles: user.roles,
             api_token_id: None,
             meta: RequestMeta::default(),
         })

@@ -1,5 +1,6 @@
 //! Postgres access: the r2d2 pool, the blocking-call bridge and embedded migrations.
 
+pub mod prepared;
 pub mod schema;
 
 use std::sync::Arc;

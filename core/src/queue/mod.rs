@@ -20,14 +20,18 @@ pub struct RunJob {
 /// Writes the outbox row that will put `run_id` on the queue; call in the transaction that
 /// made the run ready to execute, so the two commit together.
 pub fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> crate::error::Result<()> {
+    crate::repo::outbox::insert(conn, run_id, &job_payload(run_id)?)
+}
+
+/// The outbox payload that puts `run_id` on the queue.
+pub fn job_payload(run_id: Uuid) -> crate::error::Result<serde_json::Value> {
     let job = RunJob {
         run_id,
         // The caller's span (carried into the blocking call by `Db::run`): the worker's run
         // span becomes its child.
         trace: crate::telemetry::inject(),
     };
-    let payload = serde_json::to_value(job).map_err(crate::error::Error::internal)?;
-    crate::repo::outbox::insert(conn, run_id, &payload)
+    serde_json::to_value(job).map_err(crate::error::Error::internal)
 }
 
 pub type RunStorage = apalis_redis::RedisStorage<RunJob>;

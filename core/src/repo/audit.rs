@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use uuid::Uuid;
 
 use crate::audit::{Action, Outcome};
@@ -64,53 +64,72 @@ struct AppendAudit<'a> {
     content: &'a str,
 }
 
-impl QueryId for AppendAudit<'_> {
-    type QueryId = AppendAudit<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for AppendAudit<'_> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl RunQueryDsl<PgConnection> for AppendAudit<'_> {}
+crate::prepared_statement!(AppendAudit<'a>);
 
 impl QueryFragment<Pg> for AppendAudit<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-        let r = self.row;
-        out.push_sql(
-            "WITH head AS (UPDATE audit_chain_head SET seq = seq + 1, prev_hash = hash, \
-             hash = encode(sha256(convert_to('[' || (seq + 1)::text || ',' || ",
-        );
-        out.push_bind_param::<Text, _>(self.content)?;
-        out.push_sql(
-            " || ',\"' || hash || '\"]', 'UTF8')), 'hex') RETURNING seq, prev_hash, hash) \
-             INSERT INTO audit_log (seq, at, actor_id, api_token_id, actor_email, action, \
-             resource, outcome, ip, user_agent, detail, prev_hash, hash) SELECT head.seq, ",
-        );
-        out.push_bind_param::<Timestamptz, _>(&r.at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.actor_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SqlUuid>, _>(&r.api_token_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&r.actor_email)?;
-        out.push_sql(", ");
-        out.push_bind_param::<PgAuditAction, _>(&r.action)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&r.resource)?;
-        out.push_sql(", ");
-        out.push_bind_param::<PgAuditOutcome, _>(&r.outcome)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&r.ip)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&r.user_agent)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Jsonb, _>(&r.detail)?;
-        out.push_sql(", head.prev_hash, head.hash FROM head RETURNING seq, prev_hash, hash");
+        out.push_sql("WITH ");
+        push_head(out.reborrow(), self.content, None)?;
+        out.push_sql(" ");
+        push_insert(out.reborrow(), self.row)?;
+        out.push_sql(" RETURNING seq, prev_hash, hash");
         Ok(())
     }
+}
+
+/// Pushes the CTE `head AS (UPDATE audit_chain_head ... RETURNING seq, prev_hash, hash)` that
+/// bumps the chain head for a row of canonical `content`; with `guard` (a CTE name), only when
+/// that CTE returned a row. For statements that append their own audit row (`run_create`).
+pub(crate) fn push_head<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    content: &'b str,
+    guard: Option<&'static str>,
+) -> QueryResult<()> {
+    use diesel::sql_types::Text;
+    out.push_sql(
+        "head AS (UPDATE audit_chain_head SET seq = seq + 1, prev_hash = hash, \
+         hash = encode(sha256(convert_to('[' || (seq + 1)::text || ',' || ",
+    );
+    out.push_bind_param::<Text, _>(content)?;
+    out.push_sql(" || ',\"' || hash || '\"]', 'UTF8')), 'hex')");
+    if let Some(cte) = guard {
+        out.push_sql(" WHERE EXISTS (SELECT 1 FROM ");
+        out.push_sql(cte);
+        out.push_sql(")");
+    }
+    out.push_sql(" RETURNING seq, prev_hash, hash)");
+    Ok(())
+}
+
+/// Pushes `INSERT INTO audit_log (...) SELECT ... FROM head`: `row` (without its `seq`,
+/// `prev_hash` and `hash`) placed where [`push_head`] bumped the head.
+pub(crate) fn push_insert<'b>(mut out: AstPass<'_, 'b, Pg>, r: &'b AuditRow) -> QueryResult<()> {
+    use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    out.push_sql(
+        "INSERT INTO audit_log (seq, at, actor_id, api_token_id, actor_email, action, \
+         resource, outcome, ip, user_agent, detail, prev_hash, hash) SELECT head.seq, ",
+    );
+    out.push_bind_param::<Timestamptz, _>(&r.at)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<SqlUuid>, _>(&r.actor_id)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<SqlUuid>, _>(&r.api_token_id)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Text>, _>(&r.actor_email)?;
+    out.push_sql(", ");
+    out.push_bind_param::<PgAuditAction, _>(&r.action)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, _>(&r.resource)?;
+    out.push_sql(", ");
+    out.push_bind_param::<PgAuditOutcome, _>(&r.outcome)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Text>, _>(&r.ip)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Text>, _>(&r.user_agent)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Jsonb, _>(&r.detail)?;
+    out.push_sql(", head.prev_hash, head.hash FROM head");
+    Ok(())
 }
 
 /// Newest first, before `before` (a seq), optionally of one action and one actor.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use uuid::Uuid;
 
 use crate::db::schema::run_events;
@@ -76,16 +76,7 @@ struct AppendEvent {
     at: DateTime<Utc>,
 }
 
-impl QueryId for AppendEvent {
-    type QueryId = AppendEvent;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for AppendEvent {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-impl RunQueryDsl<PgConnection> for AppendEvent {}
+crate::prepared_statement!(AppendEvent);
 
 impl QueryFragment<Pg> for AppendEvent {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

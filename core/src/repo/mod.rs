@@ -13,6 +13,7 @@ pub mod logs;
 pub mod monitoring;
 pub mod outbox;
 pub mod refresh_tokens;
+pub mod run_create;
 pub mod run_state;
 pub mod runs;
 pub mod runs_batch;

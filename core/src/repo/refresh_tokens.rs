@@ -128,17 +128,23 @@ pub fn family_revoked(conn: &mut PgConnection, family_id: Uuid) -> Result<bool> 
     Ok(!matches!(revoked, Some(None)))
 }
 
-/// The user, provided session `family_id` (when given) is theirs and not revoked: one statement,
-/// so checking the session costs a request nothing extra.
+/// The user's id, email, whether disabled, and role names, provided session `family_id` (when
+/// given) is theirs and not revoked: one statement, run for every authenticated request.
 pub fn find_user_in_session(
     conn: &mut PgConnection,
     user_id: Uuid,
     family_id: Option<Uuid>,
-) -> Result<Option<crate::repo::users::UserRow>> {
-    use crate::db::schema::users;
-    use crate::repo::users::UserRow;
-    let q = users::table.find(user_id).select(UserRow::as_select());
-    Ok(match family_id {
+) -> Result<Option<SessionUser>> {
+    use crate::db::schema::{user_roles, users};
+    let roles = diesel::dsl::array::<diesel::sql_types::Text, _>(
+        user_roles::table
+            .filter(user_roles::user_id.eq(user_id))
+            .select(user_roles::role),
+    );
+    let q = users::table
+        .find(user_id)
+        .select((users::id, users::email, users::disabled, roles));
+    let row: Option<(Uuid, String, bool, Vec<String>)> = match family_id {
         None => q.first(conn).optional()?,
         Some(f) => q
             .filter(diesel::dsl::exists(
@@ -149,5 +155,19 @@ pub fn find_user_in_session(
             ))
             .first(conn)
             .optional()?,
-    })
+    };
+    Ok(row.map(|(id, email, disabled, roles)| SessionUser {
+        id,
+        email,
+        disabled,
+        roles: crate::repo::users::parse_roles(&roles),
+    }))
+}
+
+/// What [`find_user_in_session`] reads of a user.
+pub struct SessionUser {
+    pub id: Uuid,
+    pub email: String,
+    pub disabled: bool,
+    pub roles: Vec<crate::auth::Role>,
 }

@@ -44,9 +44,14 @@ pub fn roles_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Role>> {
         .filter(user_roles::user_id.eq(user_id))
         .select(user_roles::role)
         .load(conn)?;
+    Ok(parse_roles(&names))
+}
+
+/// Stored role names as roles, sorted; names this build does not know are left out.
+pub fn parse_roles(names: &[String]) -> Vec<Role> {
     let mut roles: Vec<Role> = names.iter().filter_map(|n| n.parse().ok()).collect();
     roles.sort();
-    Ok(roles)
+    roles
 }
 
 pub fn insert(

@@ -87,6 +87,23 @@ pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowRow>> {
         .optional()?)
 }
 
+/// The workflow with its current version, in one round trip (a trigger reads both).
+pub fn find_with_current(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<(WorkflowRow, Option<VersionRow>)>> {
+    Ok(workflows::table
+        .find(id)
+        .left_join(
+            workflow_versions::table.on(workflow_versions::workflow_id
+                .eq(workflows::id)
+                .and(workflow_versions::version.eq(workflows::current_version))),
+        )
+        .select((WorkflowRow::as_select(), Option::<VersionRow>::as_select()))
+        .first(conn)
+        .optional()?)
+}
+
 pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> Result<Option<WorkflowRow>> {
     Ok(workflows::table
         .find(id)

@@ -209,6 +209,29 @@ impl Estimator {
         Ok(learnt)
     }
 
+    /// The estimate of a run about to be created with `steps` (name, dependencies), all
+    /// pending: nothing of the run needs reading, only the workflow's learnt durations.
+    pub fn estimate_new(
+        &self,
+        conn: &mut PgConnection,
+        workflow_id: Uuid,
+        steps: &[(String, Vec<String>)],
+    ) -> Result<Estimate> {
+        let expected = self.expected_durations(conn, workflow_id)?;
+        let tasks: Vec<TaskState> = steps
+            .iter()
+            .map(|(name, deps)| TaskState {
+                expected: expected.get(name).copied(),
+                progress: None,
+                status: TaskStatus::Pending,
+                name: name.clone(),
+                depends_on: deps.clone(),
+                started_at: None,
+            })
+            .collect();
+        Ok(compute(&tasks, Utc::now()))
+    }
+
     /// Estimates `run_id` from the database (inside the transaction that changed it, if any).
     pub fn estimate(&self, conn: &mut PgConnection, run_id: Uuid) -> Result<Estimate> {
         self.estimate_with(conn, run_id, None)

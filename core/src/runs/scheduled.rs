@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::Connection;
 use uuid::Uuid;
 
-use crate::audit::{self, Action, AuditEntry};
+use crate::audit::{Action, AuditEntry};
 use crate::auth::RequestMeta;
 use crate::error::{Error, Result};
 use crate::repo;
@@ -76,6 +76,21 @@ impl RunService {
                         ),
                     };
                     let inputs = serde_json::json!({});
+                    let entry = |run_id: Uuid| {
+                        let detail = serde_json::json!({
+                            "workflowId": wf.id,
+                            "version": wf.current_version,
+                            "trigger": RunTrigger::Schedule.as_str(),
+                            "scheduledFor": due.tick,
+                            "missedTicks": due.missed,
+                        });
+                        AuditEntry::anonymous(
+                            Action::RunTrigger,
+                            format!("run:{run_id}"),
+                            &RequestMeta::default(),
+                        )
+                        .detail(detail)
+                    };
                     // A savepoint: a tick some other run holds leaves the rest of the work intact.
                     let created = conn.transaction(|c| {
                         create_run(
@@ -84,10 +99,12 @@ impl RunService {
                             &origin,
                             &wf,
                             wf.current_version,
+                            None,
                             &inputs,
                             None,
                             false,
                             Some(message),
+                            entry,
                         )
                     });
                     repo::schedules::advance(conn, workflow_id, due.tick)?;
@@ -96,20 +113,6 @@ impl RunService {
                         Err(Error::Duplicate(_)) => return Ok((FireOutcome::AlreadyFired, None)),
                         Err(e) => return Err(e),
                     };
-                    let detail = serde_json::json!({
-                        "workflowId": wf.id,
-                        "version": run.version,
-                        "trigger": RunTrigger::Schedule.as_str(),
-                        "scheduledFor": due.tick,
-                        "missedTicks": due.missed,
-                    });
-                    let entry = AuditEntry::anonymous(
-                        Action::RunTrigger,
-                        format!("run:{}", run.id),
-                        &RequestMeta::default(),
-                    )
-                    .detail(detail);
-                    audit::append(conn, entry)?;
                     let outcome = FireOutcome::Fired {
                         run: Box::new(run.into()),
                         tick: due.tick,

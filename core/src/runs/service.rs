@@ -12,6 +12,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::queue::relay::Relay;
 use crate::repo;
+use crate::repo::events::NewEvent;
 use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
 use crate::runs::eta::Estimator;
@@ -101,15 +102,10 @@ impl RunService {
         let outcome = self
             .db
             .run(move |conn| {
-                let attempt = conn.transaction::<_, Error, _>(|conn| {
-                    let (run, ev) =
-                        inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache)?;
-                    // An idempotent replay starts nothing, so it records nothing.
-                    if ev.is_some() {
-                        audit_run(conn, &who, Action::RunTrigger, &run, None)?;
-                    }
-                    Ok((run, ev))
-                });
+                // No transaction: the run and its audit record are written by one statement
+                // (`create_run`), so the audit chain's head is never held across a round trip.
+                let attempt =
+                    inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache);
                 match attempt {
                     Ok(v) => Ok(v),
                     Err(Error::Duplicate(_)) if key.is_some() => {
@@ -224,12 +220,23 @@ impl RunService {
                             &Origin::by(&who, RunTrigger::Retry),
                             &wf,
                             run.version,
+                            None,
                             &run.inputs,
                             None,
                             run.no_cache,
                             message,
+                            |new_id| {
+                                let v = run.version;
+                                run_entry(
+                                    &who,
+                                    Action::RunRetry,
+                                    new_id,
+                                    run.workflow_id,
+                                    v,
+                                    Some(id),
+                                )
+                            },
                         )?;
-                        audit_run(conn, &who, Action::RunRetry, &new_run, Some(id))?;
                         return Ok((new_run, ev));
                     }
                     if run.status() == RunStatus::Succeeded {
@@ -288,14 +295,24 @@ fn audit_run(
     run: &RunRow,
     retry_of: Option<Uuid>,
 ) -> Result<i64> {
-    let mut detail = serde_json::json!({ "workflowId": run.workflow_id, "version": run.version });
+    let entry = run_entry(who, action, run.id, run.workflow_id, run.version, retry_of);
+    audit::append(conn, entry)
+}
+
+/// The audit record of `action` on run `run_id` of `workflow_id` at `version`.
+fn run_entry(
+    who: &Principal,
+    action: Action,
+    run_id: Uuid,
+    workflow_id: Uuid,
+    version: i32,
+    retry_of: Option<Uuid>,
+) -> AuditEntry {
+    let mut detail = serde_json::json!({ "workflowId": workflow_id, "version": version });
     if let Some(of) = retry_of {
         detail["retryOf"] = serde_json::json!(of);
     }
-    audit::append(
-        conn,
-        AuditEntry::by(who, action, format!("run:{}", run.id)).detail(detail),
-    )
+    AuditEntry::by(who, action, format!("run:{run_id}")).detail(detail)
 }
 
 fn same_inputs(existing: &RunRow, inputs: &serde_json::Value) -> Result<()> {
@@ -317,7 +334,8 @@ fn inner_trigger(
     key: Option<&str>,
     no_cache: bool,
 ) -> Result<(RunRow, Option<RunEvent>)> {
-    let wf = repo::workflows::find(conn, workflow_id)?.ok_or(Error::NotFound("workflow"))?;
+    let (wf, current) = repo::workflows::find_with_current(conn, workflow_id)?
+        .ok_or(Error::NotFound("workflow"))?;
     if let Some(k) = key
         && let Some(existing) = repo::runs::find_by_idempotency_key(conn, workflow_id, k)?
     {
@@ -331,16 +349,30 @@ fn inner_trigger(
         &Origin::by(who, RunTrigger::Manual),
         &wf,
         wf.current_version,
+        current,
         inputs,
         key,
         no_cache,
         None,
+        |id| {
+            run_entry(
+                who,
+                Action::RunTrigger,
+                id,
+                workflow_id,
+                wf.current_version,
+                None,
+            )
+        },
     )?;
     Ok((run, Some(ev)))
 }
 
 /// Inserts a queued run of `version` with its tasks, first event and outbox row. A scheduled
-/// run whose tick another run already holds is refused as `Error::Duplicate`.
+/// run whose tick another run already holds is refused as `Error::Duplicate`. `known` is that
+/// version's row when the caller has already read it. `audit` gives the audit record of the
+/// new run's id; it is appended by the same statement. One statement: call it outside a
+/// transaction when it is the caller's only write (see `repo::run_create`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn create_run(
     conn: &mut diesel::PgConnection,
@@ -348,44 +380,50 @@ pub(super) fn create_run(
     origin: &Origin,
     wf: &WorkflowRow,
     version: i32,
+    known: Option<repo::workflows::VersionRow>,
     inputs: &serde_json::Value,
     key: Option<&str>,
     no_cache: bool,
     message: Option<String>,
+    audit: impl FnOnce(Uuid) -> AuditEntry,
 ) -> Result<(RunRow, RunEvent)> {
-    let spec = repo::workflows::version(conn, wf.id, version)?
-        .ok_or_else(|| Error::Internal(format!("workflow {} lacks version {version}", wf.id)))?
-        .spec()?;
-    let run_id = Uuid::now_v7();
-    let run = repo::runs::insert(
-        conn,
-        &NewRun {
-            id: run_id,
-            workflow_id: wf.id,
-            version,
-            inputs,
-            idempotency_key: key,
-            no_cache,
-            triggered_by: origin.triggered_by,
-            trigger: origin.trigger,
-            scheduled_for: origin.scheduled_for,
-        },
-    )?
-    .ok_or_else(|| Error::Duplicate("runs_workflow_scheduled_for_key".into()))?;
+    let row = match known.filter(|v| v.workflow_id == wf.id && v.version == version) {
+        Some(v) => v,
+        None => repo::workflows::version(conn, wf.id, version)?.ok_or_else(|| {
+            Error::Internal(format!("workflow {} lacks version {version}", wf.id))
+        })?,
+    };
+    let spec = row.spec()?;
     let steps: Vec<(String, Vec<String>)> = spec
         .steps
         .iter()
         .map(|s| (s.name.clone(), s.depends_on.clone()))
         .collect();
-    repo::runs::insert_tasks(conn, run_id, &steps)?;
-    let ev = record(conn, est, run_id, run_changed(RunStatus::Queued, message))?;
-    crate::queue::enqueue(conn, run_id)?;
-    // The row as inserted, with the sequence number its first event took: no re-read.
-    let run = RunRow {
-        last_seq: ev.seq,
-        ..run
+    let run_id = Uuid::now_v7();
+    // Every task is pending: the first event's estimate needs nothing of the run read back.
+    let e = est.estimate_new(conn, wf.id, &steps)?;
+    let first = NewEvent {
+        percent: e.percent,
+        eta_seconds: e.eta_seconds,
+        ..run_changed(RunStatus::Queued, message)
     };
-    Ok((run, ev))
+    let new = NewRun {
+        id: run_id,
+        workflow_id: wf.id,
+        version,
+        inputs,
+        idempotency_key: key,
+        no_cache,
+        triggered_by: origin.triggered_by,
+        trigger: origin.trigger,
+        scheduled_for: origin.scheduled_for,
+    };
+    let job = crate::queue::job_payload(run_id)?;
+    let (row, content) = crate::audit::to_row(audit(run_id));
+    let (run, ev) = repo::run_create::create(conn, &new, &steps, &first, &job, (&row, &content))?
+        .ok_or_else(|| Error::Duplicate("runs_workflow_scheduled_for_key".into()))?;
+    crate::audit::appended(&row);
+    Ok((run, ev.into()))
 }
 
 /// Records the run's `queued` event and its outbox row; returns the run as it now stands.
