@@ -112,7 +112,7 @@ async fn setup() -> Setup {
 impl Setup {
     async fn claim(&self, owner: &str) -> Option<Execution> {
         match self.claim_run(self.run_id, owner, 10).await {
-            Claimed::Run(exec, _) => Some(exec),
+            Claimed::Run(exec, _, _) => Some(exec),
             _ => None,
         }
     }
@@ -461,4 +461,30 @@ async fn runs_over_max_concurrent_runs_wait_in_order_and_are_released_when_one_e
         s.claim_run(later[1], "w3", 10).await,
         Claimed::Waiting(_)
     ));
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_be_resumed_still_counts_its_deliveries() {
+    let s = setup().await;
+    // A stored spec this build cannot read: resuming fails inside the claim's transaction.
+    s.sql(&format!(
+        "UPDATE workflow_versions SET spec = '{{\"steps\": 7}}' WHERE workflow_id = '{}'",
+        s.workflow_id
+    ));
+    for n in 1..=2 {
+        match s.claim_run(s.run_id, "w", 2).await {
+            Claimed::Run(exec, claim, resumed) => {
+                assert!(resumed.is_none(), "delivery {n}: nothing resumed");
+                assert_eq!(claim.deliveries, n, "delivery {n} is counted");
+                let err = exec.resume().await.expect_err("resume still fails");
+                assert!(matches!(err, tms_core::Error::Internal(_)), "{err:?}");
+            }
+            _ => panic!("delivery {n} is claimed"),
+        }
+        s.expire_lease(s.run_id);
+    }
+    assert!(
+        matches!(s.claim_run(s.run_id, "w", 2).await, Claimed::DeadLettered),
+        "a run that can never be resumed ends dead-lettered, not redelivered forever"
+    );
 }

@@ -97,8 +97,8 @@ impl Runner {
             self.policy,
         )
         .await?;
-        let (exec, claim) = match claimed {
-            Claimed::Run(exec, claim) => (exec, claim),
+        let (exec, claim, resumed) = match claimed {
+            Claimed::Run(exec, claim, resumed) => (exec, claim, resumed),
             Claimed::Gone => {
                 tracing::info!(%run_id, "run is finished or leased by another worker; skipping delivery");
                 return Ok(());
@@ -116,7 +116,7 @@ impl Runner {
             ctl.cancel_by_user();
         }
         let renewer = tokio::spawn(keep_lease(exec.clone(), self.policy.lease, ctl.clone()));
-        let result = self.drive_claimed(&exec, &claim, &ctl).await;
+        let result = self.drive_claimed(&exec, &claim, resumed, &ctl).await;
         renewer.abort();
         match &result {
             Ok(Drove::Ended) => {}
@@ -171,15 +171,26 @@ impl Runner {
         }
     }
 
-    async fn drive_claimed(&self, exec: &Execution, claim: &Claim, ctl: &Control) -> Result<Drove> {
+    async fn drive_claimed(
+        &self,
+        exec: &Execution,
+        claim: &Claim,
+        resumed: Option<Box<Resumed>>,
+        ctl: &Control,
+    ) -> Result<Drove> {
         let run_id = exec.run_id();
         let workflow_id = claim.workflow_id;
+        // Resumed by the claim's own transaction, unless that could not be done.
+        let resumed = match resumed {
+            Some(r) => *r,
+            None => exec.resume().await?,
+        };
         let Resumed {
             spec,
             tasks,
             inputs,
             no_cache,
-        } = exec.resume().await?;
+        } = resumed;
         let attempts: HashMap<String, i32> = tasks
             .iter()
             .map(|t| (t.node.name.clone(), t.attempt))

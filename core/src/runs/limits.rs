@@ -3,10 +3,10 @@
 //! the order they were created, and the next ones are released as runs finish.
 
 use chrono::{DateTime, Utc};
-use diesel::{Connection, PgConnection};
+use diesel::PgConnection;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repo;
 use crate::repo::limits::{Limits, Occupancy};
 use crate::repo::runs::RunRow;
@@ -27,35 +27,34 @@ pub enum Admission {
     Waiting(DateTime<Utc>),
 }
 
-/// Takes the run's lease for `owner` unless its workflow's limits say it must wait, all in one
-/// transaction under the workflow's lock (so two workers cannot both take the last slot).
+/// Takes the run's lease for `owner` unless its workflow's limits say it must wait, under the
+/// workflow's lock (so two workers cannot both take the last slot). Call it inside a
+/// transaction (the claim's, which also resumes the run).
 pub fn admit(
     conn: &mut PgConnection,
     run_id: Uuid,
     owner: &str,
     lease_seconds: i64,
 ) -> Result<Admission> {
-    conn.transaction::<_, Error, _>(|conn| {
-        let Some((workflow_id, status, limits)) = repo::limits::of_run(conn, run_id)? else {
-            return Ok(Admission::Gone);
-        };
-        // A run already running (resumed after its worker died) holds its slot.
-        if limits.any() && status == RunStatus::Queued {
-            repo::limits::lock_workflow(conn, workflow_id)?;
-            let window = limits.rate.map(|(_, secs)| secs).unwrap_or(1);
-            let occupancy = repo::limits::occupancy(conn, workflow_id, run_id, window)?;
-            if let Some(until) = wait_until(&limits, &occupancy, Utc::now()) {
-                repo::limits::hold_back(conn, run_id, until)?;
-                return Ok(Admission::Waiting(until));
-            }
+    let Some((workflow_id, status, limits)) = repo::limits::of_run(conn, run_id)? else {
+        return Ok(Admission::Gone);
+    };
+    // A run already running (resumed after its worker died) holds its slot.
+    if limits.any() && status == RunStatus::Queued {
+        repo::limits::lock_workflow(conn, workflow_id)?;
+        let window = limits.rate.map(|(_, secs)| secs).unwrap_or(1);
+        let occupancy = repo::limits::occupancy(conn, workflow_id, run_id, window)?;
+        if let Some(until) = wait_until(&limits, &occupancy, Utc::now()) {
+            repo::limits::hold_back(conn, run_id, until)?;
+            return Ok(Admission::Waiting(until));
         }
-        Ok(
-            match repo::leases::claim(conn, run_id, owner, lease_seconds)? {
-                Some(row) => Admission::Admitted(Box::new(row)),
-                None => Admission::Gone,
-            },
-        )
-    })
+    }
+    Ok(
+        match repo::leases::claim(conn, run_id, owner, lease_seconds)? {
+            Some(row) => Admission::Admitted(Box::new(row)),
+            None => Admission::Gone,
+        },
+    )
 }
 
 /// When a run must wait, until when; `None` when it may start now.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 mod logs;
 mod outputs;
+mod resume;
 
 pub use outputs::CacheStore;
 
@@ -57,8 +58,9 @@ pub struct ClaimPolicy {
 
 /// What became of a delivery.
 pub enum Claimed {
-    /// The run is this worker's to drive.
-    Run(Execution, Claim),
+    /// The run is this worker's to drive; resumed already (see [`Execution::resume`]) unless
+    /// that could not be done in the claim's transaction.
+    Run(Execution, Claim, Option<Box<Resumed>>),
     /// Finished, or driven by another worker: a duplicate delivery.
     Gone,
     /// Over its workflow's limits; it waits queued until `until` or until a run finishes.
@@ -79,6 +81,19 @@ pub struct Claim {
     pub version: i32,
     pub inputs: serde_json::Value,
     pub no_cache: bool,
+}
+
+impl Claim {
+    fn of(run: &repo::runs::RunRow) -> Self {
+        Claim {
+            workflow_id: run.workflow_id,
+            deliveries: run.deliveries,
+            cancel_requested: run.cancel_requested_at.is_some(),
+            version: run.version,
+            inputs: run.inputs.clone(),
+            no_cache: run.no_cache,
+        }
+    }
 }
 
 /// The run as resumed: its definition and its tasks, interrupted attempts back to `pending`.
@@ -126,22 +141,49 @@ impl Execution {
         policy: ClaimPolicy,
     ) -> Result<Claimed> {
         let (o, secs) = (owner.clone(), policy.lease.as_secs() as i64);
-        let admission = db
-            .run(move |c| crate::runs::limits::admit(c, run_id, &o, secs))
-            .await?;
+        let (est2, max) = (est.clone(), policy.max_deliveries);
+        // The claim and the resume in one transaction: a delivery costs one round of
+        // BEGIN/COMMIT and one blocking-pool hop fewer, and needs no lease re-check (the lease
+        // was taken a statement ago in the same transaction).
+        let merged = db
+            .run(move |c| {
+                c.transaction::<_, Error, _>(|c| {
+                    let admission = crate::runs::limits::admit(c, run_id, &o, secs)?;
+                    let resumed = match &admission {
+                        crate::runs::limits::Admission::Admitted(run) if run.deliveries <= max => {
+                            Some(resume::resume_in(c, &est2, run_id, &Claim::of(run))?)
+                        }
+                        _ => None,
+                    };
+                    Ok((admission, resumed))
+                })
+            })
+            .await;
+        let (admission, resumed) = match merged {
+            Ok(v) => v,
+            Err(e @ Error::Unavailable(_)) => return Err(e),
+            // Resuming failed and took the claim with it: claim alone, so that this delivery
+            // still counts towards dead-lettering; the runner's own resume then meets the error
+            // and hands the run back.
+            Err(e) => {
+                tracing::warn!(%run_id, error = %e, "resuming in the claim's transaction failed; claiming alone");
+                let o = owner.clone();
+                let admission = db
+                    .run(move |c| {
+                        c.transaction::<_, Error, _>(|c| {
+                            crate::runs::limits::admit(c, run_id, &o, secs)
+                        })
+                    })
+                    .await?;
+                (admission, None)
+            }
+        };
         let run = match admission {
             crate::runs::limits::Admission::Admitted(run) => run,
             crate::runs::limits::Admission::Gone => return Ok(Claimed::Gone),
             crate::runs::limits::Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
         };
-        let claim = Claim {
-            workflow_id: run.workflow_id,
-            deliveries: run.deliveries,
-            cancel_requested: run.cancel_requested_at.is_some(),
-            version: run.version,
-            inputs: run.inputs.clone(),
-            no_cache: run.no_cache,
-        };
+        let claim = Claim::of(&run);
         let exec = Self {
             db,
             bus,
@@ -155,7 +197,14 @@ impl Execution {
             exec.dead_letter(run.deliveries).await?;
             return Ok(Claimed::DeadLettered);
         }
-        Ok(Claimed::Run(exec, claim))
+        let resumed = match resumed {
+            Some((resumed, events)) => {
+                exec.bus.publish(&events).await;
+                Some(Box::new(resumed))
+            }
+            None => None,
+        };
+        Ok(Claimed::Run(exec, claim, resumed))
     }
 
     /// Gives the run up: unfinished tasks are cancelled, the run fails with the reason and is
@@ -198,54 +247,12 @@ impl Execution {
     }
 
     /// Starts or resumes the run: `queued` becomes `running`, and tasks a lost worker left
-    /// `running` go back to `pending` (each visible as an event).
+    /// `running` go back to `pending` (each visible as an event). [`Execution::claim`] does this
+    /// in the claim's own transaction; this is for a claim that could not.
     pub async fn resume(&self) -> Result<Resumed> {
         let (run_id, est, claim) = (self.run_id, self.est.clone(), self.claim.clone());
-        let (workflow_id, version, no_cache) = (claim.workflow_id, claim.version, claim.no_cache);
-        self.write(move |conn| {
-            let spec = repo::workflows::version(conn, workflow_id, version)?
-                .ok_or(Error::NotFound("workflow version"))?
-                .spec()?;
-            let mut events = Vec::new();
-            if repo::runs::mark_running(conn, run_id)? {
-                events.push(record(
-                    conn,
-                    &est,
-                    run_id,
-                    run_changed(RunStatus::Running, None),
-                )?);
-            }
-            let mut tasks = Vec::new();
-            for mut t in repo::runs::tasks_of(conn, run_id)? {
-                if t.status == TaskStatus::Running {
-                    let why = format!(
-                        "attempt {} was interrupted (worker lost); re-queued",
-                        t.attempt
-                    );
-                    let ev = task_changed(&t.name, TaskStatus::Pending, Some(why));
-                    let change = TaskChange::to(TaskStatus::Pending);
-                    events.push(change_task(conn, &est, run_id, &t.name, &change, ev)?);
-                    t.status = TaskStatus::Pending;
-                }
-                tasks.push(ResumedTask {
-                    attempt: t.attempt,
-                    output: t.output_manifest.clone(),
-                    node: Node {
-                        name: t.name,
-                        depends_on: t.depends_on,
-                        status: t.status,
-                    },
-                });
-            }
-            let resumed = Resumed {
-                spec,
-                tasks,
-                inputs: claim.inputs.clone(),
-                no_cache,
-            };
-            Ok((resumed, events))
-        })
-        .await
+        self.write(move |conn| resume::resume_in(conn, &est, run_id, &claim))
+            .await
     }
 
     /// A new attempt of `step` starts.

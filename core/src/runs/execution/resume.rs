@@ -1,0 +1,65 @@
+//! Resuming a claimed run: `queued` becomes `running`, and tasks a lost worker left `running`
+//! go back to `pending`, each visible as an event.
+
+use diesel::PgConnection;
+use uuid::Uuid;
+
+use super::{Claim, Resumed, ResumedTask};
+use crate::error::{Error, Result};
+use crate::repo;
+use crate::repo::runs::TaskChange;
+use crate::runs::dag::Node;
+use crate::runs::eta::Estimator;
+use crate::runs::events::{change_task, record, run_changed, task_changed};
+use crate::runs::{RunEvent, RunStatus, TaskStatus};
+
+/// Resumes `run_id` in the caller's transaction, which holds the run's lease; returns the run
+/// as resumed and the events to publish once it commits.
+pub(super) fn resume_in(
+    conn: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    claim: &Claim,
+) -> Result<(Resumed, Vec<RunEvent>)> {
+    let spec = repo::workflows::version(conn, claim.workflow_id, claim.version)?
+        .ok_or(Error::NotFound("workflow version"))?
+        .spec()?;
+    let mut events = Vec::new();
+    if repo::runs::mark_running(conn, run_id)? {
+        events.push(record(
+            conn,
+            est,
+            run_id,
+            run_changed(RunStatus::Running, None),
+        )?);
+    }
+    let mut tasks = Vec::new();
+    for mut t in repo::runs::tasks_of(conn, run_id)? {
+        if t.status == TaskStatus::Running {
+            let why = format!(
+                "attempt {} was interrupted (worker lost); re-queued",
+                t.attempt
+            );
+            let ev = task_changed(&t.name, TaskStatus::Pending, Some(why));
+            let change = TaskChange::to(TaskStatus::Pending);
+            events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
+            t.status = TaskStatus::Pending;
+        }
+        tasks.push(ResumedTask {
+            attempt: t.attempt,
+            output: t.output_manifest.clone(),
+            node: Node {
+                name: t.name,
+                depends_on: t.depends_on,
+                status: t.status,
+            },
+        });
+    }
+    let resumed = Resumed {
+        spec,
+        tasks,
+        inputs: claim.inputs.clone(),
+        no_cache: claim.no_cache,
+    };
+    Ok((resumed, events))
+}
