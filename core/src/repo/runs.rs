@@ -110,30 +110,6 @@ pub fn insert(conn: &mut PgConnection, run: &NewRun<'_>) -> Result<Option<RunRow
         .optional()?)
 }
 
-pub fn insert_tasks(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    steps: &[(String, Vec<String>)],
-) -> Result<()> {
-    let rows: Vec<_> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, (name, deps))| {
-            (
-                tasks::run_id.eq(run_id),
-                tasks::name.eq(name.clone()),
-                tasks::position.eq(i as i32),
-                tasks::status.eq(TaskStatus::Pending),
-                tasks::depends_on.eq(deps.clone()),
-            )
-        })
-        .collect();
-    diesel::insert_into(tasks::table)
-        .values(&rows)
-        .execute(conn)?;
-    Ok(())
-}
-
 pub fn find(conn: &mut PgConnection, id: Uuid) -> Result<Option<RunRow>> {
     Ok(runs::table
         .find(id)
