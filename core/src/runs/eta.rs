@@ -258,9 +258,18 @@ impl Estimator {
         if let Some(step) = succeeded {
             self.forget_unless_known(run.workflow_id, step);
         }
-        let expected = self.expected_durations(conn, run.workflow_id)?;
-        let tasks: Vec<TaskState> = run
-            .tasks
+        self.estimate_of(conn, run.workflow_id, run.tasks)
+    }
+
+    /// The estimate of a running run of `workflow_id` whose tasks the caller has just read.
+    pub fn estimate_of(
+        &self,
+        conn: &mut PgConnection,
+        workflow_id: Uuid,
+        tasks: Vec<TaskRow>,
+    ) -> Result<Estimate> {
+        let expected = self.expected_durations(conn, workflow_id)?;
+        let tasks: Vec<TaskState> = tasks
             .into_iter()
             .map(|t| task_state(t, &expected))
             .collect();

@@ -45,7 +45,7 @@ pub fn record(
     conn: &mut PgConnection,
     est: &Estimator,
     run_id: Uuid,
-    mut ev: NewEvent,
+    ev: NewEvent,
 ) -> Result<RunEvent> {
     let succeeded = ev
         .step
@@ -63,6 +63,16 @@ pub fn record(
     } else {
         est.estimate_with(conn, run_id, succeeded)?
     };
+    append_estimated(conn, run_id, ev, e)
+}
+
+/// Appends `ev` stamped with `e`, an estimate the caller made as of this event.
+pub fn append_estimated(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    mut ev: NewEvent,
+    e: crate::runs::eta::Estimate,
+) -> Result<RunEvent> {
     ev.percent = e.percent;
     ev.eta_seconds = e.eta_seconds;
     Ok(repo::events::append(conn, run_id, ev)?.into())

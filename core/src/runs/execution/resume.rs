@@ -10,7 +10,7 @@ use crate::repo;
 use crate::repo::runs::TaskChange;
 use crate::runs::dag::Node;
 use crate::runs::eta::Estimator;
-use crate::runs::events::{change_task, record, run_changed, task_changed};
+use crate::runs::events::{append_estimated, change_task, run_changed, task_changed};
 use crate::runs::{RunEvent, RunStatus, TaskStatus};
 
 /// Resumes `run_id` in the caller's transaction, which holds the run's lease; returns the run
@@ -24,17 +24,16 @@ pub(super) fn resume_in(
     let spec = repo::workflows::version(conn, claim.workflow_id, claim.version)?
         .ok_or(Error::NotFound("workflow version"))?
         .spec()?;
+    let rows = repo::runs::tasks_of(conn, run_id)?;
     let mut events = Vec::new();
     if repo::runs::mark_running(conn, run_id)? {
-        events.push(record(
-            conn,
-            est,
-            run_id,
-            run_changed(RunStatus::Running, None),
-        )?);
+        // The tasks just read are the run's as of this event: its estimate needs no second read.
+        let e = est.estimate_of(conn, claim.workflow_id, rows.clone())?;
+        let ev = run_changed(RunStatus::Running, None);
+        events.push(append_estimated(conn, run_id, ev, e)?);
     }
     let mut tasks = Vec::new();
-    for mut t in repo::runs::tasks_of(conn, run_id)? {
+    for mut t in rows {
         if t.status == TaskStatus::Running {
             let why = format!(
                 "attempt {} was interrupted (worker lost); re-queued",
