@@ -40,10 +40,7 @@ pub struct Execution {
     est: Arc<Estimator>,
     run_id: Uuid,
     owner: String,
-    /// The run's delivery count when this worker claimed it: a fencing token every write and
-    /// renewal checks, so a holder that lost its lease (paused past it) cannot write afterwards.
-    epoch: i32,
-    /// What the claim read of the run.
+    /// What the claim read of the run; its `deliveries` is the fencing token (see `epoch`).
     claim: Arc<Claim>,
 }
 
@@ -190,7 +187,6 @@ impl Execution {
             est,
             run_id,
             owner,
-            epoch: run.deliveries,
             claim: Arc::new(claim.clone()),
         };
         if run.deliveries > policy.max_deliveries {
@@ -229,10 +225,16 @@ impl Execution {
         self.run_id
     }
 
+    /// The run's delivery count when this worker claimed it: a fencing token every write and
+    /// renewal checks, so a holder that lost its lease (paused past it) cannot write afterwards.
+    fn epoch(&self) -> i32 {
+        self.claim.deliveries
+    }
+
     /// Extends the lease. `None`: it was lost; otherwise whether a cancellation was requested.
     pub async fn renew(&self, lease: Duration) -> Result<Option<bool>> {
         let (id, o, secs) = (self.run_id, self.owner.clone(), lease.as_secs() as i64);
-        let epoch = self.epoch;
+        let epoch = self.epoch();
         self.db
             .run(move |c| repo::leases::renew_lease(c, id, &o, epoch, secs))
             .await
@@ -240,7 +242,7 @@ impl Execution {
 
     /// Gives the lease back (shutdown), so the reconciler hands the run to another worker.
     pub async fn release(&self) -> Result<()> {
-        let (id, o, epoch) = (self.run_id, self.owner.clone(), self.epoch);
+        let (id, o, epoch) = (self.run_id, self.owner.clone(), self.epoch());
         self.db
             .run(move |c| repo::leases::release_lease(c, id, &o, epoch))
             .await
@@ -408,7 +410,7 @@ impl Execution {
         let mut tries = 0;
         loop {
             let (run_id, owner, epoch, f) =
-                (self.run_id, self.owner.clone(), self.epoch, f.clone());
+                (self.run_id, self.owner.clone(), self.epoch(), f.clone());
             let res = self
                 .db
                 .run(move |conn| {
