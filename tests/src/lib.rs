@@ -51,11 +51,23 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// A loopback port nothing listens on, never the same twice in this process: tests of one
+/// binary run in parallel, and two of them handed the same port would each start a server on
+/// it, the loser's probes then answered by the winner's server (a test talking to another
+/// test's api and database).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The variables that tell an instrumented binary where to write its coverage profile
