@@ -80,38 +80,64 @@ crate::prepared_statement!(AppendEvent);
 
 impl QueryFragment<Pg> for AppendEvent {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use crate::db::schema::sql_types::{PgEventKind, PgEventStatus};
-        use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::Uuid as SqlUuid;
         out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
-        out.push_sql(
-            " RETURNING last_seq, workflow_id) \
-             INSERT INTO run_events (run_id, seq, kind, status, step, percent, eta_seconds, \
-                                     message, at, workflow_id, step_percent) SELECT ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
-        out.push_sql(", next.last_seq, ");
-        out.push_bind_param::<PgEventKind, _>(&self.ev.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<PgEventStatus>, _>(&self.ev.status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.ev.step)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Double, _>(&self.ev.percent)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Double>, _>(&self.ev.eta_seconds)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.ev.message)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.at)?;
-        out.push_sql(", next.workflow_id, ");
-        out.push_bind_param::<Nullable<Double>, _>(&self.ev.step_percent)?;
-        out.push_sql(
-            " FROM next RETURNING run_id, seq, kind, status, step, percent, eta_seconds, \
-             message, at, workflow_id, step_percent",
-        );
+        out.push_sql(" RETURNING last_seq, workflow_id) ");
+        push_insert(
+            out.reborrow(),
+            &self.run_id,
+            "next.last_seq",
+            &self.ev,
+            &self.at,
+        )?;
+        out.push_sql(" FROM next RETURNING ");
+        out.push_sql(RETURNING);
         Ok(())
     }
+}
+
+/// The columns of an [`EventRow`], for `RETURNING`.
+pub(crate) const RETURNING: &str =
+    "run_id, seq, kind, status, step, percent, eta_seconds, message, at, workflow_id, step_percent";
+
+/// Pushes `INSERT INTO run_events (...) SELECT ...` of `ev`, its sequence number the SQL
+/// expression `seq` and its workflow taken from a CTE named `next` (`last_seq`, `workflow_id`)
+/// that bumped the run's `last_seq`; the caller adds `FROM next ...`. Shared by every statement
+/// that appends an event.
+pub(crate) fn push_insert<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    run_id: &'b Uuid,
+    seq: &'static str,
+    ev: &'b NewEvent,
+    at: &'b DateTime<Utc>,
+) -> QueryResult<()> {
+    use crate::db::schema::sql_types::{PgEventKind, PgEventStatus};
+    use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    out.push_sql(
+        "INSERT INTO run_events (run_id, seq, kind, status, step, percent, eta_seconds, \
+         message, at, workflow_id, step_percent) SELECT ",
+    );
+    out.push_bind_param::<SqlUuid, _>(run_id)?;
+    out.push_sql(", ");
+    out.push_sql(seq);
+    out.push_sql(", ");
+    out.push_bind_param::<PgEventKind, _>(&ev.kind)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<PgEventStatus>, _>(&ev.status)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Text>, _>(&ev.step)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Double, _>(&ev.percent)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Double>, _>(&ev.eta_seconds)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Nullable<Text>, _>(&ev.message)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamptz, _>(at)?;
+    out.push_sql(", next.workflow_id, ");
+    out.push_bind_param::<Nullable<Double>, _>(&ev.step_percent)?;
+    Ok(())
 }
 
 pub fn after(

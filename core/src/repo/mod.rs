@@ -19,5 +19,6 @@ pub mod runs;
 pub mod runs_batch;
 pub mod schedules;
 pub mod sso;
+pub mod task_transition;
 pub mod users;
 pub mod workflows;

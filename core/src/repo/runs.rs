@@ -258,6 +258,29 @@ impl TaskChange {
         }
     }
 
+    /// `row` as this change leaves it: what the database holds after the change applies, so a
+    /// holder of the run's lease can keep its tasks in memory rather than read them back.
+    pub fn apply_to(&self, row: &mut TaskRow) {
+        fn set<T: Clone>(col: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *col = v.clone();
+            }
+        }
+        set(&mut row.status, &self.status);
+        set(&mut row.attempt, &self.attempt);
+        set(&mut row.started_at, &self.started_at);
+        set(&mut row.finished_at, &self.finished_at);
+        set(&mut row.exit_code, &self.exit_code);
+        set(&mut row.log_tail, &self.log_tail);
+        set(&mut row.error, &self.error);
+        set(&mut row.progress_percent, &self.progress_percent);
+        set(&mut row.progress_at, &self.progress_at);
+        set(&mut row.output_manifest, &self.output_manifest);
+        set(&mut row.output_bytes, &self.output_bytes);
+        set(&mut row.cache_key, &self.cache_key);
+        set(&mut row.cache_parts, &self.cache_parts);
+    }
+
     /// The step's latest self-reported progress.
     pub fn progress(percent: f64) -> Self {
         Self {

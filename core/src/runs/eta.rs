@@ -261,6 +261,55 @@ impl Estimator {
         self.estimate_of(conn, run.workflow_id, run.tasks)
     }
 
+    /// As [`Self::estimate_with`], for a running run whose tasks (as of the event) the caller
+    /// holds in memory: nothing of the run is read. The change the event describes is not yet
+    /// written, so a step that just succeeded and that history does not know yet is learnt from
+    /// its own duration (what a re-read after the write would have found).
+    pub fn estimate_after(
+        &self,
+        conn: &mut PgConnection,
+        workflow_id: Uuid,
+        tasks: Vec<TaskRow>,
+        succeeded: Option<&str>,
+    ) -> Result<Estimate> {
+        if let Some(step) = succeeded {
+            self.forget_unless_known(workflow_id, step);
+        }
+        let mut expected = self.expected_durations(conn, workflow_id)?;
+        let seen = succeeded
+            .filter(|step| !expected.contains_key(*step))
+            .and_then(|step| tasks.iter().find(|t| t.name == step))
+            .and_then(|t| Some((t.finished_at? - t.started_at?).num_milliseconds()))
+            .map(|ms| ms.max(0) as f64 / 1000.0);
+        if let (Some(step), Some(secs)) = (succeeded, seen) {
+            expected = self.learn_one(workflow_id, step, secs, expected);
+        }
+        let tasks: Vec<TaskState> = tasks
+            .into_iter()
+            .map(|t| task_state(t, &expected))
+            .collect();
+        Ok(compute(&tasks, Utc::now()))
+    }
+
+    /// `expected` with `step` taking `secs`, also kept in the cache (under its original time).
+    fn learn_one(
+        &self,
+        workflow_id: Uuid,
+        step: &str,
+        secs: f64,
+        expected: Durations,
+    ) -> Durations {
+        let mut learnt = (*expected).clone();
+        learnt.insert(step.to_string(), secs);
+        let learnt = Arc::new(learnt);
+        if let Ok(mut c) = self.learnt.lock()
+            && let Some((_, d)) = c.get_mut(&workflow_id)
+        {
+            *d = learnt.clone();
+        }
+        learnt
+    }
+
     /// The estimate of a running run of `workflow_id` whose tasks the caller has just read.
     pub fn estimate_of(
         &self,

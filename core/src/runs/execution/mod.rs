@@ -12,6 +12,7 @@ use uuid::Uuid;
 mod logs;
 mod outputs;
 mod resume;
+mod transition;
 
 pub use outputs::CacheStore;
 
@@ -42,6 +43,8 @@ pub struct Execution {
     owner: String,
     /// What the claim read of the run; its `deliveries` is the fencing token (see `epoch`).
     claim: Arc<Claim>,
+    /// The run's tasks, filled by the resume and kept by every write that changes one.
+    tasks: Arc<transition::TaskView>,
 }
 
 /// How a worker takes runs.
@@ -188,13 +191,15 @@ impl Execution {
             run_id,
             owner,
             claim: Arc::new(claim.clone()),
+            tasks: Arc::default(),
         };
         if run.deliveries > policy.max_deliveries {
             exec.dead_letter(run.deliveries).await?;
             return Ok(Claimed::DeadLettered);
         }
         let resumed = match resumed {
-            Some((resumed, events)) => {
+            Some((resumed, rows, events)) => {
+                *exec.tasks.lock().await = rows;
                 exec.bus.publish(&events).await;
                 Some(Box::new(resumed))
             }
@@ -253,8 +258,15 @@ impl Execution {
     /// in the claim's own transaction; this is for a claim that could not.
     pub async fn resume(&self) -> Result<Resumed> {
         let (run_id, est, claim) = (self.run_id, self.est.clone(), self.claim.clone());
-        self.write(move |conn| resume::resume_in(conn, &est, run_id, &claim))
-            .await
+        let mut view = self.tasks.lock().await;
+        let (resumed, rows) = self
+            .write(move |conn| {
+                let (resumed, rows, events) = resume::resume_in(conn, &est, run_id, &claim)?;
+                Ok(((resumed, rows), events))
+            })
+            .await?;
+        *view = rows;
+        Ok(resumed)
     }
 
     /// A new attempt of `step` starts.
@@ -271,12 +283,8 @@ impl Execution {
 
     /// A note about a running step that changes nothing else (e.g. the executor is unreachable).
     pub async fn note(&self, step: &str, message: String) -> Result<()> {
-        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
-        self.write(move |conn| {
-            let ev = task_changed(&step, TaskStatus::Running, Some(message.clone()));
-            Ok(((), vec![record(conn, &est, run_id, ev)?]))
-        })
-        .await
+        let ev = task_changed(step, TaskStatus::Running, Some(message));
+        self.transition(step, TaskChange::default(), ev).await
     }
 
     /// An attempt failed and another will follow: keep its log, say when the next one starts.
@@ -305,17 +313,24 @@ impl Execution {
             (Some(o), Some(c), TaskStatus::Succeeded) => Some((c, o.manifest.clone())),
             _ => None,
         };
-        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
-        let (status, message) = (end.status, end.error);
+        let ev = task_changed(step, end.status, end.error);
+        let Some((c, manifest)) = cache else {
+            return self.transition(step, change, ev).await;
+        };
+        // A cacheable success also stores its cache entry: a transaction.
+        let (run_id, name, est) = (self.run_id, step.to_string(), self.est.clone());
+        let mut view = self.tasks.lock().await;
+        let applied = change.clone();
         self.write(move |conn| {
-            let ev = task_changed(&step, status, message.clone());
-            let ev = change_task(conn, &est, run_id, &step, &change, ev)?;
-            if let Some((c, manifest)) = &cache {
-                outputs::store_entry(conn, run_id, &step, c, manifest)?;
-            }
+            let ev = change_task(conn, &est, run_id, &name, &change, ev.clone())?;
+            outputs::store_entry(conn, run_id, &name, &c, &manifest)?;
             Ok(((), vec![ev]))
         })
-        .await
+        .await?;
+        if let Some(t) = view.iter_mut().find(|t| t.name == step) {
+            applied.apply_to(t);
+        }
+        Ok(())
     }
 
     /// `step` can never run: `dependency` did not succeed.
@@ -335,16 +350,9 @@ impl Execution {
 
     /// A running step reported its progress (`message` is already masked and bounded).
     pub async fn progress(&self, step: &str, percent: f64, message: String) -> Result<()> {
-        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
-        self.write(move |conn| {
-            let ev = progress_reported(&step, percent, message.clone());
-            let change = TaskChange::progress(percent);
-            Ok((
-                (),
-                vec![change_task(conn, &est, run_id, &step, &change, ev)?],
-            ))
-        })
-        .await
+        let ev = progress_reported(step, percent, message);
+        self.transition(step, TaskChange::progress(percent), ev)
+            .await
     }
 
     /// The run ended with `status`; a no-op if it had already ended.
@@ -388,13 +396,21 @@ impl Execution {
         status: TaskStatus,
         message: Option<String>,
     ) -> Result<()> {
+        let ev = task_changed(step, status, message);
+        self.transition(step, change, ev).await
+    }
+
+    /// As [`Self::transition`], in a transaction that reads the run for the event's estimate.
+    async fn change_in_transaction(
+        &self,
+        step: &str,
+        change: TaskChange,
+        ev: crate::repo::events::NewEvent,
+    ) -> Result<()> {
         let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
         self.write(move |conn| {
-            let ev = task_changed(&step, status, message.clone());
-            Ok((
-                (),
-                vec![change_task(conn, &est, run_id, &step, &change, ev)?],
-            ))
+            let ev = change_task(conn, &est, run_id, &step, &change, ev.clone())?;
+            Ok(((), vec![ev]))
         })
         .await
     }

@@ -51,7 +51,9 @@ impl Execution {
     pub async fn cache_lookup(&self, step: &str, key: &CacheKey) -> Result<Option<String>> {
         let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
         let (k, parts) = (key.key.clone(), key.parts_json());
-        let hit = self
+        let mut view = self.tasks.lock().await;
+        let name = step.clone();
+        let (hit, change) = self
             .write(move |conn| {
                 let mut change = TaskChange {
                     cache_key: Some(Some(k.clone())),
@@ -60,7 +62,7 @@ impl Execution {
                 };
                 let Some(entry) = repo::artifacts::take_hit(conn, &k)? else {
                     repo::runs::update_task(conn, run_id, &step, &change)?;
-                    return Ok((None, vec![]));
+                    return Ok(((None, change), vec![]));
                 };
                 let now = chrono::Utc::now();
                 change.status = Some(TaskStatus::Cached);
@@ -77,9 +79,13 @@ impl Execution {
                 );
                 let ev = task_changed(&step, TaskStatus::Cached, Some(msg));
                 let ev = change_task(conn, &est, run_id, &step, &change, ev)?;
-                Ok((Some(entry.manifest), vec![ev]))
+                Ok(((Some(entry.manifest), change), vec![ev]))
             })
             .await?;
+        if let Some(t) = view.iter_mut().find(|t| t.name == name) {
+            change.apply_to(t);
+        }
+        drop(view);
         crate::metrics::runs::cache_lookup(hit.is_some());
         Ok(hit)
     }

@@ -7,20 +7,21 @@ use uuid::Uuid;
 use super::{Claim, Resumed, ResumedTask};
 use crate::error::{Error, Result};
 use crate::repo;
-use crate::repo::runs::TaskChange;
+use crate::repo::runs::{TaskChange, TaskRow};
 use crate::runs::dag::Node;
 use crate::runs::eta::Estimator;
 use crate::runs::events::{append_estimated, change_task, run_changed, task_changed};
 use crate::runs::{RunEvent, RunStatus, TaskStatus};
 
 /// Resumes `run_id` in the caller's transaction, which holds the run's lease; returns the run
-/// as resumed and the events to publish once it commits.
+/// as resumed, its tasks as they now stand (for the lease holder's memory) and the events to
+/// publish once it commits.
 pub(super) fn resume_in(
     conn: &mut PgConnection,
     est: &Estimator,
     run_id: Uuid,
     claim: &Claim,
-) -> Result<(Resumed, Vec<RunEvent>)> {
+) -> Result<(Resumed, Vec<TaskRow>, Vec<RunEvent>)> {
     let spec = repo::workflows::version(conn, claim.workflow_id, claim.version)?
         .ok_or(Error::NotFound("workflow version"))?
         .spec()?;
@@ -32,7 +33,7 @@ pub(super) fn resume_in(
         let ev = run_changed(RunStatus::Running, None);
         events.push(append_estimated(conn, run_id, ev, e)?);
     }
-    let mut tasks = Vec::new();
+    let (mut tasks, mut now) = (Vec::new(), Vec::new());
     for mut t in rows {
         if t.status == TaskStatus::Running {
             let why = format!(
@@ -42,8 +43,9 @@ pub(super) fn resume_in(
             let ev = task_changed(&t.name, TaskStatus::Pending, Some(why));
             let change = TaskChange::to(TaskStatus::Pending);
             events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
-            t.status = TaskStatus::Pending;
+            change.apply_to(&mut t);
         }
+        now.push(t.clone());
         tasks.push(ResumedTask {
             attempt: t.attempt,
             output: t.output_manifest.clone(),
@@ -60,5 +62,5 @@ pub(super) fn resume_in(
         inputs: claim.inputs.clone(),
         no_cache: claim.no_cache,
     };
-    Ok((resumed, events))
+    Ok((resumed, now, events))
 }

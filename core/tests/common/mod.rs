@@ -1,0 +1,182 @@
+//! What the core's integration tests share: a fresh migrated database on the Postgres and
+//! Redis `scripts/test` provides, holding one queued run of a two-step chain a -> b.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use tms_core::auth::jwt::JwtKeys;
+use tms_core::auth::service::{AuthService, bootstrap_admin};
+use tms_core::bus::{EventBus, lazy_connection};
+use tms_core::db::Db;
+use tms_core::queue::relay::Relay;
+use tms_core::repo;
+use tms_core::runs::eta::Estimator;
+use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution};
+use tms_core::runs::service::{RunService, TriggerRequest};
+use tms_core::runs::{EventKind, EventStatus};
+use tms_core::workflows::service::WorkflowService;
+use tms_core::workflows::{StepSpec, WorkflowInput};
+use uuid::Uuid;
+
+pub const LEASE: Duration = Duration::from_secs(30);
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
+    })
+}
+
+pub struct Setup {
+    pub db: Db,
+    pub bus: EventBus,
+    pub url: String,
+    pub run_id: Uuid,
+    pub workflow_id: Uuid,
+    pub runs: RunService,
+    pub who: tms_core::auth::Principal,
+}
+
+/// A fresh migrated database with one queued run of a two-step chain a -> b.
+pub async fn setup() -> Setup {
+    let admin = env("TMS_TEST_DATABASE_URL");
+    let name = format!("tms_exec_{}", Uuid::new_v4().simple());
+    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create database");
+    let url = format!("{}/{name}", admin.rsplit_once('/').expect("database url").0);
+    let db = Db::new(&url, 4).expect("pool");
+    db.migrate().await.expect("migrate");
+    let redis = lazy_connection(&env("TMS_TEST_REDIS_URL")).expect("redis");
+    let bus = EventBus::new(redis.clone());
+    let queue = format!("q-{}", Uuid::new_v4().simple());
+    let relay = Relay::new(db.clone(), redis, &queue);
+    let auth = AuthService::new(
+        db.clone(),
+        JwtKeys::new(b"execution-test-secret-execution-test", 600).expect("keys"),
+    );
+    assert!(
+        bootstrap_admin(&db, "a@exec.test", "password-for-tests")
+            .await
+            .expect("admin")
+    );
+    let token = auth
+        .login("a@exec.test", "password-for-tests", &Default::default())
+        .await
+        .expect("login")
+        .access_token;
+    let who = auth.authenticate(&token).await.expect("principal");
+    let step = |name: &str, deps: &[&str]| StepSpec {
+        name: name.into(),
+        image: "alpine:3.20".into(),
+        run: Some("true".into()),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    };
+    let wf = WorkflowService::new(db.clone())
+        .create(
+            Some(&who),
+            WorkflowInput {
+                name: "chain".into(),
+                description: None,
+                steps: vec![step("a", &[]), step("b", &["a"])],
+                schedule: None,
+                max_concurrent_runs: None,
+                rate_limit: None,
+            },
+        )
+        .await
+        .expect("workflow");
+    let runs = RunService::new(db.clone(), bus.clone(), relay, Estimator::new());
+    let req = TriggerRequest {
+        workflow_id: wf.id,
+        inputs: None,
+        idempotency_key: None,
+        no_cache: false,
+    };
+    let run = runs.trigger(Some(&who), req).await.expect("trigger");
+    Setup {
+        db,
+        bus,
+        url,
+        run_id: run.id,
+        workflow_id: wf.id,
+        runs,
+        who,
+    }
+}
+
+impl Setup {
+    pub async fn claim(&self, owner: &str) -> Option<Execution> {
+        match self.claim_run(self.run_id, owner, 10).await {
+            Claimed::Run(exec, _, _) => Some(exec),
+            _ => None,
+        }
+    }
+
+    pub async fn claim_run(&self, run_id: Uuid, owner: &str, max_deliveries: i32) -> Claimed {
+        let policy = ClaimPolicy {
+            lease: LEASE,
+            max_deliveries,
+        };
+        Execution::claim(
+            self.db.clone(),
+            self.bus.clone(),
+            Estimator::new(),
+            run_id,
+            owner.into(),
+            policy,
+        )
+        .await
+        .expect("claim")
+    }
+
+    /// Ends every lease on the run now, as if its holder had stopped renewing it.
+    pub fn expire_lease(&self, run_id: Uuid) {
+        self.sql(&format!(
+            "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id = '{run_id}'"
+        ));
+    }
+
+    /// `(kind, status, step)` of every event so far, in sequence order, checking that the
+    /// sequence numbers run 1, 2, 3… without a gap.
+    pub async fn events(&self) -> Vec<(EventKind, Option<EventStatus>, Option<String>)> {
+        let id = self.run_id;
+        let rows = self
+            .db
+            .run(move |c| repo::events::after(c, id, 0, 1000))
+            .await
+            .expect("events");
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>());
+        rows.into_iter()
+            .map(|r| (r.kind, r.status, r.step))
+            .collect()
+    }
+
+    pub async fn task(&self, name: &'static str) -> repo::runs::TaskRow {
+        let id = self.run_id;
+        let tasks = self
+            .db
+            .run(move |c| repo::runs::tasks_of(c, id))
+            .await
+            .expect("tasks");
+        tasks.into_iter().find(|t| t.name == name).expect("task")
+    }
+
+    pub fn sql(&self, statement: &str) {
+        let mut conn = PgConnection::establish(&self.url).expect("connect");
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+pub fn task_event(
+    status: EventStatus,
+    step: &str,
+) -> (EventKind, Option<EventStatus>, Option<String>) {
+    (EventKind::Task, Some(status), Some(step.into()))
+}
