@@ -173,6 +173,13 @@ async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynErro
 }
 
 fn main() -> anyhow::Result<()> {
+    // The step spawn helper is this binary too, started by the worker itself (before anything
+    // else: it is single-threaded and reads no configuration).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(executor::local::helper_side::ARG))
+    {
+        executor::local::helper_side::main();
+    }
     if let Err(msg) = tms_core::config::prepare() {
         eprintln!("tms-worker: {msg}");
         std::process::exit(2);

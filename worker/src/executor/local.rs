@@ -4,8 +4,9 @@
 //! tests and trusted single-host set-ups. Steps get a clean environment: nothing of the worker's
 //! own environment (database URLs, keys) leaks into them.
 
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest, Tail};
 
+pub mod helper_side;
+mod spawn_helper;
 mod spawner;
 
 pub const TAIL_LINES: usize = 200;
@@ -103,34 +106,33 @@ impl Executor for LocalExecutor {
         let mut masks = req.masks.clone();
         masks.extend(req.secrets.values().cloned());
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let mut cmd = spawner::command(program, args, &path)
+        // Later entries win: a step's own variables over the defaults, TMS_* over both.
+        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
+        let mut set = |k: &str, v: &OsStr| {
+            env.insert(k.into(), v.to_owned());
+        };
+        set("PATH", path.as_ref());
+        set("HOME", work_dir.as_os_str());
+        set("LANG", "C.UTF-8".as_ref());
+        for (k, v) in req.step.env.iter().chain(&req.secrets) {
+            set(k, v.as_ref());
+        }
+        set("TMS_OUT", out_dir.as_os_str());
+        set("TMS_IN", in_dir.as_os_str());
+        set("TMS_INPUTS", req.run_inputs.as_os_str());
+        for (k, v) in &req.input_vars {
+            set(k, v.as_ref());
+        }
+        set("TMS_RUN_ID", req.run_id.to_string().as_ref());
+        set("TMS_STEP", req.step.name.as_ref());
+        set("TMS_ATTEMPT", req.attempt.to_string().as_ref());
+        let mut child = spawner::start(program, args, &path, &work_dir, &env)
+            .await
             .map_err(|e| ExecError::Step(format!("cannot start `{program}`: {e}")))?;
-        cmd.current_dir(&work_dir)
-            .env_clear()
-            .env("PATH", &path)
-            .env("HOME", &work_dir)
-            .env("LANG", "C.UTF-8")
-            .envs(&req.step.env)
-            .envs(&req.secrets)
-            .env("TMS_OUT", &out_dir)
-            .env("TMS_IN", &in_dir)
-            .env("TMS_INPUTS", &req.run_inputs)
-            .envs(&req.input_vars)
-            .env("TMS_RUN_ID", req.run_id.to_string())
-            .env("TMS_STEP", &req.step.name)
-            .env("TMS_ATTEMPT", req.attempt.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| ExecError::Step(format!("cannot start `{program}`: {e}")))?;
-        let guard = GroupGuard(child.id().map(|p| p as i32));
+        let guard = GroupGuard(child.pid);
 
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = std::mem::replace(&mut child.stdout, Box::pin(tokio::io::empty()));
+        let stderr = std::mem::replace(&mut child.stderr, Box::pin(tokio::io::empty()));
         let tail = Arc::new(Mutex::new(
             Tail::new(TAIL_LINES, TAIL_BYTES, &masks).with_sink(req.log.clone()),
         ));

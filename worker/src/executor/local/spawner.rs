@@ -1,4 +1,5 @@
-//! How the local executor starts a step so that it dies with the worker, cheaply.
+//! How the local executor starts a step so that it dies with the worker, cheaply: through
+//! the spawn helper (`spawn_helper`) when it runs, else as below.
 //!
 //! A step must not outlive a worker killed with SIGKILL: the kernel's parent-death signal
 //! (`PR_SET_PDEATHSIG`) sees to that. Setting it from a `pre_exec` hook makes std `fork` the
@@ -9,14 +10,111 @@
 //! `posix_spawn` (no page-table copy) and `setpriv` sets the signal and execs the program in
 //! place (same pid, same process group). Without `setpriv`, the hook is used as before.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 
+use tokio::io::AsyncRead;
 use tokio::process::Command;
+
+use super::spawn_helper::{Helper, SpawnError, StepExit};
+
+/// A started step: its pid (also its process group), its output, and a way to wait for it.
+pub struct StepProcess {
+    pub pid: Option<i32>,
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    pub stderr: Pin<Box<dyn AsyncRead + Send>>,
+    waiter: Waiter,
+}
+
+enum Waiter {
+    Child(tokio::process::Child),
+    Helper(StepExit),
+}
+
+impl StepProcess {
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match &mut self.waiter {
+            Waiter::Child(c) => c.wait().await,
+            Waiter::Helper(s) => s.wait().await,
+        }
+    }
+}
+
+/// The spawn helper, started on first use; `None` if it could not be.
+fn helper() -> Option<&'static Helper> {
+    static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
+    HELPER
+        .get_or_init(|| match Helper::start() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "the step spawn helper did not start; steps start without it");
+                None
+            }
+        })
+        .as_ref()
+        .filter(|h| h.is_alive())
+}
+
+/// Starts `program` with `args` in `cwd` with exactly `env`, in a process group of its own,
+/// stdin from `/dev/null`, stdout and stderr piped, killed when the worker dies. `path` is the
+/// step's `PATH`, where a bare program name is looked up (as std would).
+pub async fn start(
+    program: &str,
+    args: &[String],
+    path: &str,
+    cwd: &Path,
+    env: &BTreeMap<OsString, OsString>,
+) -> std::io::Result<StepProcess> {
+    if let Some(h) = helper() {
+        let resolved = resolve(program, path)?;
+        let argv: Vec<OsString> = std::iter::once(program)
+            .chain(args.iter().map(String::as_str))
+            .map(OsString::from)
+            .collect();
+        let env: Vec<(OsString, OsString)> =
+            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match h.spawn(&resolved, &argv, &env, cwd).await {
+            Ok(s) => {
+                return Ok(StepProcess {
+                    pid: Some(s.pid),
+                    stdout: Box::pin(s.stdout),
+                    stderr: Box::pin(s.stderr),
+                    waiter: Waiter::Helper(s.exit),
+                });
+            }
+            Err(SpawnError::Step(e)) => return Err(e),
+            Err(SpawnError::Helper(e)) => {
+                tracing::warn!(error = %e, "the step spawn helper cannot start this step; starting it directly");
+            }
+        }
+    }
+    let mut cmd = command(program, args, path)?;
+    cmd.current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    Ok(StepProcess {
+        pid: child.id().map(|p| p as i32),
+        stdout: Box::pin(stdout),
+        stderr: Box::pin(stderr),
+        waiter: Waiter::Child(child),
+    })
+}
 
 /// A command that runs `program` with `args` and is killed when the worker dies. `path` is the
 /// step's `PATH`, where a bare program name is looked up (as std would).
-pub fn command(program: &str, args: &[String], path: &str) -> std::io::Result<Command> {
+fn command(program: &str, args: &[String], path: &str) -> std::io::Result<Command> {
     match setpriv() {
         Some(setpriv) => {
             // Resolved here, so a missing program fails to start as it would without setpriv
