@@ -164,3 +164,37 @@ async fn a_missing_task_fails_and_spends_no_event_number() {
     );
     assert_eq!(s.events().await.len(), events + 1);
 }
+
+#[tokio::test]
+async fn a_log_chunk_is_written_only_under_the_lease_and_once() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    let run_id = s.run_id;
+    let append = |owner: &'static str, epoch: i32, seq: i32, content: &'static str| {
+        s.db.run(move |c| {
+            let fence = Fence {
+                run_id,
+                owner,
+                epoch,
+            };
+            repo::logs::append_fenced(c, &fence, "a", 1, seq, content)
+        })
+    };
+    assert!(append("w1", 1, 0, "first\n").await.expect("append"));
+    assert!(
+        append("w1", 1, 0, "retried\n").await.expect("append"),
+        "a chunk written twice (a retried write) is no error"
+    );
+    assert!(!append("w2", 1, 1, "intruder\n").await.expect("append"));
+    assert!(!append("w1", 2, 1, "stale\n").await.expect("append"));
+    let chunks =
+        s.db.run(move |c| repo::logs::chunks(c, run_id, "a", 1))
+            .await
+            .expect("chunks");
+    assert_eq!(
+        chunks,
+        ["first\n"],
+        "the first write kept, nothing fenced-off written"
+    );
+}

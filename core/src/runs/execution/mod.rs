@@ -422,35 +422,18 @@ impl Execution {
         T: Send + 'static,
         F: Fn(&mut PgConnection) -> Result<(T, Vec<RunEvent>)> + Send + Sync + Clone + 'static,
     {
-        let mut delay = Duration::from_millis(200);
-        let mut tries = 0;
-        loop {
-            let (run_id, owner, epoch, f) =
-                (self.run_id, self.owner.clone(), self.epoch(), f.clone());
-            let res = self
-                .db
-                .run(move |conn| {
-                    conn.transaction::<_, Error, _>(|conn| {
-                        if !repo::leases::holds_lease(conn, run_id, &owner, epoch)? {
-                            return Err(Error::Conflict("run lease lost".into()));
-                        }
-                        f(conn)
-                    })
+        let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
+        let (out, events) = self
+            .retrying(move |conn| {
+                conn.transaction::<_, Error, _>(|conn| {
+                    if !repo::leases::holds_lease(conn, run_id, &owner, epoch)? {
+                        return Err(Error::Conflict("run lease lost".into()));
+                    }
+                    f(conn)
                 })
-                .await;
-            match res {
-                Ok((out, events)) => {
-                    self.bus.publish(&events).await;
-                    return Ok(out);
-                }
-                Err(Error::Unavailable(e)) if tries < WRITE_RETRIES => {
-                    tries += 1;
-                    tracing::warn!(run_id = %self.run_id, error = %e, "database unavailable; retrying write");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            })
+            .await?;
+        self.bus.publish(&events).await;
+        Ok(out)
     }
 }

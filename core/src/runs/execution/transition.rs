@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use diesel::PgConnection;
+
 use crate::error::{Error, Result};
 use crate::repo;
 use crate::repo::events::NewEvent;
@@ -39,42 +41,48 @@ impl Execution {
         change.apply_to(&mut after[i]);
         let succeeded = (ev.kind == EventKind::Task && ev.status == Some(EventStatus::Succeeded))
             .then(|| step.to_string());
+        let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
+        let (est, wf, step) = (self.est.clone(), self.claim.workflow_id, step.to_string());
+        let tasks = after.clone();
+        let row = self
+            .retrying(move |conn| {
+                let e = est.estimate_after(conn, wf, tasks.clone(), succeeded.as_deref())?;
+                let mut ev = ev.clone();
+                ev.percent = e.percent;
+                ev.eta_seconds = e.eta_seconds;
+                let fence = Fence {
+                    run_id,
+                    owner: &owner,
+                    epoch,
+                };
+                repo::task_transition::apply(conn, &fence, &step, &change, &ev)?
+                    .ok_or_else(|| Error::Conflict("run lease lost".into()))
+            })
+            .await?;
+        *view = after;
+        // Published in the order numbered (a queue send, no round trip).
+        self.bus.publish(&[row.into()]).await;
+        Ok(())
+    }
+
+    /// Runs `f` (one statement, atomic on its own) on a pooled connection, retried while the
+    /// database is unreachable, backing off from 200 ms to 2 s.
+    pub(super) async fn retrying<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut PgConnection) -> Result<T> + Send + Sync + Clone + 'static,
+    {
         let mut delay = Duration::from_millis(200);
         let mut tries = 0;
         loop {
-            let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
-            let (est, wf, step) = (self.est.clone(), self.claim.workflow_id, step.to_string());
-            let (tasks, change, mut ev) = (after.clone(), change.clone(), ev.clone());
-            let succeeded = succeeded.clone();
-            let res = self
-                .db
-                .run(move |conn| {
-                    let e = est.estimate_after(conn, wf, tasks, succeeded.as_deref())?;
-                    ev.percent = e.percent;
-                    ev.eta_seconds = e.eta_seconds;
-                    let fence = Fence {
-                        run_id,
-                        owner: &owner,
-                        epoch,
-                    };
-                    repo::task_transition::apply(conn, &fence, &step, &change, &ev)?
-                        .ok_or_else(|| Error::Conflict("run lease lost".into()))
-                })
-                .await;
-            match res {
-                Ok(row) => {
-                    *view = after;
-                    // Published in the order numbered (a queue send, no round trip).
-                    self.bus.publish(&[row.into()]).await;
-                    return Ok(());
-                }
+            match self.db.run(f.clone()).await {
                 Err(Error::Unavailable(e)) if tries < WRITE_RETRIES => {
                     tries += 1;
                     tracing::warn!(run_id = %self.run_id, error = %e, "database unavailable; retrying write");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
