@@ -13,7 +13,8 @@ use crate::error::Result;
 pub const SWEEP_LOCK: i64 = 7_346_611;
 
 /// Registers (or touches) a manifest before its blobs are uploaded, so that a concurrent sweep
-/// either sees it as live or has finished deleting before the uploader checks what exists.
+/// either sees it as live or has finished deleting before the uploader checks what exists. One
+/// statement (its own transaction): the shared lock is taken first and held to its commit.
 pub fn register_manifest(
     conn: &mut PgConnection,
     hash: &str,
@@ -21,23 +22,21 @@ pub fn register_manifest(
     file_count: i32,
     total_bytes: i64,
 ) -> Result<()> {
-    conn.transaction(|conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind::<BigInt, _>(SWEEP_LOCK)
-            .execute(conn)?;
-        diesel::insert_into(artifact_manifests::table)
-            .values((
-                artifact_manifests::hash.eq(hash),
-                artifact_manifests::files.eq(files),
-                artifact_manifests::file_count.eq(file_count),
-                artifact_manifests::total_bytes.eq(total_bytes),
-            ))
-            .on_conflict(artifact_manifests::hash)
-            .do_update()
-            .set(artifact_manifests::last_used_at.eq(Utc::now()))
-            .execute(conn)?;
-        Ok(())
-    })
+    use diesel::sql_types::{Int4, Jsonb, Timestamptz};
+    diesel::sql_query(
+        "WITH l AS (SELECT pg_advisory_xact_lock_shared($1)) \
+         INSERT INTO artifact_manifests (hash, files, file_count, total_bytes) \
+         SELECT $2, $3, $4, $5 FROM l \
+         ON CONFLICT (hash) DO UPDATE SET last_used_at = $6",
+    )
+    .bind::<BigInt, _>(SWEEP_LOCK)
+    .bind::<Text, _>(hash)
+    .bind::<Jsonb, _>(files)
+    .bind::<Int4, _>(file_count)
+    .bind::<BigInt, _>(total_bytes)
+    .bind::<Timestamptz, _>(Utc::now())
+    .execute(conn)?;
+    Ok(())
 }
 
 /// A manifest's file list, marking it used (it is about to be restored).

@@ -83,14 +83,8 @@ impl QueryFragment<Pg> for AppendEvent {
         use diesel::sql_types::Uuid as SqlUuid;
         out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE id = ");
         out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
-        out.push_sql(" RETURNING last_seq, workflow_id) ");
-        push_insert(
-            out.reborrow(),
-            &self.run_id,
-            "next.last_seq",
-            &self.ev,
-            &self.at,
-        )?;
+        out.push_sql(" RETURNING id, last_seq, workflow_id) ");
+        push_insert(out.reborrow(), "next", "next.last_seq", &self.ev, &self.at)?;
         out.push_sql(" FROM next RETURNING ");
         out.push_sql(RETURNING);
         Ok(())
@@ -101,25 +95,25 @@ impl QueryFragment<Pg> for AppendEvent {
 pub(crate) const RETURNING: &str =
     "run_id, seq, kind, status, step, percent, eta_seconds, message, at, workflow_id, step_percent";
 
-/// Pushes `INSERT INTO run_events (...) SELECT ...` of `ev`, its sequence number the SQL
-/// expression `seq` and its workflow taken from a CTE named `next` (`last_seq`, `workflow_id`)
-/// that bumped the run's `last_seq`; the caller adds `FROM next ...`. Shared by every statement
-/// that appends an event.
+/// Pushes `INSERT INTO run_events (...) SELECT ...` of `ev`, its run and workflow taken from
+/// the CTE `source` (a runs row: `id`, `workflow_id`) and its sequence number the SQL
+/// expression `seq`; the caller adds `FROM <source> ...`. Shared by every statement that
+/// appends an event.
 pub(crate) fn push_insert<'b>(
     mut out: AstPass<'_, 'b, Pg>,
-    run_id: &'b Uuid,
+    source: &'static str,
     seq: &'static str,
     ev: &'b NewEvent,
     at: &'b DateTime<Utc>,
 ) -> QueryResult<()> {
     use crate::db::schema::sql_types::{PgEventKind, PgEventStatus};
-    use diesel::sql_types::{Double, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{Double, Nullable, Text, Timestamptz};
     out.push_sql(
         "INSERT INTO run_events (run_id, seq, kind, status, step, percent, eta_seconds, \
          message, at, workflow_id, step_percent) SELECT ",
     );
-    out.push_bind_param::<SqlUuid, _>(run_id)?;
-    out.push_sql(", ");
+    out.push_sql(source);
+    out.push_sql(".id, ");
     out.push_sql(seq);
     out.push_sql(", ");
     out.push_bind_param::<PgEventKind, _>(&ev.kind)?;
@@ -135,7 +129,9 @@ pub(crate) fn push_insert<'b>(
     out.push_bind_param::<Nullable<Text>, _>(&ev.message)?;
     out.push_sql(", ");
     out.push_bind_param::<Timestamptz, _>(at)?;
-    out.push_sql(", next.workflow_id, ");
+    out.push_sql(", ");
+    out.push_sql(source);
+    out.push_sql(".workflow_id, ");
     out.push_bind_param::<Nullable<Double>, _>(&ev.step_percent)?;
     Ok(())
 }

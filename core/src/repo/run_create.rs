@@ -84,10 +84,8 @@ crate::prepared_statement!(CreateRun<'a>);
 
 impl QueryFragment<Pg> for CreateRun<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use crate::db::schema::sql_types::{
-            PgEventKind, PgEventStatus, PgRunStatus, PgRunTrigger, PgTaskStatus,
-        };
-        use diesel::sql_types::{Bool, Double, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid};
+        use crate::db::schema::sql_types::{PgRunStatus, PgRunTrigger, PgTaskStatus};
+        use diesel::sql_types::{Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid};
         let r = self.run;
         out.push_sql(
             "WITH r AS (INSERT INTO runs (id, workflow_id, version, status, inputs, \
@@ -125,25 +123,9 @@ impl QueryFragment<Pg> for CreateRun<'_> {
         out.push_bind_param::<Jsonb, _>(self.tasks)?;
         out.push_sql(
             ") WITH ORDINALITY AS s(value, ord)), \
-             e AS (INSERT INTO run_events (run_id, seq, kind, status, step, percent, \
-             eta_seconds, message, at, workflow_id, step_percent) SELECT r.id, 1, ",
+             e AS (",
         );
-        let ev = self.first;
-        out.push_bind_param::<PgEventKind, _>(&ev.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<PgEventStatus>, _>(&ev.status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&ev.step)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Double, _>(&ev.percent)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Double>, _>(&ev.eta_seconds)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&ev.message)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.at)?;
-        out.push_sql(", r.workflow_id, ");
-        out.push_bind_param::<Nullable<Double>, _>(&ev.step_percent)?;
+        crate::repo::events::push_insert(out.reborrow(), "r", "1", self.first, &self.at)?;
         out.push_sql(" FROM r), o AS (INSERT INTO job_outbox (run_id, payload) SELECT r.id, ");
         out.push_bind_param::<Jsonb, _>(self.job)?;
         out.push_sql(" FROM r), ");

@@ -115,7 +115,7 @@ impl QueryFragment<Pg> for Transition<'_> {
         out.push_bind_param::<Text, _>(self.fence.owner)?;
         out.push_sql(" AND deliveries = ");
         out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
-        out.push_sql(" RETURNING last_seq, workflow_id), task AS (UPDATE tasks SET ");
+        out.push_sql(" RETURNING id, last_seq, workflow_id), task AS (UPDATE tasks SET ");
         keep_or_set::<PgTaskStatus, _>(out.reborrow(), "status", &c.status)?;
         out.push_sql(", ");
         keep_or_set::<Int4, _>(out.reborrow(), "attempt", &c.attempt)?;
@@ -145,7 +145,7 @@ impl QueryFragment<Pg> for Transition<'_> {
         // statement fails on it, so nothing is written (no number spent on a missing event).
         push_insert(
             out.reborrow(),
-            &self.fence.run_id,
+            "next",
             "CASE WHEN task.one = 1 THEN next.last_seq END",
             self.ev,
             &self.at,

@@ -90,8 +90,16 @@ impl Execution {
         Ok(hit)
     }
 
-    /// Bytes of output the run has stored so far (for the per-run limit).
+    /// Bytes of output the run has stored so far (for the per-run limit): the sum over the
+    /// tasks this worker keeps in memory, read from the database only when it keeps none.
     pub async fn stored_bytes(&self) -> Result<u64> {
+        {
+            let view = self.tasks.lock().await;
+            if !view.is_empty() {
+                let n: i64 = view.iter().filter_map(|t| t.output_bytes).sum();
+                return Ok(n.max(0) as u64);
+            }
+        }
         let run_id = self.run_id;
         let n = self
             .db
