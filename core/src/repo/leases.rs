@@ -2,7 +2,9 @@
 //! handed back, and unleased unfinished runs are found again by the reconciler.
 
 use chrono::Utc;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment};
 use uuid::Uuid;
 
 use crate::db::schema::runs;
@@ -19,21 +21,41 @@ pub fn claim(
     owner: &str,
     lease_seconds: i64,
 ) -> Result<Option<RunRow>> {
-    let sql = "UPDATE runs SET lease_owner = $2, \
-               lease_expires_at = now() + make_interval(secs => $3), \
-               deliveries = deliveries + 1, not_before = NULL \
-               WHERE id = $1 AND status IN ($4, $5) \
-               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now()) \
-               RETURNING *";
-    let [queued, running] = RunStatus::UNFINISHED;
-    Ok(diesel::sql_query(sql)
-        .bind::<diesel::sql_types::Uuid, _>(id)
-        .bind::<diesel::sql_types::Text, _>(owner)
-        .bind::<diesel::sql_types::Double, _>(lease_seconds as f64)
-        .bind::<PgRunStatus, _>(queued)
-        .bind::<PgRunStatus, _>(running)
-        .get_result::<RunRow>(conn)
-        .optional()?)
+    Ok(Claim {
+        id,
+        owner,
+        secs: lease_seconds as f64,
+    }
+    .get_result::<RunRow>(conn)
+    .optional()?)
+}
+
+/// The statement of [`claim`], prepared once per connection (it runs on every delivery).
+struct Claim<'a> {
+    id: Uuid,
+    owner: &'a str,
+    secs: f64,
+}
+
+crate::prepared_statement!(Claim<'a>);
+
+impl QueryFragment<Pg> for Claim<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
+        out.push_sql("UPDATE runs SET lease_owner = ");
+        out.push_bind_param::<Text, _>(self.owner)?;
+        out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
+        out.push_bind_param::<Double, _>(&self.secs)?;
+        out.push_sql(
+            "), deliveries = deliveries + 1, not_before = NULL \
+             WHERE status IN ('queued', 'running') AND id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(" AND (lease_owner IS NULL OR lease_owner = ");
+        out.push_bind_param::<Text, _>(self.owner)?;
+        out.push_sql(" OR lease_expires_at < now()) RETURNING *");
+        Ok(())
+    }
 }
 
 /// Extends the lease. `None` means it was lost (expired and taken, or the run ended);

@@ -14,6 +14,7 @@ pub mod monitoring;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod run_create;
+pub mod run_end;
 pub mod run_state;
 pub mod runs;
 pub mod runs_batch;

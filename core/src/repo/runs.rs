@@ -161,17 +161,7 @@ pub fn tasks_of(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<TaskRow>> {
 }
 
 pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    let n = diesel::update(
-        runs::table
-            .filter(runs::id.eq(id))
-            .filter(runs::status.eq(RunStatus::Queued)),
-    )
-    .set((
-        runs::status.eq(RunStatus::Running),
-        runs::started_at.eq(Some(chrono::Utc::now())),
-    ))
-    .execute(conn)?;
-    Ok(n == 1)
+    crate::repo::run_state::mark_running(conn, id)
 }
 
 /// Moves an unfinished run to a terminal status; `false` if it had already ended.

@@ -25,7 +25,7 @@ use crate::repo::runs::TaskChange;
 use crate::runs::dag::Node;
 use crate::runs::eta::Estimator;
 use crate::runs::events::{
-    cancel_remaining, change_task, progress_reported, record, run_changed, task_changed,
+    cancel_remaining, change_task, progress_reported, run_changed, task_changed,
 };
 use crate::runs::{RunEvent, RunStatus, TaskStatus};
 use crate::workflows::WorkflowSpec;
@@ -355,22 +355,34 @@ impl Execution {
             .await
     }
 
-    /// The run ended with `status`; a no-op if it had already ended.
+    /// The run ended with `status`: one statement fenced by the lease (and the wake-up of runs
+    /// waiting for a slot of its workflow, in the same transaction).
     pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
-        let (run_id, est) = (self.run_id, self.est.clone());
-        let took = self
-            .write(move |conn| {
-                let Some(done) = repo::run_state::finish(conn, run_id, status, error.as_deref())?
-                else {
-                    return Ok((None, vec![]));
-                };
-                let took = done.took;
-                crate::runs::limits::wake_next(conn, run_id)?;
-                let ev = record(conn, &est, run_id, run_changed(status, error.clone()))?;
-                Ok((took.and_then(|d| d.to_std().ok()), vec![ev]))
+        let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
+        let mut ev = run_changed(status, error.clone());
+        ev.percent = crate::runs::eta::FINISHED.percent;
+        ev.eta_seconds = crate::runs::eta::FINISHED.eta_seconds;
+        let ended = self
+            .retrying(move |conn| {
+                conn.transaction::<_, Error, _>(|conn| {
+                    let fence = repo::task_transition::Fence {
+                        run_id,
+                        owner: &owner,
+                        epoch,
+                    };
+                    match repo::run_end::finish(conn, &fence, status, error.as_deref(), &ev)? {
+                        Some(end) => {
+                            crate::runs::limits::wake_next(conn, run_id)?;
+                            Ok(end)
+                        }
+                        // An ended run holds no lease either.
+                        None => Err(Error::Conflict("run lease lost".into())),
+                    }
+                })
             })
             .await?;
-        if let Some(d) = took {
+        self.bus.publish(&[ended.event.into()]).await;
+        if let Some(d) = ended.took.and_then(|d| d.to_std().ok()) {
             crate::metrics::runs::RUN_DURATION
                 .with_label_values(&[status.as_str()])
                 .observe(d.as_secs_f64());
