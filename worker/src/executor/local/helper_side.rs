@@ -1,5 +1,5 @@
 //! The spawn helper's own loop: a small single-threaded process (this binary, started with
-//! [`ARG`]) that starts the worker's steps. See `spawn_helper` for why it exists.
+//! [`ARG`]) that forks the worker's steps. See `spawn_helper` for why it exists.
 //!
 //! Protocol, on a `SOCK_SEQPACKET` socket at fd 3: each message is one step, NUL-separated
 //! fields `program, cwd, argc, argv..., env...` with three descriptors attached: the step's
@@ -165,94 +165,68 @@ fn spawn(msg: &[u8], [out, err, status]: [RawFd; 3], steps: &mut HashMap<i32, Ra
         .map(|a| a.as_ptr())
         .chain([std::ptr::null()])
         .collect();
-    let mut child = Child {
-        program: step.program.as_ptr(),
-        argv: argv.as_ptr(),
-        envp: envp.as_ptr(),
-        cwd: step.cwd.as_ptr(),
-        out,
-        err,
-        // SAFETY: getpid has no preconditions.
-        helper: unsafe { libc::getpid() },
-        errno: 0,
-    };
-    // The child's own stack while it shares this process's memory (until it executes).
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: `clone` with `CLONE_VM | CLONE_VFORK`, as `posix_spawn` does: the child runs
-    // `child_main` on its own stack in this process's memory and this process waits until the
-    // child executed its program or exited; `child` and `stack` outlive that wait. No page
-    // tables are copied, which is the point of the helper being cheap to start steps from.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&raw mut child).cast(),
-        )
-    };
-    close_all(&[out, err]);
-    if pid < 0 {
-        report(
-            status,
-            b'E',
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        );
-        close_all(&[status]);
-        return;
-    }
-    if child.errno != 0 {
-        // SAFETY: reaping the child that just failed to execute.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        report(status, b'E', child.errno);
-        close_all(&[status]);
-        return;
-    }
-    report(status, b'P', pid);
-    steps.insert(pid, status);
-}
-
-/// The stack of a child between its start and its exec.
-const CHILD_STACK: usize = 64 * 1024;
-
-/// What a starting child needs, prepared before it starts; `errno` is its answer when it could
-/// not execute the step (it shares the helper's memory until it does).
-struct Child {
-    program: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-    cwd: *const libc::c_char,
-    out: RawFd,
-    err: RawFd,
-    helper: libc::pid_t,
-    errno: i32,
-}
-
-/// The child between `clone` and `execve`: only system calls, on memory prepared before.
-extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the helper's `Child`, alive while the helper waits for this child.
+    let dev_null = c"/dev/null";
+    let mut pipe = [-1; 2];
+    // SAFETY: a fork of this single-threaded process; the child uses only async-signal-safe
+    // calls on memory prepared before the fork, then executes the step or exits.
     unsafe {
-        let c = &mut *arg.cast::<Child>();
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        // std ignores SIGPIPE in this binary; a step gets the default back.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::setpgid(0, 0);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != c.helper {
-            libc::_exit(137);
+        if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+            report(status, b'E', *libc::__errno_location());
+            close_all(&[out, err, status]);
+            return;
         }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if null >= 0
-            && libc::dup2(null, 0) >= 0
-            && libc::dup2(c.out, 1) >= 0
-            && libc::dup2(c.err, 2) >= 0
-            && libc::chdir(c.cwd) >= 0
-        {
-            libc::execve(c.program, c.argv, c.envp);
+        let me = libc::getpid();
+        let pid = libc::fork();
+        if pid == 0 {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != me {
+                libc::_exit(137);
+            }
+            let null = libc::open(dev_null.as_ptr(), libc::O_RDONLY);
+            if null < 0
+                || libc::dup2(null, 0) < 0
+                || libc::dup2(out, 1) < 0
+                || libc::dup2(err, 2) < 0
+                || libc::chdir(step.cwd.as_ptr()) < 0
+            {
+                child_failed(pipe[1]);
+            }
+            libc::execve(step.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            child_failed(pipe[1]);
         }
-        c.errno = (*libc::__errno_location()).max(1);
+        libc::close(pipe[1]);
+        close_all(&[out, err]);
+        if pid < 0 {
+            report(status, b'E', *libc::__errno_location());
+            close_all(&[pipe[0], status]);
+            return;
+        }
+        // Closed by the exec (close-on-exec), or carrying the errno that stopped it.
+        let mut errno = [0u8; 4];
+        let n = libc::read(pipe[0], errno.as_mut_ptr().cast(), 4);
+        libc::close(pipe[0]);
+        if n == 4 {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            report(status, b'E', i32::from_ne_bytes(errno));
+            libc::close(status);
+            return;
+        }
+        report(status, b'P', pid);
+        steps.insert(pid, status);
+    }
+}
+
+/// In the forked child: reports errno to the helper and exits.
+unsafe fn child_failed(pipe: RawFd) -> ! {
+    // SAFETY: async-signal-safe calls only.
+    unsafe {
+        let errno = (*libc::__errno_location()).to_ne_bytes();
+        libc::write(pipe, errno.as_ptr().cast(), 4);
         libc::_exit(127)
     }
 }

@@ -1,4 +1,4 @@
-//! The worker's side of the spawn helper: a small process, started once, that starts steps.
+//! The worker's side of the spawn helper: a small process, started once, that forks steps.
 //!
 //! A step must die with the worker, even a SIGKILLed one: the kernel's parent-death signal
 //! (`PR_SET_PDEATHSIG`) does that, but it can only be set in the step's own process between
@@ -6,9 +6,8 @@
 //! per step (copy-on-write faults, TLB shootdowns) or executing `setpriv` before the step's
 //! program (a second exec: `perf` put it at a quarter of the worker's CPU, more than `sh`
 //! itself, at a few hundred steps a second; docs/performance.md). The helper is this binary,
-//! single-threaded: it starts each step as `posix_spawn` would (`clone` with `CLONE_VM`, no
-//! page tables copied), and the step sets the signal in its own process between that and its
-//! exec, which a multi-threaded worker cannot safely do (and std does not offer). The helper itself has the signal towards the worker, so a dead worker
+//! single-threaded and small: forking it is cheap, and each step gets the signal in its own
+//! process at no exec. The helper itself has the signal towards the worker, so a dead worker
 //! takes the helper and with it every step. Protocol: `helper_side`.
 
 use std::ffi::OsString;
