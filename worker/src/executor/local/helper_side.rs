@@ -187,7 +187,7 @@ fn spawn(msg: &[u8], [out, err, status]: [RawFd; 3], steps: &mut HashMap<i32, Ra
             if libc::getppid() != me {
                 libc::_exit(137);
             }
-            let null = libc::open(dev_null.as_ptr(), libc::O_RDONLY);
+            let null = libc::open(dev_null.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
             if null < 0
                 || libc::dup2(null, 0) < 0
                 || libc::dup2(out, 1) < 0
