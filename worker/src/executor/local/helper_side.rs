@@ -24,6 +24,8 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub fn main() -> ! {
     // SAFETY: plain libc calls on this single-threaded process's own descriptors and memory.
     unsafe {
+        // The thread name `top` and `perf` show (it would be `exe`, from `/proc/self/exe`).
+        libc::prctl(libc::PR_SET_NAME, c"tms-spawner".as_ptr());
         let mut chld: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut chld);
         libc::sigaddset(&mut chld, libc::SIGCHLD);

@@ -93,7 +93,9 @@ impl Helper {
             unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
         let (theirs_fd, parent) = (theirs.as_raw_fd(), std::process::id() as i32);
         let mut cmd = std::process::Command::new(exe);
-        cmd.arg(ARG)
+        // Shown by `ps` as `tms-worker __tms-spawn-helper` rather than `/proc/self/exe …`.
+        cmd.arg0("tms-worker")
+            .arg(ARG)
             .env_clear()
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
