@@ -97,6 +97,11 @@ impl Helper {
         cmd.arg0("tms-worker")
             .arg(ARG)
             .env_clear()
+            // Only a coverage build's profile settings (`scripts/coverage`); nothing else.
+            .envs(
+                std::env::vars_os()
+                    .filter(|(k, _)| k.to_string_lossy().starts_with("LLVM_PROFILE")),
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null());
         // SAFETY: async-signal-safe calls only, in the child between fork and exec. This one
@@ -192,7 +197,10 @@ impl Helper {
         let mut status = pipe::Receiver::from_owned_fd(status_r).map_err(H)?;
         let fds = [out_w.as_raw_fd(), err_w.as_raw_fd(), status_w.as_raw_fd()];
         if let Err(e) = self.send(&msg, fds) {
-            self.alive.store(false, Ordering::Relaxed);
+            // Too large a message concerns this step only; anything else, the helper.
+            if e.raw_os_error() != Some(libc::EMSGSIZE) {
+                self.alive.store(false, Ordering::Relaxed);
+            }
             return Err(H(e));
         }
         drop((out_w, err_w, status_w));
@@ -410,6 +418,30 @@ mod tests {
             "{:?}",
             refused.map(|s| s.pid)
         );
+    }
+
+    #[tokio::test]
+    async fn a_step_too_large_for_the_socket_is_refused_and_the_helper_stays() {
+        let helper = Helper::start_from(&worker_binary()).expect("helper starts");
+        let dir = std::env::temp_dir();
+        let env = vec![("BIG".into(), "x".repeat(600 * 1024).into())];
+        let big = helper
+            .spawn(Path::new("/bin/true"), &os(&["true"]), &env, &dir)
+            .await;
+        assert!(
+            matches!(big, Err(SpawnError::Helper(_))),
+            "{:?}",
+            big.map(|s| s.pid)
+        );
+        assert!(
+            helper.is_alive(),
+            "one large step does not retire the helper"
+        );
+        let mut s = helper
+            .spawn(Path::new("/bin/true"), &os(&["true"]), &[], &dir)
+            .await
+            .expect("the next step starts");
+        assert_eq!(s.exit.wait().await.expect("exit").code(), Some(0));
     }
 
     #[test]
