@@ -108,6 +108,10 @@ impl Helper {
         // fork of the worker happens once per process.
         unsafe {
             cmd.pre_exec(move || {
+                // A process group of its own: a terminal's Ctrl-C (or any signal to the
+                // worker's group) must not kill the helper, and with it every running step,
+                // while the worker drains gracefully.
+                libc::setpgid(0, 0);
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if libc::getppid() != parent {
                     libc::_exit(137);
@@ -442,6 +446,15 @@ mod tests {
             .await
             .expect("the next step starts");
         assert_eq!(s.exit.wait().await.expect("exit").code(), Some(0));
+    }
+
+    #[test]
+    fn the_helper_is_out_of_the_workers_process_group() {
+        let helper = Helper::start_from(&worker_binary()).expect("helper starts");
+        // SAFETY: getpgid on this process and on the helper it started.
+        let (ours, its) = unsafe { (libc::getpgid(0), libc::getpgid(helper.pid)) };
+        assert_eq!(its, helper.pid, "the helper leads its own group");
+        assert_ne!(its, ours);
     }
 
     #[test]
