@@ -11,26 +11,14 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use tms_core::artifacts::manifest::hash_file;
 use tms_core::artifacts::sweep::{SweepReport, sweep};
 use tms_core::artifacts::{ArtifactError, Artifacts, BlobStore, EMPTY_MANIFEST, Limits};
-use tms_core::auth::jwt::JwtKeys;
-use tms_core::auth::service::{AuthService, bootstrap_admin};
-use tms_core::bus::{EventBus, lazy_connection};
 use tms_core::db::Db;
-use tms_core::queue::relay::Relay;
 use tms_core::repo;
 use tms_core::repo::artifacts::{Expired, NewCacheEntry};
-use tms_core::runs::eta::Estimator;
-use tms_core::runs::service::{RunService, TriggerRequest};
-use tms_core::workflows::service::WorkflowService;
-use tms_core::workflows::{StepSpec, WorkflowInput};
 use uuid::Uuid;
 
-const DAY: Duration = Duration::from_secs(86_400);
+mod common;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
-    })
-}
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -86,63 +74,11 @@ fn sql(db_url: &str, q: &str) {
 /// A fresh migrated database holding a workflow `a -> b` and two runs of it; returns the
 /// database handle, its URL, the workflow and the runs `(live, old)`.
 async fn setup() -> (Db, String, Uuid, Uuid, Uuid) {
-    let admin = env("TMS_TEST_DATABASE_URL");
-    let name = format!("tms_sweep_{}", Uuid::new_v4().simple());
-    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .expect("create database");
-    let url = format!("{}/{name}", admin.rsplit_once('/').expect("database url").0);
-    let db = Db::new(&url, 4).expect("pool");
-    db.migrate().await.expect("migrate");
-    let redis = lazy_connection(&env("TMS_TEST_REDIS_URL")).expect("redis");
-    let relay = Relay::new(db.clone(), redis.clone(), &format!("q-{}", Uuid::new_v4()));
-    let runs = RunService::new(db.clone(), EventBus::new(redis), relay, Estimator::new());
-    let auth = AuthService::new(
-        db.clone(),
-        JwtKeys::new(b"sweep-test-secret-sweep-test-secret-0", 600).expect("keys"),
-    );
-    bootstrap_admin(&db, "a@sweep.test", "password-for-tests")
-        .await
-        .expect("admin");
-    let token = auth
-        .login("a@sweep.test", "password-for-tests", &Default::default())
-        .await
-        .expect("login")
-        .access_token;
-    let who = auth.authenticate(&token).await.expect("principal");
-    let step = |name: &str, deps: &[&str]| StepSpec {
-        name: name.into(),
-        image: "alpine:3.20".into(),
-        run: Some("true".into()),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        ..Default::default()
-    };
-    let wf = WorkflowService::new(db.clone())
-        .create(
-            Some(&who),
-            WorkflowInput {
-                name: "outputs".into(),
-                description: None,
-                steps: vec![step("a", &[]), step("b", &["a"])],
-                schedule: None,
-                max_concurrent_runs: None,
-                rate_limit: None,
-            },
-        )
-        .await
-        .expect("workflow");
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let req = TriggerRequest {
-            workflow_id: wf.id,
-            inputs: None,
-            idempotency_key: None,
-            no_cache: false,
-        };
-        ids.push(runs.trigger(Some(&who), req).await.expect("trigger").id);
-    }
-    (db, url, wf.id, ids[0], ids[1])
+    let b = common::base("tms_sweep").await;
+    let steps = vec![common::step("a", &[]), common::step("b", &["a"])];
+    let wf = b.create_workflow(common::workflow("outputs", steps)).await;
+    let (live, old) = (b.trigger(wf).await, b.trigger(wf).await);
+    (b.db, b.url, wf, live, old)
 }
 
 #[tokio::test]

@@ -3,78 +3,30 @@
 //! missed ones counted, a live lease is not taken, and a second run for a tick is refused by
 //! the unique constraint without an error.
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
-use tms_core::auth::jwt::JwtKeys;
-use tms_core::auth::service::{AuthService, bootstrap_admin};
-use tms_core::bus::{EventBus, lazy_connection};
 use tms_core::db::Db;
-use tms_core::queue::relay::Relay;
 use tms_core::repo;
 use tms_core::repo::runs::NewRun;
 use tms_core::runs::RunTrigger;
-use tms_core::runs::eta::Estimator;
 use tms_core::runs::scheduled::FireOutcome;
-use tms_core::runs::service::RunService;
 use tms_core::workflows::service::WorkflowService;
-use tms_core::workflows::{ScheduleInput, StepSpec, WorkflowInput};
+use tms_core::workflows::{ScheduleInput, WorkflowInput};
 use uuid::Uuid;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run through `scripts/test`, which starts Postgres and Redis")
-    })
-}
+mod common;
 
 #[tokio::test]
 async fn only_the_current_epoch_fires_and_a_tick_fires_once() {
-    let admin = env("TMS_TEST_DATABASE_URL");
-    let name = format!("tms_fence_{}", Uuid::new_v4().simple());
-    let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .expect("create database");
-    let url = format!("{}/{name}", admin.rsplit_once('/').expect("database url").0);
-    let db = Db::new(&url, 4).expect("pool");
-    db.migrate().await.expect("migrate");
-    let redis = lazy_connection(&env("TMS_TEST_REDIS_URL")).expect("redis");
-    let relay = Relay::new(
-        db.clone(),
-        redis.clone(),
-        &format!("q-{}", Uuid::new_v4().simple()),
-    );
-    let runs = RunService::new(db.clone(), EventBus::new(redis), relay, Estimator::new());
-    let auth = AuthService::new(
-        db.clone(),
-        JwtKeys::new(b"fencing-test-secret-fencing-test-secret", 600).expect("keys"),
-    );
-    bootstrap_admin(&db, "a@fence.test", "password-for-tests")
-        .await
-        .expect("admin");
-    let token = auth
-        .login("a@fence.test", "password-for-tests", &Default::default())
-        .await
-        .expect("login")
-        .access_token;
-    let who = auth.authenticate(&token).await.expect("principal");
+    let common::Base { db, runs, who, .. } = common::base("tms_fence").await;
     let wf = WorkflowService::new(db.clone())
         .create(
             Some(&who),
             WorkflowInput {
-                name: "fenced".into(),
-                description: None,
-                steps: vec![StepSpec {
-                    name: "a".into(),
-                    image: "alpine:3.20".into(),
-                    run: Some("true".into()),
-                    ..Default::default()
-                }],
                 schedule: Some(ScheduleInput {
                     cron: "*/2 * * * * *".into(),
                     timezone: None,
                     enabled: None,
                 }),
-                max_concurrent_runs: None,
-                rate_limit: None,
+                ..common::workflow("fenced", vec![common::step("a", &[])])
             },
         )
         .await

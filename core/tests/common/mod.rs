@@ -1,5 +1,6 @@
 //! What the core's integration tests share: a fresh migrated database on the Postgres and
-//! Redis `scripts/test` provides, holding one queued run of a two-step chain a -> b.
+//! Redis `scripts/test` provides, with the run service and a signed-in admin (`base`), and one
+//! queued run of a two-step chain a -> b (`setup`).
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -28,20 +29,20 @@ pub fn env(name: &str) -> String {
     })
 }
 
-pub struct Setup {
+/// A fresh migrated database with the services the core's tests drive and an admin principal.
+pub struct Base {
     pub db: Db,
-    pub bus: EventBus,
     pub url: String,
-    pub run_id: Uuid,
-    pub workflow_id: Uuid,
+    pub bus: EventBus,
     pub runs: RunService,
     pub who: tms_core::auth::Principal,
 }
 
-/// A fresh migrated database with one queued run of a two-step chain a -> b.
-pub async fn setup() -> Setup {
+/// A fresh migrated database named `<prefix>_<uuid>`, its run service on a queue of its own,
+/// and a bootstrapped admin signed in.
+pub async fn base(prefix: &str) -> Base {
     let admin = env("TMS_TEST_DATABASE_URL");
-    let name = format!("tms_exec_{}", Uuid::new_v4().simple());
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
     let mut conn = PgConnection::establish(&admin).expect("connect to the test cluster");
     diesel::sql_query(format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
@@ -55,56 +56,103 @@ pub async fn setup() -> Setup {
     let relay = Relay::new(db.clone(), redis, &queue);
     let auth = AuthService::new(
         db.clone(),
-        JwtKeys::new(b"execution-test-secret-execution-test", 600).expect("keys"),
+        JwtKeys::new(b"core-tests-secret-core-tests-secret-0", 600).expect("keys"),
     );
     assert!(
-        bootstrap_admin(&db, "a@exec.test", "password-for-tests")
+        bootstrap_admin(&db, "a@core.test", "password-for-tests")
             .await
             .expect("admin")
     );
     let token = auth
-        .login("a@exec.test", "password-for-tests", &Default::default())
+        .login("a@core.test", "password-for-tests", &Default::default())
         .await
         .expect("login")
         .access_token;
     let who = auth.authenticate(&token).await.expect("principal");
-    let step = |name: &str, deps: &[&str]| StepSpec {
+    let runs = RunService::new(db.clone(), bus.clone(), relay, Estimator::new());
+    Base {
+        db,
+        url,
+        bus,
+        runs,
+        who,
+    }
+}
+
+/// A step running `true`, after `deps`.
+pub fn step(name: &str, deps: &[&str]) -> StepSpec {
+    StepSpec {
         name: name.into(),
         image: "alpine:3.20".into(),
         run: Some("true".into()),
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         ..Default::default()
-    };
-    let wf = WorkflowService::new(db.clone())
-        .create(
-            Some(&who),
-            WorkflowInput {
-                name: "chain".into(),
-                description: None,
-                steps: vec![step("a", &[]), step("b", &["a"])],
-                schedule: None,
-                max_concurrent_runs: None,
-                rate_limit: None,
-            },
-        )
-        .await
-        .expect("workflow");
-    let runs = RunService::new(db.clone(), bus.clone(), relay, Estimator::new());
-    let req = TriggerRequest {
-        workflow_id: wf.id,
-        inputs: None,
-        idempotency_key: None,
-        no_cache: false,
-    };
-    let run = runs.trigger(Some(&who), req).await.expect("trigger");
+    }
+}
+
+/// A workflow input of `steps` named `name`, without schedule or limits.
+pub fn workflow(name: &str, steps: Vec<StepSpec>) -> WorkflowInput {
+    WorkflowInput {
+        name: name.into(),
+        description: None,
+        steps,
+        schedule: None,
+        max_concurrent_runs: None,
+        rate_limit: None,
+    }
+}
+
+impl Base {
+    /// Creates `input` as the admin; returns the workflow's id.
+    pub async fn create_workflow(&self, input: WorkflowInput) -> Uuid {
+        WorkflowService::new(self.db.clone())
+            .create(Some(&self.who), input)
+            .await
+            .expect("workflow")
+            .id
+    }
+
+    /// Triggers a run of `workflow_id` as the admin; returns its id.
+    pub async fn trigger(&self, workflow_id: Uuid) -> Uuid {
+        let req = TriggerRequest {
+            workflow_id,
+            inputs: None,
+            idempotency_key: None,
+            no_cache: false,
+        };
+        self.runs
+            .trigger(Some(&self.who), req)
+            .await
+            .expect("trigger")
+            .id
+    }
+}
+
+pub struct Setup {
+    pub db: Db,
+    pub bus: EventBus,
+    pub url: String,
+    pub run_id: Uuid,
+    pub workflow_id: Uuid,
+    pub runs: RunService,
+    pub who: tms_core::auth::Principal,
+}
+
+/// A fresh migrated database with one queued run of a two-step chain a -> b.
+pub async fn setup() -> Setup {
+    let b = base("tms_exec").await;
+    let workflow_id = b
+        .create_workflow(workflow("chain", vec![step("a", &[]), step("b", &["a"])]))
+        .await;
+    let run_id = b.trigger(workflow_id).await;
     Setup {
-        db,
-        bus,
-        url,
-        run_id: run.id,
-        workflow_id: wf.id,
-        runs,
-        who,
+        db: b.db,
+        bus: b.bus,
+        url: b.url,
+        run_id,
+        workflow_id,
+        runs: b.runs,
+        who: b.who,
     }
 }
 
