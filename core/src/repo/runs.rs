@@ -160,10 +160,6 @@ pub fn tasks_of(conn: &mut PgConnection, run_id: Uuid) -> Result<Vec<TaskRow>> {
         .load(conn)?)
 }
 
-pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    crate::repo::run_state::mark_running(conn, id)
-}
-
 /// Moves an unfinished run to a terminal status; `false` if it had already ended.
 pub fn finish(
     conn: &mut PgConnection,

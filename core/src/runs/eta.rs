@@ -258,7 +258,7 @@ impl Estimator {
         if let Some(step) = succeeded {
             self.forget_unless_known(run.workflow_id, step);
         }
-        self.estimate_of(conn, run.workflow_id, run.tasks)
+        self.estimate_of(conn, run.workflow_id, &run.tasks)
     }
 
     /// As [`Self::estimate_with`], for a running run whose tasks (as of the event) the caller
@@ -269,7 +269,7 @@ impl Estimator {
         &self,
         conn: &mut PgConnection,
         workflow_id: Uuid,
-        tasks: Vec<TaskRow>,
+        tasks: &[TaskRow],
         succeeded: Option<&str>,
     ) -> Result<Estimate> {
         if let Some(step) = succeeded {
@@ -284,11 +284,7 @@ impl Estimator {
         if let (Some(step), Some(secs)) = (succeeded, seen) {
             expected = self.learn_one(workflow_id, step, secs, expected);
         }
-        let tasks: Vec<TaskState> = tasks
-            .into_iter()
-            .map(|t| task_state(t, &expected))
-            .collect();
-        Ok(compute(&tasks, Utc::now()))
+        Ok(estimate_rows(tasks, &expected, Utc::now()))
     }
 
     /// `expected` with `step` taking `secs`, also kept in the cache (under its original time).
@@ -315,14 +311,10 @@ impl Estimator {
         &self,
         conn: &mut PgConnection,
         workflow_id: Uuid,
-        tasks: Vec<TaskRow>,
+        tasks: &[TaskRow],
     ) -> Result<Estimate> {
         let expected = self.expected_durations(conn, workflow_id)?;
-        let tasks: Vec<TaskState> = tasks
-            .into_iter()
-            .map(|t| task_state(t, &expected))
-            .collect();
-        Ok(compute(&tasks, Utc::now()))
+        Ok(estimate_rows(tasks, &expected, Utc::now()))
     }
 
     /// Estimates of many runs as of one instant, for list pages: the runs and all their tasks
@@ -354,25 +346,30 @@ impl Estimator {
                     d
                 }
             };
-            let tasks: Vec<TaskState> = tasks_by_run
-                .remove(&run.id)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| task_state(t, &expected))
-                .collect();
-            out.insert(run.id, compute(&tasks, now));
+            let tasks = tasks_by_run.remove(&run.id).unwrap_or_default();
+            out.insert(run.id, estimate_rows(&tasks, &expected, now));
         }
         Ok(out)
     }
 }
 
-fn task_state(t: TaskRow, expected: &HashMap<String, f64>) -> TaskState {
+/// The estimate at `now` of a run whose tasks are `tasks`, steps expected to take `expected`.
+fn estimate_rows(
+    tasks: &[TaskRow],
+    expected: &HashMap<String, f64>,
+    now: DateTime<Utc>,
+) -> Estimate {
+    let tasks: Vec<TaskState> = tasks.iter().map(|t| task_state(t, expected)).collect();
+    compute(&tasks, now)
+}
+
+fn task_state(t: &TaskRow, expected: &HashMap<String, f64>) -> TaskState {
     TaskState {
         expected: expected.get(&t.name).copied(),
         progress: t.progress_percent.zip(t.progress_at),
         status: t.status,
-        name: t.name,
-        depends_on: t.depends_on,
+        name: t.name.clone(),
+        depends_on: t.depends_on.clone(),
         started_at: t.started_at,
     }
 }

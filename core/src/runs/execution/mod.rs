@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::{Connection, PgConnection};
+use diesel::Connection;
 use uuid::Uuid;
 
 mod logs;
@@ -27,7 +27,7 @@ use crate::runs::eta::Estimator;
 use crate::runs::events::{
     cancel_remaining, change_task, progress_reported, run_changed, task_changed,
 };
-use crate::runs::{RunEvent, RunStatus, TaskStatus};
+use crate::runs::{RunStatus, TaskStatus};
 use crate::workflows::WorkflowSpec;
 
 /// Writes retried while Postgres is unreachable, backing off from 200 ms to 2 s.
@@ -319,18 +319,12 @@ impl Execution {
         };
         // A cacheable success also stores its cache entry: a transaction.
         let (run_id, name, est) = (self.run_id, step.to_string(), self.est.clone());
-        let mut view = self.tasks.lock().await;
-        let applied = change.clone();
-        self.write(move |conn| {
+        self.write_task(step, move |conn| {
             let ev = change_task(conn, &est, run_id, &name, &change, ev.clone())?;
             outputs::store_entry(conn, run_id, &name, &c, &manifest)?;
-            Ok(((), vec![ev]))
+            Ok(((), change.clone(), vec![ev]))
         })
-        .await?;
-        if let Some(t) = view.iter_mut().find(|t| t.name == step) {
-            applied.apply_to(t);
-        }
-        Ok(())
+        .await
     }
 
     /// `step` can never run: `dependency` did not succeed.
@@ -410,42 +404,5 @@ impl Execution {
     ) -> Result<()> {
         let ev = task_changed(step, status, message);
         self.transition(step, change, ev).await
-    }
-
-    /// As [`Self::transition`], in a transaction that reads the run for the event's estimate.
-    async fn change_in_transaction(
-        &self,
-        step: &str,
-        change: TaskChange,
-        ev: crate::repo::events::NewEvent,
-    ) -> Result<()> {
-        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
-        self.write(move |conn| {
-            let ev = change_task(conn, &est, run_id, &step, &change, ev.clone())?;
-            Ok(((), vec![ev]))
-        })
-        .await
-    }
-
-    /// Runs `f` in a transaction that first re-checks this worker still holds the lease, then
-    /// publishes the events it returns. Retried while the database is unreachable.
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: Fn(&mut PgConnection) -> Result<(T, Vec<RunEvent>)> + Send + Sync + Clone + 'static,
-    {
-        let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
-        let (out, events) = self
-            .retrying(move |conn| {
-                conn.transaction::<_, Error, _>(|conn| {
-                    if !repo::leases::holds_lease(conn, run_id, &owner, epoch)? {
-                        return Err(Error::Conflict("run lease lost".into()));
-                    }
-                    f(conn)
-                })
-            })
-            .await?;
-        self.bus.publish(&events).await;
-        Ok(out)
     }
 }

@@ -49,20 +49,18 @@ impl Execution {
     /// (one event) and returns their manifest; a miss records the key on the task for
     /// `explainCache`.
     pub async fn cache_lookup(&self, step: &str, key: &CacheKey) -> Result<Option<String>> {
-        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
+        let (run_id, name, est) = (self.run_id, step.to_string(), self.est.clone());
         let (k, parts) = (key.key.clone(), key.parts_json());
-        let mut view = self.tasks.lock().await;
-        let name = step.clone();
-        let (hit, change) = self
-            .write(move |conn| {
+        let hit = self
+            .write_task(step, move |conn| {
                 let mut change = TaskChange {
                     cache_key: Some(Some(k.clone())),
                     cache_parts: Some(Some(parts.clone())),
                     ..Default::default()
                 };
                 let Some(entry) = repo::artifacts::take_hit(conn, &k)? else {
-                    repo::runs::update_task(conn, run_id, &step, &change)?;
-                    return Ok(((None, change), vec![]));
+                    repo::runs::update_task(conn, run_id, &name, &change)?;
+                    return Ok((None, change, vec![]));
                 };
                 let now = chrono::Utc::now();
                 change.status = Some(TaskStatus::Cached);
@@ -77,15 +75,11 @@ impl Execution {
                     entry.source_run_id,
                     &k[..12]
                 );
-                let ev = task_changed(&step, TaskStatus::Cached, Some(msg));
-                let ev = change_task(conn, &est, run_id, &step, &change, ev)?;
-                Ok(((Some(entry.manifest), change), vec![ev]))
+                let ev = task_changed(&name, TaskStatus::Cached, Some(msg));
+                let ev = change_task(conn, &est, run_id, &name, &change, ev)?;
+                Ok((Some(entry.manifest), change, vec![ev]))
             })
             .await?;
-        if let Some(t) = view.iter_mut().find(|t| t.name == name) {
-            change.apply_to(t);
-        }
-        drop(view);
         crate::metrics::runs::cache_lookup(hit.is_some());
         Ok(hit)
     }

@@ -27,9 +27,9 @@ pub(super) fn resume_in(
         .spec()?;
     let rows = repo::runs::tasks_of(conn, run_id)?;
     let mut events = Vec::new();
-    if repo::runs::mark_running(conn, run_id)? {
+    if repo::run_state::mark_running(conn, run_id)? {
         // The tasks just read are the run's as of this event: its estimate needs no second read.
-        let e = est.estimate_of(conn, claim.workflow_id, rows.clone())?;
+        let e = est.estimate_of(conn, claim.workflow_id, &rows)?;
         let ev = run_changed(RunStatus::Running, None);
         events.push(append_estimated(conn, run_id, ev, e)?);
     }

@@ -1,17 +1,20 @@
-//! The run's tasks as the lease holder keeps them in memory, and the one-statement task
-//! transition that keeps them: a task change and its event, fenced by the lease, estimated
-//! from memory rather than from a read of the run.
+//! How an execution writes: the one-statement task transition (a task change and its event,
+//! fenced by the lease, estimated from the run's tasks the lease holder keeps in memory), the
+//! transactions that re-check the lease for everything else, and the retries of both while the
+//! database is unreachable.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::PgConnection;
+use diesel::{Connection, PgConnection};
 
 use crate::error::{Error, Result};
 use crate::repo;
 use crate::repo::events::NewEvent;
 use crate::repo::runs::{TaskChange, TaskRow};
 use crate::repo::task_transition::Fence;
-use crate::runs::{EventKind, EventStatus};
+use crate::runs::events::change_task;
+use crate::runs::{EventKind, EventStatus, RunEvent};
 
 use super::{Execution, WRITE_RETRIES};
 
@@ -43,10 +46,13 @@ impl Execution {
             .then(|| step.to_string());
         let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
         let (est, wf, step) = (self.est.clone(), self.claim.workflow_id, step.to_string());
+        // Shared with the closure (cloned per try) rather than copied: a task row carries its
+        // log tail.
+        let after = Arc::new(after);
         let tasks = after.clone();
         let row = self
             .retrying(move |conn| {
-                let e = est.estimate_after(conn, wf, tasks.clone(), succeeded.as_deref())?;
+                let e = est.estimate_after(conn, wf, &tasks, succeeded.as_deref())?;
                 let mut ev = ev.clone();
                 ev.percent = e.percent;
                 ev.eta_seconds = e.eta_seconds;
@@ -59,7 +65,8 @@ impl Execution {
                     .ok_or_else(|| Error::Conflict("run lease lost".into()))
             })
             .await?;
-        *view = after;
+        // `retrying` has dropped its closure: `after` is the only handle left.
+        *view = Arc::try_unwrap(after).unwrap_or_else(|shared| (*shared).clone());
         // Published in the order numbered (a queue send, no round trip).
         self.bus.publish(&[row.into()]).await;
         Ok(())
@@ -85,5 +92,67 @@ impl Execution {
                 other => return other,
             }
         }
+    }
+
+    /// As [`Self::transition`], in a transaction that reads the run for the event's estimate.
+    pub(super) async fn change_in_transaction(
+        &self,
+        step: &str,
+        change: TaskChange,
+        ev: crate::repo::events::NewEvent,
+    ) -> Result<()> {
+        let (run_id, step, est) = (self.run_id, step.to_string(), self.est.clone());
+        self.write(move |conn| {
+            let ev = change_task(conn, &est, run_id, &step, &change, ev.clone())?;
+            Ok(((), vec![ev]))
+        })
+        .await
+    }
+
+    /// Runs `f` in a transaction that first re-checks this worker still holds the lease, then
+    /// publishes the events it returns. Retried while the database is unreachable.
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut PgConnection) -> Result<(T, Vec<RunEvent>)> + Send + Sync + Clone + 'static,
+    {
+        let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
+        let (out, events) = self
+            .retrying(move |conn| {
+                conn.transaction::<_, Error, _>(|conn| {
+                    if !repo::leases::holds_lease(conn, run_id, &owner, epoch)? {
+                        return Err(Error::Conflict("run lease lost".into()));
+                    }
+                    f(conn)
+                })
+            })
+            .await?;
+        self.bus.publish(&events).await;
+        Ok(out)
+    }
+
+    /// As [`Self::write`], for a transaction that changes task `step` as the change `f` returns
+    /// says; the tasks in memory follow once it committed (locked throughout, like
+    /// [`Self::transition`]).
+    pub(super) async fn write_task<T, F>(&self, step: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut PgConnection) -> Result<(T, TaskChange, Vec<RunEvent>)>
+            + Send
+            + Sync
+            + Clone
+            + 'static,
+    {
+        let mut view = self.tasks.lock().await;
+        let (out, change) = self
+            .write(move |conn| {
+                let (out, change, events) = f(conn)?;
+                Ok(((out, change), events))
+            })
+            .await?;
+        if let Some(t) = view.iter_mut().find(|t| t.name == step) {
+            change.apply_to(t);
+        }
+        Ok(out)
     }
 }
