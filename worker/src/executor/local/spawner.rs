@@ -75,9 +75,7 @@ pub async fn start(
             .chain(args.iter().map(String::as_str))
             .map(OsString::from)
             .collect();
-        let env: Vec<(OsString, OsString)> =
-            env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        match h.spawn(&resolved, &argv, &env, cwd).await {
+        match h.spawn(&resolved, &argv, env, cwd).await {
             Ok(s) => {
                 return Ok(StepProcess {
                     pid: Some(s.pid),
