@@ -396,6 +396,11 @@ async fn run(cfg: WorkerConfig) -> anyhow::Result<()> {
     stop.cancel();
     bounded("relay", relay_task).await;
     bounded("probe server", probe_handle.stop(true)).await;
+    bounded(
+        "spawn helper",
+        tokio::task::spawn_blocking(executor::local::stop_helper),
+    )
+    .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "queue consumer ended with an error");
     }

@@ -2,11 +2,14 @@
 //! blobs (in the artifact store), so dependents, retries and runs resumed on another worker
 //! read it wherever it was produced.
 
+mod local;
 pub mod manifest;
 pub mod store;
 pub mod sweep;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::db::Db;
 use crate::repo;
@@ -57,16 +60,29 @@ pub struct Saved {
     pub bytes: u64,
 }
 
+/// Manifests kept in memory at most; past it the map starts afresh.
+const MANIFESTS_KEPT: usize = 1024;
+
+type Files = Arc<Vec<FileEntry>>;
+
 #[derive(Clone)]
 pub struct Artifacts {
     db: Db,
     blobs: BlobStore,
     limits: Limits,
+    /// Files of manifests restored before: a manifest is named by the hash of its files, so
+    /// what a name lists never changes.
+    manifests: Arc<Mutex<HashMap<String, Files>>>,
 }
 
 impl Artifacts {
     pub fn new(db: Db, blobs: BlobStore, limits: Limits) -> Self {
-        Self { db, blobs, limits }
+        Self {
+            db,
+            blobs,
+            limits,
+            manifests: Arc::default(),
+        }
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -100,6 +116,22 @@ impl Artifacts {
         self.db
             .run(move |c| repo::artifacts::register_manifest(c, &h, &files, count, bytes as i64))
             .await?;
+        if let Some(local) = self.blobs.local().cloned() {
+            let d = dir.to_path_buf();
+            blocking(move || {
+                for f in &m.files {
+                    let path = manifest::target(&d, &f.path)
+                        .ok_or_else(|| ArtifactError::Corrupt(f.path.clone()))?;
+                    local.upload(&path, &f.sha256)?;
+                }
+                Ok(())
+            })
+            .await?;
+            return Ok(Saved {
+                manifest: hash,
+                bytes,
+            });
+        }
         let mut done = std::collections::HashSet::new();
         for f in &m.files {
             if !done.insert(f.sha256.as_str()) || self.blobs.exists(&f.sha256).await? {
@@ -117,13 +149,39 @@ impl Artifacts {
 
     /// Writes the files of manifest `hash` into `dest` (emptied first), verifying each.
     pub async fn restore(&self, hash: &str, dest: &Path) -> Result<(), ArtifactError> {
+        let files = match hash {
+            EMPTY_MANIFEST => Files::default(),
+            _ => self.files_of(hash).await?,
+        };
+        if let Some(local) = self.blobs.local().cloned() {
+            let dest = dest.to_path_buf();
+            return blocking(move || {
+                local::empty_dir(&dest)?;
+                files.iter().try_for_each(|f| local.download(f, &dest))
+            })
+            .await;
+        }
         let io = |e: std::io::Error| ArtifactError::Io(dest.display().to_string(), e);
         if dest.exists() {
             tokio::fs::remove_dir_all(dest).await.map_err(io)?;
         }
         tokio::fs::create_dir_all(dest).await.map_err(io)?;
-        if hash == EMPTY_MANIFEST {
-            return Ok(());
+        for f in files.iter() {
+            self.blobs.download(f, dest).await?;
+        }
+        Ok(())
+    }
+
+    /// The files manifest `hash` lists, from memory or read once. A plain read: the manifest
+    /// of a dependency's output is referenced by that task, which keeps the sweep off it.
+    async fn files_of(&self, hash: &str) -> Result<Files, ArtifactError> {
+        let cached = self
+            .manifests
+            .lock()
+            .ok()
+            .and_then(|m| m.get(hash).cloned());
+        if let Some(files) = cached {
+            return Ok(files);
         }
         let h = hash.to_string();
         let files = self
@@ -131,13 +189,27 @@ impl Artifacts {
             .run(move |c| repo::artifacts::manifest_files(c, &h))
             .await?
             .ok_or_else(|| ArtifactError::UnknownManifest(hash.into()))?;
-        let files: Vec<FileEntry> = serde_json::from_value(files)
-            .map_err(|_| ArtifactError::Corrupt(format!("manifest {hash}")))?;
-        for f in &files {
-            self.blobs.download(f, dest).await?;
+        let files: Files = Arc::new(
+            serde_json::from_value(files)
+                .map_err(|_| ArtifactError::Corrupt(format!("manifest {hash}")))?,
+        );
+        if let Ok(mut m) = self.manifests.lock() {
+            if m.len() >= MANIFESTS_KEPT {
+                m.clear();
+            }
+            m.insert(hash.to_string(), files.clone());
         }
-        Ok(())
+        Ok(files)
     }
+}
+
+/// Runs `f` (file operations) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
+) -> Result<T, ArtifactError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::Error::Internal(format!("file task: {e}")))?
 }
 
 /// The default store location: `$TMS_DATA_DIR/artifacts`, else `<tmp>/tms-artifacts`.

@@ -12,12 +12,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::ArtifactError;
+use super::local::Local;
 use super::manifest::{FileEntry, target};
 
 #[derive(Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
     describe: String,
+    /// The same store as plain files, when it is a local directory.
+    local: Option<Local>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -48,6 +51,7 @@ impl BlobStore {
             return Ok(Self {
                 inner,
                 describe: format!("s3://{bucket}/{prefix}"),
+                local: None,
             });
         }
         let dir = match location.strip_prefix("file://") {
@@ -61,12 +65,19 @@ impl BlobStore {
         };
         std::fs::create_dir_all(dir)
             .map_err(|e| cfg(format!("TMS_ARTIFACTS `{dir}` cannot be created: {e}")))?;
-        let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| cfg(format!("TMS_ARTIFACTS `{dir}`: {e}")))?;
+        let local = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| cfg(format!("TMS_ARTIFACTS `{dir}`: {e}")))?,
+        );
         Ok(Self {
-            inner: Arc::new(local),
+            inner: local.clone(),
             describe: format!("file://{dir}"),
+            local: Some(Local(local)),
         })
+    }
+
+    pub(super) fn local(&self) -> Option<&Local> {
+        self.local.as_ref()
     }
 
     pub fn describe(&self) -> &str {

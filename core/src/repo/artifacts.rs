@@ -39,12 +39,12 @@ pub fn register_manifest(
     Ok(())
 }
 
-/// A manifest's file list, marking it used (it is about to be restored).
+/// A manifest's file list.
 pub fn manifest_files(conn: &mut PgConnection, hash: &str) -> Result<Option<serde_json::Value>> {
-    Ok(diesel::update(artifact_manifests::table.find(hash))
-        .set(artifact_manifests::last_used_at.eq(Utc::now()))
-        .returning(artifact_manifests::files)
-        .get_result(conn)
+    Ok(artifact_manifests::table
+        .find(hash)
+        .select(artifact_manifests::files)
+        .first(conn)
         .optional()?)
 }
 

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod refresh_tokens;
 pub mod run_create;
 pub mod run_end;
+pub mod run_start;
 pub mod run_state;
 pub mod runs;
 pub mod runs_batch;

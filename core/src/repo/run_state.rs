@@ -77,30 +77,3 @@ pub fn finish(
         took: started.zip(finished).map(|(s, f)| f - s),
     }))
 }
-
-/// `queued` becomes `running` (started now); `false` if the run was not queued. Prepared once
-/// per connection (diesel sends its own updates unprepared): it runs on every delivery.
-pub fn mark_running(conn: &mut PgConnection, id: Uuid) -> Result<bool> {
-    let n = MarkRunning { id, at: Utc::now() }.execute(conn)?;
-    Ok(n == 1)
-}
-
-struct MarkRunning {
-    id: Uuid,
-    at: DateTime<Utc>,
-}
-
-crate::prepared_statement!(MarkRunning);
-
-impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for MarkRunning {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> QueryResult<()> {
-        out.push_sql("UPDATE runs SET status = 'running', started_at = ");
-        out.push_bind_param::<diesel::sql_types::Timestamptz, _>(&self.at)?;
-        out.push_sql(" WHERE status = 'queued' AND id = ");
-        out.push_bind_param::<diesel::sql_types::Uuid, _>(&self.id)?;
-        Ok(())
-    }
-}

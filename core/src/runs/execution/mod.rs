@@ -12,6 +12,7 @@ use uuid::Uuid;
 mod logs;
 mod outputs;
 mod resume;
+mod specs;
 mod transition;
 
 pub use outputs::CacheStore;
@@ -27,6 +28,7 @@ use crate::runs::eta::Estimator;
 use crate::runs::events::{
     cancel_remaining, change_task, progress_reported, run_changed, task_changed,
 };
+use crate::runs::limits::Admission;
 use crate::runs::{RunStatus, TaskStatus};
 use crate::workflows::WorkflowSpec;
 
@@ -76,6 +78,12 @@ pub struct Claim {
     /// How many times a worker picked the run up, this time included.
     pub deliveries: i32,
     pub cancel_requested: bool,
+    /// The run's status when claimed: `queued` (first start) or `running` (resumed).
+    pub status: RunStatus,
+    /// Whether its workflow capped concurrent runs when claimed: the run's end then wakes
+    /// runs waiting for a slot, in the transaction that ends it. (A cap set while an uncapped
+    /// run runs: the runs it made wait are looked at again after the limits' recheck delay.)
+    pub capped: bool,
     /// The run as the claim read it: its version, inputs and cache bypass, which never change
     /// once the run exists, so resuming need not read the run again.
     pub version: i32,
@@ -84,11 +92,13 @@ pub struct Claim {
 }
 
 impl Claim {
-    fn of(run: &repo::runs::RunRow) -> Self {
+    fn of(run: &repo::runs::RunRow, capped: bool) -> Self {
         Claim {
             workflow_id: run.workflow_id,
             deliveries: run.deliveries,
             cancel_requested: run.cancel_requested_at.is_some(),
+            status: run.status,
+            capped,
             version: run.version,
             inputs: run.inputs.clone(),
             no_cache: run.no_cache,
@@ -99,7 +109,7 @@ impl Claim {
 /// The run as resumed: its definition and its tasks, interrupted attempts back to `pending`.
 #[derive(Debug, Clone)]
 pub struct Resumed {
-    pub spec: WorkflowSpec,
+    pub spec: Arc<WorkflowSpec>,
     pub tasks: Vec<ResumedTask>,
     /// The run's inputs (a JSON object) and whether it bypasses the step cache.
     pub inputs: serde_json::Value,
@@ -148,18 +158,24 @@ impl Execution {
         let merged = db
             .run(move |c| {
                 c.transaction::<_, Error, _>(|c| {
-                    let admission = crate::runs::limits::admit(c, run_id, &o, secs)?;
+                    // Most workflows have no limits: one statement claims their runs. The
+                    // others go through the limits' decision.
+                    let (admission, capped) =
+                        match repo::run_start::claim_unlimited(c, run_id, &o, secs)? {
+                            Some(cl) => (Admission::Admitted(Box::new(cl.run)), cl.capped),
+                            None => (crate::runs::limits::admit(c, run_id, &o, secs)?, true),
+                        };
                     let resumed = match &admission {
-                        crate::runs::limits::Admission::Admitted(run) if run.deliveries <= max => {
-                            Some(resume::resume_in(c, &est2, run_id, &Claim::of(run))?)
-                        }
+                        Admission::Admitted(run) if run.deliveries <= max => Some(
+                            resume::resume_in(c, &est2, run_id, &Claim::of(run, capped))?,
+                        ),
                         _ => None,
                     };
-                    Ok((admission, resumed))
+                    Ok((admission, capped, resumed))
                 })
             })
             .await;
-        let (admission, resumed) = match merged {
+        let (admission, capped, resumed) = match merged {
             Ok(v) => v,
             Err(e @ Error::Unavailable(_)) => return Err(e),
             // Resuming failed and took the claim with it: claim alone, so that this delivery
@@ -175,15 +191,15 @@ impl Execution {
                         })
                     })
                     .await?;
-                (admission, None)
+                (admission, true, None)
             }
         };
         let run = match admission {
-            crate::runs::limits::Admission::Admitted(run) => run,
-            crate::runs::limits::Admission::Gone => return Ok(Claimed::Gone),
-            crate::runs::limits::Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
+            Admission::Admitted(run) => run,
+            Admission::Gone => return Ok(Claimed::Gone),
+            Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
         };
-        let claim = Claim::of(&run);
+        let claim = Claim::of(&run, capped);
         let exec = Self {
             db,
             bus,
@@ -349,29 +365,33 @@ impl Execution {
             .await
     }
 
-    /// The run ended with `status`: one statement fenced by the lease (and the wake-up of runs
-    /// waiting for a slot of its workflow, in the same transaction).
+    /// The run ended with `status`: one statement fenced by the lease (and, when its workflow
+    /// caps concurrent runs, the wake-up of runs waiting for a slot, in the same transaction).
     pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
         let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
         let mut ev = run_changed(status, error.clone());
         ev.percent = crate::runs::eta::FINISHED.percent;
         ev.eta_seconds = crate::runs::eta::FINISHED.eta_seconds;
+        let capped = self.claim.capped;
         let ended = self
             .retrying(move |conn| {
+                let fence = repo::task_transition::Fence {
+                    run_id,
+                    owner: &owner,
+                    epoch,
+                };
+                // An ended run holds no lease either.
+                let lost = || Error::Conflict("run lease lost".into());
+                if !capped {
+                    // Nothing waits for its slot: one statement, no transaction.
+                    return repo::run_end::finish(conn, &fence, status, error.as_deref(), &ev)?
+                        .ok_or_else(lost);
+                }
                 conn.transaction::<_, Error, _>(|conn| {
-                    let fence = repo::task_transition::Fence {
-                        run_id,
-                        owner: &owner,
-                        epoch,
-                    };
-                    match repo::run_end::finish(conn, &fence, status, error.as_deref(), &ev)? {
-                        Some(end) => {
-                            crate::runs::limits::wake_next(conn, run_id)?;
-                            Ok(end)
-                        }
-                        // An ended run holds no lease either.
-                        None => Err(Error::Conflict("run lease lost".into())),
-                    }
+                    let end = repo::run_end::finish(conn, &fence, status, error.as_deref(), &ev)?
+                        .ok_or_else(lost)?;
+                    crate::runs::limits::wake_next(conn, run_id)?;
+                    Ok(end)
                 })
             })
             .await?;

@@ -5,12 +5,12 @@ use diesel::PgConnection;
 use uuid::Uuid;
 
 use super::{Claim, Resumed, ResumedTask};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repo;
 use crate::repo::runs::{TaskChange, TaskRow};
 use crate::runs::dag::Node;
 use crate::runs::eta::Estimator;
-use crate::runs::events::{append_estimated, change_task, run_changed, task_changed};
+use crate::runs::events::{change_task, run_changed, task_changed};
 use crate::runs::{RunEvent, RunStatus, TaskStatus};
 
 /// Resumes `run_id` in the caller's transaction, which holds the run's lease; returns the run
@@ -22,16 +22,17 @@ pub(super) fn resume_in(
     run_id: Uuid,
     claim: &Claim,
 ) -> Result<(Resumed, Vec<TaskRow>, Vec<RunEvent>)> {
-    let spec = repo::workflows::version(conn, claim.workflow_id, claim.version)?
-        .ok_or(Error::NotFound("workflow version"))?
-        .spec()?;
+    let spec = super::specs::version(conn, claim.workflow_id, claim.version)?;
     let rows = repo::runs::tasks_of(conn, run_id)?;
     let mut events = Vec::new();
-    if repo::run_state::mark_running(conn, run_id)? {
+    if claim.status == RunStatus::Queued {
         // The tasks just read are the run's as of this event: its estimate needs no second read.
         let e = est.estimate_of(conn, claim.workflow_id, &rows)?;
-        let ev = run_changed(RunStatus::Running, None);
-        events.push(append_estimated(conn, run_id, ev, e)?);
+        let mut ev = run_changed(RunStatus::Running, None);
+        (ev.percent, ev.eta_seconds) = (e.percent, e.eta_seconds);
+        if let Some(row) = repo::run_start::start(conn, run_id, &ev)? {
+            events.push(row.into());
+        }
     }
     let (mut tasks, mut now) = (Vec::new(), Vec::new());
     for mut t in rows {

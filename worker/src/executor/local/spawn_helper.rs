@@ -19,7 +19,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
@@ -31,6 +32,10 @@ pub struct Helper {
     socket: Mutex<OwnedFd>,
     /// Cleared when the helper exits or cannot be reached.
     alive: Arc<AtomicBool>,
+    /// Set by the thread that reaps the helper once it has exited.
+    exited: Arc<(Mutex<bool>, Condvar)>,
+    /// Set by [`Helper::stop`]: the helper's exit is then expected, not an error.
+    stopping: Arc<AtomicBool>,
     /// The helper's own pid.
     #[cfg_attr(not(test), allow(dead_code))]
     pid: i32,
@@ -139,7 +144,9 @@ impl Helper {
             return Err(e);
         }
         let alive = Arc::new(AtomicBool::new(true));
-        let flag = alive.clone();
+        let exited: Arc<(Mutex<bool>, Condvar)> = Arc::default();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (flag, done, expected) = (alive.clone(), exited.clone(), stopping.clone());
         let pid = child.id() as i32;
         // Reaps the helper; once it is gone the worker starts steps another way.
         std::thread::Builder::new()
@@ -147,16 +154,44 @@ impl Helper {
             .spawn(move || {
                 let status = child.wait();
                 flag.store(false, Ordering::Relaxed);
-                tracing::error!(
-                    ?status,
-                    "the step spawn helper exited; steps start without it"
-                );
+                if expected.load(Ordering::Relaxed) {
+                    tracing::debug!(?status, "the step spawn helper stopped");
+                } else {
+                    tracing::error!(
+                        ?status,
+                        "the step spawn helper exited; steps start without it"
+                    );
+                }
+                let (m, cv) = &*done;
+                *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cv.notify_all();
             })?;
         Ok(Self {
             socket: Mutex::new(ours),
             alive,
+            exited,
+            stopping,
             pid,
         })
+    }
+
+    /// Closes the helper's socket, so that it exits on its own (a coverage build then writes
+    /// its profile, which the parent-death signal at the worker's exit would not let it do),
+    /// and waits up to `wait` for it to have exited. Steps still running die with it.
+    pub fn stop(&self, wait: Duration) -> bool {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.alive.store(false, Ordering::Relaxed);
+        {
+            let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: shutdown of the worker's own socket, which stays open until dropped.
+            unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        let (m, cv) = &*self.exited;
+        let guard = m.lock().unwrap_or_else(|e| e.into_inner());
+        let (gone, _) = cv
+            .wait_timeout_while(guard, wait, |gone| !*gone)
+            .unwrap_or_else(|e| e.into_inner());
+        *gone
     }
 
     /// Whether the helper can still start steps.

@@ -44,9 +44,20 @@ impl StepProcess {
     }
 }
 
+static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
+
+/// Stops the spawn helper, if one was started, and waits (at most 2 s) until it has exited.
+/// For the worker's graceful exit, once no step runs.
+pub fn stop_helper() {
+    if let Some(Some(h)) = HELPER.get()
+        && !h.stop(std::time::Duration::from_secs(2))
+    {
+        tracing::warn!("the step spawn helper did not exit within 2s of its socket closing");
+    }
+}
+
 /// The spawn helper, started on first use; `None` if it could not be.
 fn helper() -> Option<&'static Helper> {
-    static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
     HELPER
         .get_or_init(|| match Helper::start() {
             Ok(h) => Some(h),

@@ -172,3 +172,28 @@ fn something_else_at_the_helper_path_is_refused_quickly() {
     assert!(Helper::start_from(&exe).is_err());
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_stopped_helper_exits_on_its_own_and_takes_its_running_step() {
+    let helper = Helper::start_from(&worker_binary()).expect("helper starts");
+    let dir = std::env::temp_dir();
+    let argv = os(&["sleep", "60"]);
+    let mut s = helper
+        .spawn(Path::new("/bin/sleep"), &argv, &BTreeMap::new(), &dir)
+        .await
+        .expect("spawned");
+    assert!(
+        helper.stop(std::time::Duration::from_secs(10)),
+        "the helper did not exit within 10 s of its socket closing"
+    );
+    assert!(!helper.is_alive(), "a stopped helper is not used again");
+    // The helper exited, and its step died with it.
+    let step = s.exit.wait().await;
+    assert!(
+        step.is_err() || step.as_ref().is_ok_and(|st| !st.success()),
+        "the step outlived its stopped helper: {step:?}"
+    );
+    // SAFETY: kill with signal 0 only asks whether the process exists.
+    let helper_gone = unsafe { libc::kill(helper.pid, 0) } != 0;
+    assert!(helper_gone, "helper {} still exists", helper.pid);
+}
