@@ -1,8 +1,10 @@
-//! A delivery's start on the hot path, each step one prepared statement: the lease claim of a
-//! run its workflow's limits cannot hold back, and `queued` becoming `running` with its event.
+//! A delivery's start on the hot path, each step one prepared statement fenced on its own (no
+//! transaction): the lease claim of a queued run whose workflow has no limits, and `queued`
+//! becoming `running` with its event.
 //!
 //! The general claim (`runs::limits::admit`) reads the run's workflow and limits first, then
-//! claims; for the common workflow without limits that read is a round trip spent on nothing.
+//! claims, in a transaction; for the common workflow without limits that read, BEGIN and
+//! COMMIT are three round trips spent on nothing.
 
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -13,27 +15,18 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::repo::events::{EventRow, NewEvent, RETURNING, push_insert};
 use crate::repo::runs::RunRow;
+use crate::repo::task_transition::Fence;
 
-/// A run claimed by [`claim_unlimited`].
-#[derive(QueryableByName)]
-pub struct Claimed {
-    #[diesel(embed)]
-    pub run: RunRow,
-    /// Whether its workflow caps concurrent runs (its end must wake runs waiting for a slot).
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    pub capped: bool,
-}
-
-/// Takes (or re-takes) the run's lease for `owner`, as `leases::claim`, but only when its
-/// workflow's limits cannot hold it back: the workflow has none, or the run is already
-/// running (it holds its slot). `None` when the run ended, another live lease holds it, or
-/// limits apply: the caller then goes through `runs::limits::admit`.
+/// Takes the lease of a queued run for `owner`, as `leases::claim`, but only when its workflow
+/// has no limits. `None` when the run is not queued (ended, or running and to be resumed),
+/// another live lease holds it, or limits apply: the caller then goes through
+/// `runs::limits::admit`.
 pub fn claim_unlimited(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
     lease_seconds: i64,
-) -> Result<Option<Claimed>> {
+) -> Result<Option<RunRow>> {
     Ok(ClaimUnlimited {
         id,
         owner,
@@ -61,27 +54,30 @@ impl QueryFragment<Pg> for ClaimUnlimited<'_> {
         out.push_bind_param::<Double, _>(&self.secs)?;
         out.push_sql(
             "), deliveries = deliveries + 1, not_before = NULL FROM workflows w \
-             WHERE runs.status IN ('queued', 'running') AND runs.id = ",
+             WHERE runs.status = 'queued' AND runs.id = ",
         );
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(" AND (runs.lease_owner IS NULL OR runs.lease_owner = ");
         out.push_bind_param::<Text, _>(self.owner)?;
         out.push_sql(
             " OR runs.lease_expires_at < now()) AND w.id = runs.workflow_id \
-             AND (runs.status = 'running' OR (w.max_concurrent_runs IS NULL \
-             AND (w.rate_limit_runs IS NULL OR w.rate_limit_seconds IS NULL))) \
-             RETURNING runs.*, w.max_concurrent_runs IS NOT NULL AS capped",
+             AND w.max_concurrent_runs IS NULL \
+             AND (w.rate_limit_runs IS NULL OR w.rate_limit_seconds IS NULL) RETURNING runs.*",
         );
         Ok(())
     }
 }
 
 /// `queued` becomes `running` (started now) and `ev` (its estimate already set) is appended
-/// with the run's next sequence number; `None` (nothing written) when the run was not queued.
-/// Called in the claim's transaction, which holds the lease.
-pub fn start(conn: &mut PgConnection, run_id: Uuid, ev: &NewEvent) -> Result<Option<EventRow>> {
+/// with the run's next sequence number, if `fence` holds the lease; `None` (nothing written)
+/// when it does not or the run was not queued.
+pub fn start(
+    conn: &mut PgConnection,
+    fence: &Fence<'_>,
+    ev: &NewEvent,
+) -> Result<Option<EventRow>> {
     Ok(Start {
-        run_id,
+        fence,
         ev,
         at: Utc::now(),
     }
@@ -90,7 +86,7 @@ pub fn start(conn: &mut PgConnection, run_id: Uuid, ev: &NewEvent) -> Result<Opt
 }
 
 struct Start<'a> {
-    run_id: Uuid,
+    fence: &'a Fence<'a>,
     ev: &'a NewEvent,
     at: DateTime<Utc>,
 }
@@ -99,11 +95,15 @@ crate::prepared_statement!(Start<'a>);
 
 impl QueryFragment<Pg> for Start<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::{Int4, Text, Timestamptz, Uuid as SqlUuid};
         out.push_sql("WITH next AS (UPDATE runs SET status = 'running', started_at = ");
         out.push_bind_param::<Timestamptz, _>(&self.at)?;
         out.push_sql(", last_seq = last_seq + 1 WHERE status = 'queued' AND id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
+        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
+        out.push_sql(" AND lease_owner = ");
+        out.push_bind_param::<Text, _>(self.fence.owner)?;
+        out.push_sql(" AND deliveries = ");
+        out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
         out.push_sql(" RETURNING id, last_seq, workflow_id) ");
         push_insert(out.reborrow(), "next", "next.last_seq", self.ev, &self.at)?;
         out.push_sql(" FROM next RETURNING ");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use diesel::Connection;
 use uuid::Uuid;
 
+mod claim;
 mod logs;
 mod outputs;
 mod resume;
@@ -28,7 +29,6 @@ use crate::runs::eta::Estimator;
 use crate::runs::events::{
     cancel_remaining, change_task, progress_reported, run_changed, task_changed,
 };
-use crate::runs::limits::Admission;
 use crate::runs::{RunStatus, TaskStatus};
 use crate::workflows::WorkflowSpec;
 
@@ -139,91 +139,6 @@ pub struct TaskEnd {
 }
 
 impl Execution {
-    /// Takes (or re-takes) the run's lease for `owner`, unless the run ended or another worker
-    /// holds a live lease (a duplicate delivery, acknowledged without effect), its workflow's
-    /// limits make it wait, or it was delivered too often (dead-lettered).
-    pub async fn claim(
-        db: Db,
-        bus: EventBus,
-        est: Arc<Estimator>,
-        run_id: Uuid,
-        owner: String,
-        policy: ClaimPolicy,
-    ) -> Result<Claimed> {
-        let (o, secs) = (owner.clone(), policy.lease.as_secs() as i64);
-        let (est2, max) = (est.clone(), policy.max_deliveries);
-        // The claim and the resume in one transaction: a delivery costs one round of
-        // BEGIN/COMMIT and one blocking-pool hop fewer, and needs no lease re-check (the lease
-        // was taken a statement ago in the same transaction).
-        let merged = db
-            .run(move |c| {
-                c.transaction::<_, Error, _>(|c| {
-                    // Most workflows have no limits: one statement claims their runs. The
-                    // others go through the limits' decision.
-                    let (admission, capped) =
-                        match repo::run_start::claim_unlimited(c, run_id, &o, secs)? {
-                            Some(cl) => (Admission::Admitted(Box::new(cl.run)), cl.capped),
-                            None => (crate::runs::limits::admit(c, run_id, &o, secs)?, true),
-                        };
-                    let resumed = match &admission {
-                        Admission::Admitted(run) if run.deliveries <= max => Some(
-                            resume::resume_in(c, &est2, run_id, &Claim::of(run, capped))?,
-                        ),
-                        _ => None,
-                    };
-                    Ok((admission, capped, resumed))
-                })
-            })
-            .await;
-        let (admission, capped, resumed) = match merged {
-            Ok(v) => v,
-            Err(e @ Error::Unavailable(_)) => return Err(e),
-            // Resuming failed and took the claim with it: claim alone, so that this delivery
-            // still counts towards dead-lettering; the runner's own resume then meets the error
-            // and hands the run back.
-            Err(e) => {
-                tracing::warn!(%run_id, error = %e, "resuming in the claim's transaction failed; claiming alone");
-                let o = owner.clone();
-                let admission = db
-                    .run(move |c| {
-                        c.transaction::<_, Error, _>(|c| {
-                            crate::runs::limits::admit(c, run_id, &o, secs)
-                        })
-                    })
-                    .await?;
-                (admission, true, None)
-            }
-        };
-        let run = match admission {
-            Admission::Admitted(run) => run,
-            Admission::Gone => return Ok(Claimed::Gone),
-            Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
-        };
-        let claim = Claim::of(&run, capped);
-        let exec = Self {
-            db,
-            bus,
-            est,
-            run_id,
-            owner,
-            claim: Arc::new(claim.clone()),
-            tasks: Arc::default(),
-        };
-        if run.deliveries > policy.max_deliveries {
-            exec.dead_letter(run.deliveries).await?;
-            return Ok(Claimed::DeadLettered);
-        }
-        let resumed = match resumed {
-            Some((resumed, rows, events)) => {
-                *exec.tasks.lock().await = rows;
-                exec.bus.publish(&events).await;
-                Some(Box::new(resumed))
-            }
-            None => None,
-        };
-        Ok(Claimed::Run(exec, claim, resumed))
-    }
-
     /// Gives the run up: unfinished tasks are cancelled, the run fails with the reason and is
     /// marked dead-lettered (visible in the API and `tms_runs_dead_lettered_total`).
     async fn dead_letter(&self, deliveries: i32) -> Result<()> {
@@ -274,10 +189,12 @@ impl Execution {
     /// in the claim's own transaction; this is for a claim that could not.
     pub async fn resume(&self) -> Result<Resumed> {
         let (run_id, est, claim) = (self.run_id, self.est.clone(), self.claim.clone());
+        let owner = self.owner.clone();
         let mut view = self.tasks.lock().await;
         let (resumed, rows) = self
             .write(move |conn| {
-                let (resumed, rows, events) = resume::resume_in(conn, &est, run_id, &claim)?;
+                let (resumed, rows, events) =
+                    resume::resume_in(conn, &est, run_id, &claim, &owner)?;
                 Ok(((resumed, rows), events))
             })
             .await?;

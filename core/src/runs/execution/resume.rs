@@ -13,14 +13,17 @@ use crate::runs::eta::Estimator;
 use crate::runs::events::{change_task, run_changed, task_changed};
 use crate::runs::{RunEvent, RunStatus, TaskStatus};
 
-/// Resumes `run_id` in the caller's transaction, which holds the run's lease; returns the run
-/// as resumed, its tasks as they now stand (for the lease holder's memory) and the events to
-/// publish once it commits.
+/// Resumes `run_id`, whose lease `owner` took with `claim`; returns the run as resumed, its
+/// tasks as they now stand (for the lease holder's memory) and the events to publish once
+/// written. A run that was `running` (interrupted tasks go back to `pending`) is resumed in
+/// the caller's transaction, which holds the lease; a queued one needs none (its start is one
+/// statement fenced by the lease, and none of its tasks can be running).
 pub(super) fn resume_in(
     conn: &mut PgConnection,
     est: &Estimator,
     run_id: Uuid,
     claim: &Claim,
+    owner: &str,
 ) -> Result<(Resumed, Vec<TaskRow>, Vec<RunEvent>)> {
     let spec = super::specs::version(conn, claim.workflow_id, claim.version)?;
     let rows = repo::runs::tasks_of(conn, run_id)?;
@@ -30,7 +33,12 @@ pub(super) fn resume_in(
         let e = est.estimate_of(conn, claim.workflow_id, &rows)?;
         let mut ev = run_changed(RunStatus::Running, None);
         (ev.percent, ev.eta_seconds) = (e.percent, e.eta_seconds);
-        if let Some(row) = repo::run_start::start(conn, run_id, &ev)? {
+        let fence = repo::task_transition::Fence {
+            run_id,
+            owner,
+            epoch: claim.deliveries,
+        };
+        if let Some(row) = repo::run_start::start(conn, &fence, &ev)? {
             events.push(row.into());
         }
     }

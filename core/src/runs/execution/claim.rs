@@ -1,0 +1,134 @@
+//! Taking a run's lease at a delivery, and resuming the run in the same trip to the database.
+
+use std::sync::Arc;
+
+use diesel::{Connection, PgConnection};
+use uuid::Uuid;
+
+use super::{Claim, ClaimPolicy, Claimed, Execution, Resumed, resume};
+use crate::bus::EventBus;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::repo;
+use crate::repo::runs::TaskRow;
+use crate::runs::RunEvent;
+use crate::runs::eta::Estimator;
+use crate::runs::limits::Admission;
+
+/// What one trip to the database made of a delivery: the admission, whether the run's
+/// workflow caps concurrent runs, and the resumed run when that was done too.
+type Taken = (
+    Admission,
+    bool,
+    Option<(Resumed, Vec<TaskRow>, Vec<RunEvent>)>,
+);
+
+impl Execution {
+    /// Takes (or re-takes) the run's lease for `owner`, unless the run ended or another worker
+    /// holds a live lease (a duplicate delivery, acknowledged without effect), its workflow's
+    /// limits make it wait, or it was delivered too often (dead-lettered).
+    pub async fn claim(
+        db: Db,
+        bus: EventBus,
+        est: Arc<Estimator>,
+        run_id: Uuid,
+        owner: String,
+        policy: ClaimPolicy,
+    ) -> Result<Claimed> {
+        let (o, secs) = (owner.clone(), policy.lease.as_secs() as i64);
+        let (est2, max) = (est.clone(), policy.max_deliveries);
+        let merged = db.run(move |c| take(c, &est2, run_id, &o, secs, max)).await;
+        let (admission, capped, resumed) = match merged {
+            Ok(v) => v,
+            Err(e @ Error::Unavailable(_)) => return Err(e),
+            // Resuming failed and took the claim with it: claim alone, so that this delivery
+            // still counts towards dead-lettering; the runner's own resume then meets the error
+            // and hands the run back.
+            Err(e) => {
+                tracing::warn!(%run_id, error = %e, "resuming in the claim's transaction failed; claiming alone");
+                let o = owner.clone();
+                let admission = db
+                    .run(move |c| {
+                        c.transaction::<_, Error, _>(|c| {
+                            crate::runs::limits::admit(c, run_id, &o, secs)
+                        })
+                    })
+                    .await?;
+                (admission, true, None)
+            }
+        };
+        let run = match admission {
+            Admission::Admitted(run) => run,
+            Admission::Gone => return Ok(Claimed::Gone),
+            Admission::Waiting(until) => return Ok(Claimed::Waiting(until)),
+        };
+        let claim = Claim::of(&run, capped);
+        let exec = Self {
+            db,
+            bus,
+            est,
+            run_id,
+            owner,
+            claim: Arc::new(claim.clone()),
+            tasks: Arc::default(),
+        };
+        if run.deliveries > policy.max_deliveries {
+            exec.dead_letter(run.deliveries).await?;
+            return Ok(Claimed::DeadLettered);
+        }
+        let resumed = match resumed {
+            Some((resumed, rows, events)) => {
+                *exec.tasks.lock().await = rows;
+                exec.bus.publish(&events).await;
+                Some(Box::new(resumed))
+            }
+            None => None,
+        };
+        Ok(Claimed::Run(exec, claim, resumed))
+    }
+}
+
+/// The claim and the resume in one blocking call. A queued run of a workflow without limits
+/// (most runs) is claimed by one statement and started by another, fenced by the lease, with no
+/// transaction: three round trips. Any other run is admitted and resumed in one transaction,
+/// which needs no lease re-check (the lease was taken a statement before).
+fn take(
+    c: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    owner: &str,
+    secs: i64,
+    max: i32,
+) -> Result<Taken> {
+    if let Some(run) = repo::run_start::claim_unlimited(c, run_id, owner, secs)? {
+        let claim = Claim::of(&run, false);
+        let resumed = match run.deliveries <= max {
+            true => match resume::resume_in(c, est, run_id, &claim, owner) {
+                Ok(r) => Some(r),
+                Err(e @ Error::Unavailable(_)) => return Err(e),
+                // The claim stands (it was its own statement): the runner's own resume meets
+                // the error and hands the run back.
+                Err(e) => {
+                    tracing::warn!(%run_id, error = %e, "starting the claimed run failed");
+                    None
+                }
+            },
+            false => None,
+        };
+        return Ok((Admission::Admitted(Box::new(run)), false, resumed));
+    }
+    c.transaction::<_, Error, _>(|c| {
+        let admission = crate::runs::limits::admit(c, run_id, owner, secs)?;
+        let resumed = match &admission {
+            Admission::Admitted(run) if run.deliveries <= max => Some(resume::resume_in(
+                c,
+                est,
+                run_id,
+                &Claim::of(run, true),
+                owner,
+            )?),
+            _ => None,
+        };
+        Ok((admission, true, resumed))
+    })
+}
