@@ -98,3 +98,6 @@ pub(super) fn empty_dir(dest: &Path) -> Result<(), ArtifactError> {
     }
     std::fs::create_dir_all(dest).map_err(io)
 }
+
+#[cfg(test)]
+mod tests;
