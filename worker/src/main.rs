@@ -69,10 +69,20 @@ fn dagger_reachable() -> anyhow::Result<Option<EngineSource>> {
 /// Dagger whenever an engine is configured, even if it does not answer yet (steps then wait for
 /// it and `/readyz` says not ready: a deployment that configured an engine must never fall back
 /// to running images' commands on the host); local processes, loudly, when none is.
+/// The local executor, its spawn helper started now: started at the first step instead, its
+/// start (an exec and a readiness wait) would hold up a runtime thread and that step. Called
+/// on the main thread (`block_on` polls `run` there), which lives as long as the process: the
+/// helper's parent-death signal fires when the *thread* that started it ends, so it must not
+/// be started from a blocking-pool thread, which tokio ends when idle.
+fn local_executor() -> SharedExecutor {
+    executor::local::start_helper();
+    Arc::new(LocalExecutor)
+}
+
 async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
     const HOW: &str = "set DAGGER_SESSION_PORT and DAGGER_SESSION_TOKEN (e.g. start the worker with `dagger run tms-worker`), set _EXPERIMENTAL_DAGGER_CLI_BIN to a dagger CLI, or put `dagger` on PATH; or choose TMS_EXECUTOR=local";
     match kind {
-        ExecutorKind::Local => Ok(Arc::new(LocalExecutor)),
+        ExecutorKind::Local => Ok(local_executor()),
         ExecutorKind::Dagger => {
             let Some(source) = dagger_reachable()? else {
                 anyhow::bail!("TMS_EXECUTOR=dagger but no Dagger engine is configured: {HOW}");
@@ -107,7 +117,7 @@ async fn choose_executor(kind: ExecutorKind) -> anyhow::Result<SharedExecutor> {
                 tracing::warn!(
                     "==> NO DAGGER ENGINE: steps run as LOCAL HOST PROCESSES; container images are ignored <=="
                 );
-                Ok(Arc::new(LocalExecutor))
+                Ok(local_executor())
             }
         },
     }

@@ -20,7 +20,7 @@ use crate::executor::{ExecError, Executor, ReadyError, StepOutcome, StepRequest,
 pub mod helper_side;
 mod spawn_helper;
 mod spawner;
-pub use spawner::stop_helper;
+pub use spawner::{start_helper, stop_helper};
 
 pub const TAIL_LINES: usize = 200;
 pub const TAIL_BYTES: usize = 16 * 1024;

@@ -46,6 +46,11 @@ impl StepProcess {
 
 static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
 
+/// Starts the spawn helper now rather than at the first step (blocks for its start).
+pub fn start_helper() {
+    let _ = helper();
+}
+
 /// Stops the spawn helper, if one was started, and waits (at most 2 s) until it has exited.
 /// For the worker's graceful exit, once no step runs.
 pub fn stop_helper() {
