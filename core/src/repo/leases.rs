@@ -41,21 +41,45 @@ crate::prepared_statement!(Claim<'a>);
 
 impl QueryFragment<Pg> for Claim<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
-        out.push_sql("UPDATE runs SET lease_owner = ");
-        out.push_bind_param::<Text, _>(self.owner)?;
-        out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
-        out.push_bind_param::<Double, _>(&self.secs)?;
-        out.push_sql(
-            "), deliveries = deliveries + 1, not_before = NULL \
-             WHERE status IN ('queued', 'running') AND id = ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.id)?;
-        out.push_sql(" AND (lease_owner IS NULL OR lease_owner = ");
-        out.push_bind_param::<Text, _>(self.owner)?;
-        out.push_sql(" OR lease_expires_at < now()) RETURNING *");
+        push_take(
+            out.reborrow(),
+            &self.id,
+            self.owner,
+            &self.secs,
+            "",
+            "'queued', 'running'",
+        )?;
+        out.push_sql(" RETURNING *");
         Ok(())
     }
+}
+
+/// Pushes `UPDATE runs SET <the lease, for owner> <from> WHERE runs.status IN (<statuses>) AND
+/// runs.id = <id> AND <no other live lease>`; the caller adds conditions and `RETURNING`.
+/// Shared by the claims (`claim`, `run_start::claim_unlimited`).
+pub(crate) fn push_take<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    id: &'b Uuid,
+    owner: &'b str,
+    secs: &'b f64,
+    from: &'static str,
+    statuses: &'static str,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
+    out.push_sql("UPDATE runs SET lease_owner = ");
+    out.push_bind_param::<Text, _>(owner)?;
+    out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
+    out.push_bind_param::<Double, _>(secs)?;
+    out.push_sql("), deliveries = deliveries + 1, not_before = NULL ");
+    out.push_sql(from);
+    out.push_sql(" WHERE runs.status IN (");
+    out.push_sql(statuses);
+    out.push_sql(") AND runs.id = ");
+    out.push_bind_param::<SqlUuid, _>(id)?;
+    out.push_sql(" AND (runs.lease_owner IS NULL OR runs.lease_owner = ");
+    out.push_bind_param::<Text, _>(owner)?;
+    out.push_sql(" OR runs.lease_expires_at < now())");
+    Ok(())
 }
 
 /// Extends the lease. `None` means it was lost (expired and taken, or the run ended);

@@ -46,22 +46,18 @@ crate::prepared_statement!(ClaimUnlimited<'a>);
 
 impl QueryFragment<Pg> for ClaimUnlimited<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
         // `UPDATE ... FROM` locks only the run's row; the workflow's is read, not locked.
-        out.push_sql("UPDATE runs SET lease_owner = ");
-        out.push_bind_param::<Text, _>(self.owner)?;
-        out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
-        out.push_bind_param::<Double, _>(&self.secs)?;
+        let from = "FROM workflows w";
+        crate::repo::leases::push_take(
+            out.reborrow(),
+            &self.id,
+            self.owner,
+            &self.secs,
+            from,
+            "'queued'",
+        )?;
         out.push_sql(
-            "), deliveries = deliveries + 1, not_before = NULL FROM workflows w \
-             WHERE runs.status = 'queued' AND runs.id = ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.id)?;
-        out.push_sql(" AND (runs.lease_owner IS NULL OR runs.lease_owner = ");
-        out.push_bind_param::<Text, _>(self.owner)?;
-        out.push_sql(
-            " OR runs.lease_expires_at < now()) AND w.id = runs.workflow_id \
-             AND w.max_concurrent_runs IS NULL \
+            " AND w.id = runs.workflow_id AND w.max_concurrent_runs IS NULL \
              AND (w.rate_limit_runs IS NULL OR w.rate_limit_seconds IS NULL) RETURNING runs.*",
         );
         Ok(())
