@@ -49,13 +49,9 @@ crate::prepared_statement!(AppendFenced<'a>);
 
 impl QueryFragment<Pg> for AppendFenced<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Int4, Text, Uuid as SqlUuid};
-        out.push_sql("WITH lease AS (SELECT id FROM runs WHERE id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(self.fence.owner)?;
-        out.push_sql(" AND deliveries = ");
-        out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
+        use diesel::sql_types::{Int4, Text};
+        out.push_sql("WITH lease AS (SELECT id FROM runs WHERE ");
+        self.fence.push_condition(out.reborrow())?;
         out.push_sql(
             " FOR SHARE), chunk AS (INSERT INTO task_logs (run_id, step, attempt, seq, content) \
              SELECT id, ",

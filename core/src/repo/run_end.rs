@@ -67,7 +67,7 @@ crate::prepared_statement!(Finish<'a>);
 impl QueryFragment<Pg> for Finish<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         use crate::db::schema::sql_types::PgRunStatus;
-        use diesel::sql_types::{Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::{Nullable, Text, Timestamptz};
         out.push_sql("WITH next AS (UPDATE runs SET status = ");
         out.push_bind_param::<PgRunStatus, _>(&self.status)?;
         out.push_sql(", error = ");
@@ -76,13 +76,9 @@ impl QueryFragment<Pg> for Finish<'_> {
         out.push_bind_param::<Timestamptz, _>(&self.at)?;
         out.push_sql(
             ", lease_owner = NULL, lease_expires_at = NULL, last_seq = last_seq + 1 \
-             WHERE status IN ('queued', 'running') AND id = ",
+             WHERE status IN ('queued', 'running') AND ",
         );
-        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(self.fence.owner)?;
-        out.push_sql(" AND deliveries = ");
-        out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
+        self.fence.push_condition(out.reborrow())?;
         out.push_sql(" RETURNING id, last_seq, workflow_id, started_at), e AS (");
         push_insert(out.reborrow(), "next", "next.last_seq", self.ev, &self.at)?;
         out.push_sql(

@@ -91,15 +91,11 @@ crate::prepared_statement!(Start<'a>);
 
 impl QueryFragment<Pg> for Start<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Int4, Text, Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::Timestamptz;
         out.push_sql("WITH next AS (UPDATE runs SET status = 'running', started_at = ");
         out.push_bind_param::<Timestamptz, _>(&self.at)?;
-        out.push_sql(", last_seq = last_seq + 1 WHERE status = 'queued' AND id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(self.fence.owner)?;
-        out.push_sql(" AND deliveries = ");
-        out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
+        out.push_sql(", last_seq = last_seq + 1 WHERE status = 'queued' AND ");
+        self.fence.push_condition(out.reborrow())?;
         out.push_sql(" RETURNING id, last_seq, workflow_id) ");
         push_insert(out.reborrow(), "next", "next.last_seq", self.ev, &self.at)?;
         out.push_sql(" FROM next RETURNING ");

@@ -22,6 +22,21 @@ pub struct Fence<'a> {
     pub epoch: i32,
 }
 
+impl Fence<'_> {
+    /// Pushes `id = <run> AND lease_owner = <owner> AND deliveries = <epoch>`: the condition on
+    /// the run row by which every fenced statement (task change, log chunk, start, end) writes
+    /// only while this holder's lease stands.
+    pub(crate) fn push_condition<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Int4, Text, Uuid as SqlUuid};
+        out.push_sql("id = ");
+        out.push_bind_param::<SqlUuid, _>(&self.run_id)?;
+        out.push_sql(" AND lease_owner = ");
+        out.push_bind_param::<Text, _>(self.owner)?;
+        out.push_sql(" AND deliveries = ");
+        out.push_bind_param::<Int4, _>(&self.epoch)
+    }
+}
+
 /// Applies `change` to task `step` and appends `ev` (already stamped with its estimate) with the
 /// run's next sequence number, if `fence` still holds the lease; `None` when it does not (and
 /// nothing was written). A task that does not exist fails the whole statement.
@@ -109,12 +124,8 @@ impl QueryFragment<Pg> for Transition<'_> {
         // The run row first: bumping its event sequence under the lease's condition takes its
         // row lock, and a concurrent claim that moved the lease makes Postgres re-check the
         // condition on the new row version, so a fenced-off holder matches nothing.
-        out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
-        out.push_sql(" AND lease_owner = ");
-        out.push_bind_param::<Text, _>(self.fence.owner)?;
-        out.push_sql(" AND deliveries = ");
-        out.push_bind_param::<Int4, _>(&self.fence.epoch)?;
+        out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE ");
+        self.fence.push_condition(out.reborrow())?;
         out.push_sql(" RETURNING id, last_seq, workflow_id), task AS (UPDATE tasks SET ");
         keep_or_set::<PgTaskStatus, _>(out.reborrow(), "status", &c.status)?;
         out.push_sql(", ");
