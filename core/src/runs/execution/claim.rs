@@ -102,8 +102,11 @@ fn take(
 ) -> Result<Taken> {
     if let Some(run) = repo::run_start::claim_unlimited(c, run_id, owner, secs)? {
         let claim = Claim::of(&run, false);
-        let resumed = match run.deliveries <= max {
-            true => match resume::resume_in(c, est, run_id, &claim, owner) {
+        // Delivered too often: not resumed; the caller dead-letters it.
+        let resumed = if run.deliveries > max {
+            None
+        } else {
+            match resume::resume_in(c, est, run_id, &claim, owner) {
                 Ok(r) => Some(r),
                 Err(e @ Error::Unavailable(_)) => return Err(e),
                 // The claim stands (it was its own statement): the runner's own resume meets
@@ -112,8 +115,7 @@ fn take(
                     tracing::warn!(%run_id, error = %e, "starting the claimed run failed");
                     None
                 }
-            },
-            false => None,
+            }
         };
         return Ok((Admission::Admitted(Box::new(run)), false, resumed));
     }
