@@ -48,6 +48,9 @@ pub struct AppState {
     pub sso: Option<tms_core::auth::sso::SsoService>,
     /// Fired on SIGTERM/SIGINT: WebSockets close with 1001 while requests in flight drain.
     pub shutting_down: tokio_util::sync::CancellationToken,
+    /// The open WebSocket connections, which live outside actix's connection count: shutdown
+    /// waits for their close frames.
+    pub ws_connections: tokio_util::task::TaskTracker,
 }
 
 /// How long a browser may cache a preflight answer, in seconds.
@@ -59,12 +62,8 @@ pub fn routes(origins: Arc<Vec<Origin>>) -> impl Fn(&mut web::ServiceConfig) {
         cfg.service(
             web::resource("/graphql")
                 .wrap(cors(origins.clone()))
+                // WebSocket upgrades never reach the routes: see `crate::server`.
                 .route(web::post().to(graphql))
-                .route(
-                    web::get()
-                        .guard(guard::Header("upgrade", "websocket"))
-                        .to(crate::ws::graphql_ws),
-                )
                 .route(web::get().guard(guard::fn_guard(has_query)).to(graphql))
                 .route(web::get().to(crate::console::graphiql::graphiql)),
         )

@@ -9,12 +9,14 @@ pub mod http;
 pub mod metrics;
 pub mod origin;
 pub mod reference;
+pub mod server;
 pub mod sso;
 pub mod state;
 pub mod step_logs;
 pub mod ws;
 
-use actix_web::{App, HttpServer, web};
+use std::time::Duration;
+
 use anyhow::Context as _;
 use tms_core::auth::jwt::JwtKeys;
 use tms_core::auth::keys::{KeyRing, secrets_from};
@@ -146,40 +148,23 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         revocations,
         sso,
         shutting_down: CancellationToken::new(),
+        ws_connections: tokio_util::task::TaskTracker::new(),
     };
     let shutting_down = state.shutting_down.clone();
-    let origins = state.allowed_origins.clone();
-
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::from_fn(metrics::track))
-            .app_data(web::Data::new(state.clone()))
-            // Large enough for an import source (16 MiB, `imports::MAX_CONTENT_BYTES`) in a
-            // variable; GraphQL documents themselves stay limited to 32 KiB.
-            .app_data(web::PayloadConfig::new(17 * 1024 * 1024))
-            .configure(http::routes(origins.clone()))
-    })
-    .shutdown_timeout(cfg.common.shutdown_grace_seconds)
-    // Signals are ours: WebSockets must be told to go away before the server waits for
-    // connections to drain, or they would hold the shutdown for the whole grace.
-    .disable_signals()
-    // Subscriptions send many small frames; without TCP_NODELAY, Nagle's algorithm and the
-    // peer's delayed ACK hold every second frame back ~40 ms.
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    .bind(cfg.listen)
-    .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addrs = server.addrs();
-    tracing::info!(addr = ?addrs, "tms-api listening");
-    let running = server.run();
+    let ws_connections = state.ws_connections.clone();
+    let grace = cfg.common.shutdown_grace_seconds;
+    let running = server::bind(state, cfg.listen, grace)
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    tracing::info!(addr = %cfg.listen, "tms-api listening");
     let handle = running.handle();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested: draining requests, closing WebSockets with 1001");
         shutting_down.cancel();
+        // WebSockets are not in the server's connection count: their close frames are awaited
+        // here, before the server stops the threads their tasks run on.
+        ws_connections.close();
+        let _ = tokio::time::timeout(Duration::from_secs(grace), ws_connections.wait()).await;
         handle.stop(true).await;
     });
     running.await?;

@@ -129,6 +129,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
         revocations: tms_core::auth::revocations::RevocationHub::detached(),
         sso: None,
         shutting_down: Default::default(),
+        ws_connections: Default::default(),
     };
     let app = test::init_service(
         App::new()

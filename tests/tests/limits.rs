@@ -1,6 +1,7 @@
 //! GraphQL limits against the real `tms-api`: each one refused with `QUERY_LIMIT` naming the
 //! limit (over HTTP and on a subscription), production mode hiding the schema, and the
-//! WebSocket `Origin` allow-list and `connection_init` deadline. That the refusals cost no
+//! WebSocket upgrade's checks (`Origin` allow-list, path, subprotocol) and `connection_init`
+//! deadline. That the refusals cost no
 //! database statement is counted in-process in `api/tests/limits_cost.rs`.
 
 use std::process::{Command, Stdio};
@@ -229,6 +230,98 @@ async fn limits_websocket_upgrades_from_foreign_origins_are_refused() -> Result<
     ] {
         assert_eq!(upgrade(port, Some(foreign)).await?, Err(403), "{foreign}");
     }
+    Ok(())
+}
+
+/// Writes `request` (and `then`, in the same write) on a new connection; returns the response
+/// head and whatever arrived after it.
+async fn raw_upgrade(port: u16, request: &str, then: &[u8]) -> Result<(String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.write_all(&[request.as_bytes(), then].concat()).await?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(T, tcp.read(&mut buf)).await??;
+        if n == 0 {
+            bail!(
+                "closed before a response: {}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = got.split_off(end);
+    // For a WebSocket: read on until one whole unmasked server frame is in.
+    if got.starts_with(b"HTTP/1.1 101") {
+        while rest.len() < 2 || rest.len() < 2 + (rest[1] & 0x7f) as usize {
+            let n = tokio::time::timeout(T, tcp.read(&mut buf)).await??;
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+    }
+    Ok((String::from_utf8_lossy(&got).into_owned(), rest))
+}
+
+/// A client's masked text frame.
+fn masked_text(text: &str) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut frame = vec![0x81u8];
+    let len = text.len();
+    if len < 126 {
+        frame.push(0x80 | len as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+#[tokio::test]
+async fn limits_websocket_upgrades_elsewhere_or_without_the_protocol_are_refused() -> Result<()> {
+    let env = TestEnv::start_with(EnvOptions::api_only()).await?;
+    let port = env.api_port;
+    let head = |path: &str, protocol: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{protocol}\r\n"
+        )
+    };
+    let protocol = "Sec-WebSocket-Protocol: graphql-transport-ws\r\n";
+
+    let (resp, _) = raw_upgrade(port, &head("/healthz", protocol), b"").await?;
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let (resp, body) = raw_upgrade(port, &head("/graphql", ""), b"").await?;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("graphql-transport-ws"), "{body}");
+
+    // A client that sends `connection_init` in the same write as its upgrade request: the frame
+    // the HTTP parser read past the request is handed to the socket, not lost.
+    let token = env.token.clone().unwrap();
+    let init =
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    let (resp, frame) = raw_upgrade(
+        port,
+        &head("/graphql", protocol),
+        &masked_text(&init.to_string()),
+    )
+    .await?;
+    assert!(resp.starts_with("HTTP/1.1 101"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: graphql-transport-ws"),
+        "{resp}"
+    );
+    assert_eq!(frame.first(), Some(&0x81), "a text frame: {frame:?}");
+    let ack: Value = serde_json::from_slice(&frame[2..])?;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
     Ok(())
 }
 

@@ -1,35 +1,40 @@
 //! GraphQL over WebSocket (`graphql-transport-ws`, and legacy `graphql-ws`) on `/graphql`.
 //!
-//! Written against actix-ws rather than the actor-based integration for two reasons: the
-//! protocol's auth refusal must close with 4403 (the library's default is 1002), and outgoing
-//! messages must apply backpressure: a client that stops reading is disconnected with 4008
-//! instead of buffering without bound.
+//! The connection leaves actix's HTTP machinery at the upgrade (`upgrade.rs`) and runs on the
+//! bare socket (`socket.rs`). The protocol's auth refusal closes with 4403 (the library's default
+//! is 1002), and outgoing messages apply backpressure: a client that stops reading is
+//! disconnected with 4008 instead of buffering without bound.
 //!
 //! A connection lives no longer than the session that opened it: it is closed with 4401 when
 //! the access token of its `connection_init` expires, and when that session is logged out or
 //! its user disabled (a revocation notice from any api instance, via Redis).
 
-use std::str::FromStr;
+pub mod socket;
+pub mod upgrade;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
 use async_graphql::Data;
 use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
 
 use tms_core::auth::sessions::SessionRevoked;
 
 use crate::context::RequestAuth;
 use crate::http::AppState;
+use socket::Socket;
 
 /// A client that cannot take a message within this long is dropped.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients must send `connection_init` within this long.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Messages the protocol machine has ready that go out together, at most.
+const MAX_BATCH: usize = 32;
 
 /// Server ping interval.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
@@ -54,65 +59,38 @@ impl WsTrace {
     }
 }
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
-pub async fn graphql_ws(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Payload,
-) -> actix_web::Result<HttpResponse> {
-    // An `Origin` that is not text cannot match anything: it is refused, not taken as absent.
-    let origin = req
-        .headers()
-        .get("origin")
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let host = req.headers().get("host").and_then(|v| v.to_str().ok());
-    if !crate::origin::upgrade_allowed(origin, host, &state.allowed_origins) {
-        tracing::warn!(?origin, "refused a WebSocket upgrade from a foreign origin");
-        return Ok(HttpResponse::Forbidden().body("origin not allowed"));
-    }
-    let protocol = req
-        .headers()
-        .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(',')
-                .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
-        })
-        .ok_or_else(|| {
-            actix_web::error::ErrorBadRequest("use the graphql-transport-ws subprotocol")
-        })?;
-    let (response, session, messages) =
-        actix_ws::handle_with_protocols(&req, body, &["graphql-transport-ws", "graphql-ws"])?;
-    let messages = messages
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_MESSAGE_BYTES);
+/// Runs an accepted connection in its own tasks: client frames into async-graphql's protocol
+/// machine, its answers out, the `connection_init` deadline and pings, and the session watch.
+pub fn run(
+    state: AppState,
+    protocol: WebSocketProtocols,
+    socket: Socket,
+    mut incoming: socket::Incoming,
+) {
+    let connection_done = tokio_util::sync::CancellationToken::new();
+    let _open = state.ws_connections.token();
 
-    // Client frames → the protocol machine, through a small bounded channel.
+    // Client frames → the protocol machine, through a small bounded channel. Pings are answered
+    // by tungstenite itself; a frame over MAX_MESSAGE_BYTES ends the connection.
     let (mut to_protocol, from_client) = futures::channel::mpsc::channel::<Vec<u8>>(16);
-    let mut pong_session = session.clone();
+    let reader_done = connection_done.clone();
     actix_web::rt::spawn(async move {
-        let mut messages = messages;
-        while let Some(Ok(msg)) = messages.next().await {
-            match msg {
-                AggregatedMessage::Text(t) => {
-                    if to_protocol.send(t.as_bytes().to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-                AggregatedMessage::Binary(b) => {
-                    if to_protocol.send(b.to_vec()).await.is_err() {
-                        break;
-                    }
-                }
-                AggregatedMessage::Ping(p) => {
-                    if pong_session.pong(&p).await.is_err() {
-                        break;
-                    }
-                }
-                AggregatedMessage::Pong(_) => {}
-                AggregatedMessage::Close(_) => break,
+        loop {
+            let msg = tokio::select! {
+                msg = incoming.next() => msg,
+                _ = reader_done.cancelled() => break,
+            };
+            let bytes = match msg {
+                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                Some(Ok(Message::Binary(b))) => b.to_vec(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            };
+            if to_protocol.send(bytes).await.is_err() {
+                break;
             }
         }
     });
@@ -121,7 +99,6 @@ pub async fn graphql_ws(
     let revocations = state.revocations.subscribe();
     let (watch_tx, watch_rx) = tokio::sync::oneshot::channel::<Watch>();
     let watch_tx = Arc::new(std::sync::Mutex::new(Some(watch_tx)));
-    let connection_done = tokio_util::sync::CancellationToken::new();
 
     let refused = Arc::new(AtomicBool::new(false));
     let refused_in_init = refused.clone();
@@ -168,68 +145,83 @@ pub async fn graphql_ws(
 
     // The protocol's own deadlines: `connection_init` within INIT_TIMEOUT (else 4408), and a
     // server ping every PING_EVERY so dead peers are noticed even on quiet subscriptions.
-    let mut watchdog = session.clone();
+    let watchdog = socket.clone();
     let refused_at_deadline = refused.clone();
+    let watchdog_done = connection_done.clone();
     actix_web::rt::spawn(async move {
-        tokio::time::sleep(INIT_TIMEOUT).await;
-        if !initialised.load(Ordering::SeqCst) && !refused_at_deadline.load(Ordering::SeqCst) {
-            let reason = CloseReason {
-                code: CloseCode::Other(CLOSE_INIT_TIMEOUT),
-                description: Some("connection initialisation timeout".into()),
-            };
-            let _ = watchdog.clone().close(Some(reason)).await;
-            return;
-        }
-        loop {
-            tokio::time::sleep(PING_EVERY).await;
-            if watchdog.ping(b"").await.is_err() {
+        let beat = async {
+            tokio::time::sleep(INIT_TIMEOUT).await;
+            if !initialised.load(Ordering::SeqCst) && !refused_at_deadline.load(Ordering::SeqCst) {
+                let why = "connection initialisation timeout".to_string();
+                watchdog.close(Some((CLOSE_INIT_TIMEOUT, why))).await;
                 return;
             }
+            loop {
+                tokio::time::sleep(PING_EVERY).await;
+                if watchdog.ping().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = beat => {}
+            _ = watchdog_done.cancelled() => {}
         }
     });
 
     actix_web::rt::spawn(watch_session(
-        session.clone(),
+        socket.clone(),
         watch_rx,
         revocations,
         connection_done.clone(),
     ));
 
-    let mut session = session;
     let done = connection_done;
     let shutting_down = state.shutting_down.clone();
     actix_web::rt::spawn(async move {
+        let _open = _open;
         let _done = done.drop_guard();
         let mut protocol_machine = std::pin::pin!(protocol_machine);
+        // What the protocol machine had ready after a batch of texts, not yet handled.
+        let mut held: Option<Option<WsMessage>> = None;
         loop {
-            let out = tokio::select! {
-                out = protocol_machine.next() => out,
-                // The api is stopping: "going away" (1001) tells clients to reconnect (to another
-                // instance) and resume with `afterSeq`.
-                _ = shutting_down.cancelled() => {
-                    let reason = CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("server shutting down; reconnect and resume with afterSeq".into()),
-                    };
-                    let _ = session.close(Some(reason)).await;
-                    return;
-                }
+            let out = match held.take() {
+                Some(out) => out,
+                None => tokio::select! {
+                    out = protocol_machine.next() => out,
+                    // The api is stopping: "going away" (1001) tells clients to reconnect (to
+                    // another instance) and resume with `afterSeq`.
+                    _ = shutting_down.cancelled() => {
+                        let why = "server shutting down; reconnect and resume with afterSeq";
+                        socket.close(Some((CLOSE_GOING_AWAY, why.into()))).await;
+                        return;
+                    }
+                },
             };
             let Some(out) = out else { break };
             match out {
                 WsMessage::Text(text) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await {
+                    // Whatever else is ready (a burst of events) goes out in the same writes.
+                    let mut batch = vec![text];
+                    while batch.len() < MAX_BATCH {
+                        match protocol_machine.next().now_or_never() {
+                            Some(Some(WsMessage::Text(t))) => batch.push(t),
+                            Some(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    match tokio::time::timeout(SEND_TIMEOUT, socket.texts(batch)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_closed)) => return,
                         Err(_slow) => {
                             tracing::warn!("dropping a WebSocket client that stopped reading");
-                            let reason = CloseReason {
-                                code: CloseCode::Other(CLOSE_SLOW_CONSUMER),
-                                description: Some(
-                                    "slow consumer: resubscribe with afterSeq".into(),
-                                ),
-                            };
-                            let _ = session.close(Some(reason)).await;
+                            let why = "slow consumer: resubscribe with afterSeq".to_string();
+                            // Bounded too: the socket that stopped reading may not take even this.
+                            let close = socket.close(Some((CLOSE_SLOW_CONSUMER, why)));
+                            let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
                             return;
                         }
                     }
@@ -240,18 +232,13 @@ pub async fn graphql_ws(
                     } else {
                         code
                     };
-                    let reason = CloseReason {
-                        code: CloseCode::from(code),
-                        description: Some(msg),
-                    };
-                    let _ = session.close(Some(reason)).await;
+                    socket.close(Some((code, msg))).await;
                     return;
                 }
             }
         }
-        let _ = session.close(None).await;
+        socket.close(None).await;
     });
-    Ok(response)
 }
 
 /// What a connection keeps of the token it was opened with.
@@ -266,7 +253,7 @@ struct Watch {
 /// Closes the connection with [`CLOSE_SESSION_ENDED`] when its token expires or its session is
 /// revoked; ends with the connection.
 async fn watch_session(
-    session: actix_ws::Session,
+    socket: Socket,
     watch: tokio::sync::oneshot::Receiver<Watch>,
     mut revocations: tokio::sync::broadcast::Receiver<Arc<SessionRevoked>>,
     done: tokio_util::sync::CancellationToken,
@@ -308,9 +295,5 @@ async fn watch_session(
         }
     };
     tracing::info!(user_id = %watch.user_id, reason = why, "closing a WebSocket whose session ended");
-    let reason = CloseReason {
-        code: CloseCode::Other(CLOSE_SESSION_ENDED),
-        description: Some(why.into()),
-    };
-    let _ = session.close(Some(reason)).await;
+    socket.close(Some((CLOSE_SESSION_ENDED, why.into()))).await;
 }
