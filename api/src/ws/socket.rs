@@ -19,9 +19,9 @@ use super::MAX_MESSAGE_BYTES;
 
 /// Bytes read from the socket at a time. Client messages are small (`subscribe`, `ping`); a
 /// longer one gets room for its whole length once its header is read.
-const READ_CHUNK: usize = 1024;
+const READ_CHUNK: usize = 512;
 /// Bytes of outgoing frames that wait for one write.
-const WRITE_CHUNK: usize = 2048;
+const WRITE_CHUNK: usize = 512;
 
 pub type Incoming = SplitStream<WebSocketStream<TcpStream>>;
 
