@@ -68,9 +68,12 @@ pub fn bind(
                             move |(req, framed): (Request, actix_codec::Framed<_, h1::Codec>)| {
                                 let state = state.clone();
                                 async move {
-                                    crate::ws::upgrade::handle(state, req, framed)
-                                        .await
-                                        .map_err(actix_web::error::ErrorInternalServerError)
+                                    // A client gone mid-handshake is no server error (actix-http
+                                    // would log an upgrade failure at error level).
+                                    if let Err(e) = crate::ws::upgrade::handle(state, req, framed).await {
+                                        tracing::debug!(error = %e, "WebSocket handshake not completed");
+                                    }
+                                    Ok::<_, actix_web::Error>(())
                                 }
                             },
                         ))

@@ -253,6 +253,10 @@ async fn raw_upgrade(port: u16, request: &str, then: &[u8]) -> Result<(String, V
     }
     let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let mut rest = got.split_off(end);
+    // A refusal closes the connection after its body: read it all.
+    if !got.starts_with(b"HTTP/1.1 101") {
+        tokio::time::timeout(T, tcp.read_to_end(&mut rest)).await??;
+    }
     // For a WebSocket: read on until one whole unmasked server frame is in.
     if got.starts_with(b"HTTP/1.1 101") {
         while rest.len() < 2 || rest.len() < 2 + (rest[1] & 0x7f) as usize {

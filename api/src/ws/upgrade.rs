@@ -24,14 +24,27 @@ pub async fn handle(
     req: Request,
     mut framed: Framed<TcpStream, h1::Codec>,
 ) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    // Counted in `tms_http_requests_total` like the routes' requests (the routes' middleware
+    // never sees an upgrade).
+    let observe = |status: StatusCode| {
+        let route = tms_core::metrics::http::route_label(Some(req.path()));
+        let method = tms_core::metrics::http::method_label(req.method().as_str());
+        let seconds = started.elapsed().as_secs_f64();
+        tms_core::metrics::http::observe_request(route, method, status.as_u16(), seconds);
+    };
     let protocol = match check(&state, &req) {
         Ok(p) => p,
-        Err((status, why)) => return refuse(&mut framed, status, why).await,
+        Err((status, why)) => {
+            observe(status);
+            return refuse(&mut framed, status, why).await;
+        }
     };
     let mut res = match ws::handshake(req.head()) {
         Ok(res) => res,
         Err(e) => {
             let res: Response<_> = e.into();
+            observe(res.status());
             return refuse(&mut framed, res.status(), "not a valid WebSocket handshake").await;
         }
     };
@@ -46,6 +59,7 @@ pub async fn handle(
     framed
         .send((res.finish().drop_body(), BodySize::None).into())
         .await?;
+    observe(StatusCode::SWITCHING_PROTOCOLS);
     let parts = framed.into_parts();
     // The dispatcher's buffers go with the framing; only bytes a client sent past the request
     // (its first frame, if it did not wait for the answer) are kept.

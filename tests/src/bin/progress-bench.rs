@@ -11,13 +11,13 @@
 //! Run with `scripts/bench fanout` (starts Postgres and Redis, builds in release mode).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tms_tests::bench::{Report, raise_fd_limit, rss_mib};
 use tms_tests::ws::{GqlWs, WsEvent};
 use tms_tests::{EnvOptions, TestEnv};
-use tokio::sync::Mutex;
 
 fn event(n: u64, workflow: &str) -> String {
     json!({
@@ -84,12 +84,15 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
     let opened = t0.elapsed();
     let (subscribed_rss, _) = rss_mib(api_pid)?;
 
-    // Every delivery: (event number, latency in ms).
-    let deliveries = Arc::new(Mutex::new(Vec::<(u64, f64)>::with_capacity(subs * 60)));
+    // Each reader keeps its own deliveries, (event number, latency in ms), until the end: one
+    // lock shared by 10,000 readers made the client, which shares the api's two cores, pay for
+    // contention on every delivery. Progress is a counter.
+    let delivered = Arc::new(AtomicUsize::new(0));
     let mut readers = Vec::new();
     for mut ws in sockets {
-        let deliveries = deliveries.clone();
+        let delivered = delivered.clone();
         readers.push(tokio::spawn(async move {
+            let mut mine = Vec::<(u64, f64)>::with_capacity(128);
             let mut dropped = false;
             loop {
                 match ws.next(Duration::from_secs(30)).await {
@@ -100,10 +103,8 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
                             .and_then(|m| m.parse().ok())
                             .unwrap_or(0);
                         let lat = (now_micros().saturating_sub(sent)) as f64 / 1000.0;
-                        deliveries
-                            .lock()
-                            .await
-                            .push((e["seq"].as_u64().unwrap_or(0), lat));
+                        mine.push((e["seq"].as_u64().unwrap_or(0), lat));
+                        delivered.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(WsEvent::Error(e)) => {
                         dropped = e[0]["extensions"]["code"] == "SLOW_CONSUMER";
@@ -116,7 +117,7 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
                     _ => break,
                 }
             }
-            dropped
+            (mine, dropped)
         }));
     }
 
@@ -145,7 +146,7 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
     // first publish to the last delivery: the sustained rate one api instance fans out at.
     let burst: u64 = tms_tests::env_or("BURST", (500_000 / subs as u64).clamp(1, 500));
     let burst_start_n = 100_000u64;
-    let before = deliveries.lock().await.len();
+    let before = delivered.load(Ordering::Relaxed);
     let burst_t0 = Instant::now();
     for n in burst_start_n..burst_start_n + burst {
         redis::cmd("PUBLISH")
@@ -159,7 +160,7 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last_change = (0usize, Instant::now());
     loop {
-        let now = deliveries.lock().await.len();
+        let now = delivered.load(Ordering::Relaxed);
         if now >= expected
             || Instant::now() > deadline
             || (now == last_change.0 && last_change.1.elapsed() > Duration::from_secs(3))
@@ -172,9 +173,18 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let burst_elapsed = burst_t0.elapsed();
-    let burst_delivered = deliveries.lock().await.len() - before;
+    let burst_delivered = delivered.load(Ordering::Relaxed) - before;
 
-    let all = deliveries.lock().await.clone();
+    let (end_rss, peak_rss) = rss_mib(api_pid)?;
+    // The api's end closes every socket, and each reader hands in what it received.
+    drop(env);
+    let mut all = Vec::with_capacity(subs * 110);
+    let mut dropped = 0;
+    for r in readers {
+        let (mine, was_dropped) = r.await.unwrap_or_default();
+        all.extend(mine);
+        dropped += usize::from(was_dropped);
+    }
     let mut per_delivery: Vec<f64> = all
         .iter()
         .filter(|(n, _)| (first_measured..first_measured + measured).contains(n))
@@ -194,14 +204,6 @@ async fn fanout(subs: usize, measured: u64, report: &mut Report) -> anyhow::Resu
         .filter(|n| all.iter().filter(|d| d.0 == *n).count() == subs)
         .count();
 
-    let (end_rss, peak_rss) = rss_mib(api_pid)?;
-    drop(env);
-    let mut dropped = 0;
-    for r in readers {
-        if r.await.unwrap_or(false) {
-            dropped += 1;
-        }
-    }
     let p = format!("fanout_{subs}");
     report.figure(
         &format!("{p}_subscribe_ms"),
