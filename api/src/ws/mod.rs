@@ -9,6 +9,7 @@
 //! the access token of its `connection_init` expires, and when that session is logged out or
 //! its user disabled (a revocation notice from any api instance, via Redis).
 
+pub mod guard;
 pub mod socket;
 pub mod upgrade;
 
@@ -18,10 +19,7 @@ use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocket, WebSocketProtocols, WsMessage};
-use futures::{FutureExt, SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
-use tms_core::auth::sessions::SessionRevoked;
+use futures::{FutureExt, StreamExt};
 
 use crate::context::RequestAuth;
 use crate::http::AppState;
@@ -68,36 +66,17 @@ pub fn run(
     state: AppState,
     protocol: WebSocketProtocols,
     socket: Socket,
-    mut incoming: socket::Incoming,
+    incoming: socket::Incoming,
 ) {
     let connection_done = tokio_util::sync::CancellationToken::new();
     let _open = state.ws_connections.token();
 
-    // Client frames → the protocol machine, through a small bounded channel. Pings are answered
-    // by tungstenite itself; a frame over MAX_MESSAGE_BYTES ends the connection.
-    let (mut to_protocol, from_client) = futures::channel::mpsc::channel::<Vec<u8>>(16);
-    let reader_done = connection_done.clone();
-    actix_web::rt::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                msg = incoming.next() => msg,
-                _ = reader_done.cancelled() => break,
-            };
-            let bytes = match msg {
-                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                Some(Ok(Message::Binary(b))) => b.to_vec(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            };
-            if to_protocol.send(bytes).await.is_err() {
-                break;
-            }
-        }
-    });
+    // Client frames → the protocol machine, through a small bounded channel (see `guard`).
+    let (to_protocol, from_client) = futures::channel::mpsc::channel::<Vec<u8>>(16);
 
     // Subscribed before `connection_init` so that no revocation in between is missed.
     let revocations = state.revocations.subscribe();
-    let (watch_tx, watch_rx) = tokio::sync::oneshot::channel::<Watch>();
+    let (watch_tx, watch_rx) = tokio::sync::oneshot::channel::<guard::Watch>();
     let watch_tx = Arc::new(std::sync::Mutex::new(Some(watch_tx)));
 
     let refused = Arc::new(AtomicBool::new(false));
@@ -126,7 +105,7 @@ pub fn run(
                 header.as_deref().and_then(|h| h.strip_prefix("Bearer ")),
             ) {
                 let session = services.auth.token_session(token.trim());
-                let watch = Watch {
+                let watch = guard::Watch {
                     user_id: p.user_id,
                     // An API token's connection ends with that token's revocation.
                     sid: session.and_then(|s| s.sid).or(p.api_token_id),
@@ -144,34 +123,18 @@ pub fn run(
         });
 
     // The protocol's own deadlines: `connection_init` within INIT_TIMEOUT (else 4408), and a
-    // server ping every PING_EVERY so dead peers are noticed even on quiet subscriptions.
-    let watchdog = socket.clone();
-    let refused_at_deadline = refused.clone();
-    let watchdog_done = connection_done.clone();
-    actix_web::rt::spawn(async move {
-        let beat = async {
-            tokio::time::sleep(INIT_TIMEOUT).await;
-            if !initialised.load(Ordering::SeqCst) && !refused_at_deadline.load(Ordering::SeqCst) {
-                let why = "connection initialisation timeout".to_string();
-                watchdog.close(Some((CLOSE_INIT_TIMEOUT, why))).await;
-                return;
-            }
-            loop {
-                tokio::time::sleep(PING_EVERY).await;
-                if watchdog.ping().await.is_err() {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            _ = beat => {}
-            _ = watchdog_done.cancelled() => {}
-        }
-    });
-
-    actix_web::rt::spawn(watch_session(
+    // server ping every PING_EVERY so dead peers are noticed even on quiet subscriptions; and the
+    // session's end.
+    let init = guard::Init {
+        initialised,
+        refused: refused.clone(),
+        watch: watch_rx,
+    };
+    actix_web::rt::spawn(guard::guard(
         socket.clone(),
-        watch_rx,
+        incoming,
+        to_protocol,
+        init,
         revocations,
         connection_done.clone(),
     ));
@@ -239,61 +202,4 @@ pub fn run(
         }
         socket.close(None).await;
     });
-}
-
-/// What a connection keeps of the token it was opened with.
-struct Watch {
-    user_id: uuid::Uuid,
-    /// The session (refresh-token family) of the token, when it has one.
-    sid: Option<uuid::Uuid>,
-    /// `exp` of the token; `None` for tokens that are not our JWTs (API tokens).
-    expires_at: Option<i64>,
-}
-
-/// Closes the connection with [`CLOSE_SESSION_ENDED`] when its token expires or its session is
-/// revoked; ends with the connection.
-async fn watch_session(
-    socket: Socket,
-    watch: tokio::sync::oneshot::Receiver<Watch>,
-    mut revocations: tokio::sync::broadcast::Receiver<Arc<SessionRevoked>>,
-    done: tokio_util::sync::CancellationToken,
-) {
-    let watch = tokio::select! {
-        _ = done.cancelled() => return,
-        w = watch => match w {
-            Ok(w) => w,
-            Err(_) => return,
-        },
-    };
-    let until_expiry = watch.expires_at.map(|exp| {
-        let now = chrono::Utc::now().timestamp_millis();
-        Duration::from_millis((exp * 1000 - now).max(0) as u64)
-    });
-    let expiry = async {
-        match until_expiry {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expiry);
-    let why = loop {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = &mut expiry => break "session ended: access token expired",
-            notice = revocations.recv() => match notice {
-                Ok(n) if n.ends(watch.user_id, watch.sid) => break "session ended: signed out or account disabled",
-                Ok(_) => {}
-                // Missed notices: the token's expiry still bounds the connection.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "revocation notices missed by a socket watcher");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    (&mut expiry).await;
-                    break "session ended: access token expired";
-                }
-            },
-        }
-    };
-    tracing::info!(user_id = %watch.user_id, reason = why, "closing a WebSocket whose session ended");
-    socket.close(Some((CLOSE_SESSION_ENDED, why.into()))).await;
 }
