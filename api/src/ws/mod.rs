@@ -182,9 +182,9 @@ pub fn run(
                         Err(_slow) => {
                             tracing::warn!("dropping a WebSocket client that stopped reading");
                             let why = "slow consumer: resubscribe with afterSeq".to_string();
-                            // Bounded too: the socket that stopped reading may not take even this.
-                            let close = socket.close(Some((CLOSE_SLOW_CONSUMER, why)));
-                            let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
+                            // Bounded too (see `Socket::close`): the socket that stopped reading
+                            // may not take even this.
+                            socket.close(Some((CLOSE_SLOW_CONSUMER, why))).await;
                             return;
                         }
                     }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
-use super::MAX_MESSAGE_BYTES;
+use super::{MAX_MESSAGE_BYTES, SEND_TIMEOUT};
 
 /// Bytes read from the socket at a time. Client messages are small (`subscribe`, `ping`); a
 /// longer one gets room for its whole length once its header is read.
@@ -72,6 +72,7 @@ impl Socket {
     }
 
     /// Sends a close frame (`code` and `reason`, or none); the connection ends with its tasks.
+    /// Gives up after [`SEND_TIMEOUT`], like every send but `texts`, which its caller bounds.
     pub async fn close(&self, close: Option<(u16, String)>) {
         let frame = close.map(|(code, reason)| CloseFrame {
             code: CloseCode::from(code),
@@ -80,12 +81,13 @@ impl Socket {
         let _ = self.send(Message::Close(frame)).await;
     }
 
+    /// Bounded by [`SEND_TIMEOUT`]: a ping or close frame to a client that stopped reading must
+    /// not hold its task (and the socket with it) for good.
     async fn send(&self, message: Message) -> Result<(), Closed> {
-        self.sink
-            .lock()
-            .await
-            .send(message)
-            .await
-            .map_err(|_| Closed)
+        let send = async { self.sink.lock().await.send(message).await };
+        match tokio::time::timeout(SEND_TIMEOUT, send).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(Closed),
+        }
     }
 }
