@@ -66,15 +66,7 @@ pub fn bind(
                     async move {
                         Ok::<_, ()>(fn_service(
                             move |(req, framed): (Request, actix_codec::Framed<_, h1::Codec>)| {
-                                let state = state.clone();
-                                async move {
-                                    // A client gone mid-handshake is no server error (actix-http
-                                    // would log an upgrade failure at error level).
-                                    if let Err(e) = crate::ws::upgrade::handle(state, req, framed).await {
-                                        tracing::debug!(error = %e, "WebSocket handshake not completed");
-                                    }
-                                    Ok::<_, actix_web::Error>(())
-                                }
+                                crate::ws::upgrade::serve(state.clone(), req, framed)
                             },
                         ))
                     }

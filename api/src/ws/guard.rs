@@ -53,9 +53,8 @@ pub async fn guard(
     tokio::pin!(beat);
     let mut watch: Option<Watch> = None;
     let mut awaiting_watch = true;
-    // Far enough to never fire unless a token's expiry replaces it.
-    let expiry = sleep_until(Instant::now() + Duration::from_secs(100 * 365 * 86_400));
-    let mut expires = false;
+    // Reset to the token's expiry when the watch arrives; polled only if the token has one.
+    let expiry = sleep_until(Instant::now());
     tokio::pin!(expiry);
     let mut revocations_open = true;
     let why = loop {
@@ -92,12 +91,11 @@ pub async fn guard(
                         let now = chrono::Utc::now().timestamp_millis();
                         let left = Duration::from_millis((exp * 1000 - now).max(0) as u64);
                         expiry.as_mut().reset(Instant::now() + left);
-                        expires = true;
                     }
                     watch = Some(w);
                 }
             }
-            _ = &mut expiry, if expires => break "session ended: access token expired",
+            _ = &mut expiry, if watch.as_ref().is_some_and(|w| w.expires_at.is_some()) => break "session ended: access token expired",
             notice = revocations.recv(), if revocations_open && watch.is_some() => match notice {
                 Ok(n) if watch.as_ref().is_some_and(|w| n.ends(w.user_id, w.sid)) => {
                     break "session ended: signed out or account disabled";

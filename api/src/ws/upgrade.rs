@@ -18,8 +18,22 @@ use crate::http::AppState;
 /// The only path that serves WebSockets.
 pub const PATH: &str = "/graphql";
 
+/// The upgrade handler actix-http calls: [`handle`], whose only failures are a client gone
+/// mid-handshake. That is no server error, so it is logged at debug (actix-http would log an
+/// upgrade handler's error at error level).
+pub async fn serve(
+    state: AppState,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), actix_web::Error> {
+    if let Err(e) = handle(state, req, framed).await {
+        tracing::debug!(error = %e, "WebSocket handshake not completed");
+    }
+    Ok(())
+}
+
 /// Answers one upgrade request on `framed`; a WebSocket it accepts runs on in its own tasks.
-pub async fn handle(
+async fn handle(
     state: AppState,
     req: Request,
     mut framed: Framed<TcpStream, h1::Codec>,
