@@ -77,6 +77,27 @@ impl QueryFragment<Pg> for AppendAudit<'_> {
     }
 }
 
+/// Locks the audit chain's head until the transaction ends and returns its `seq` and hash:
+/// the caller places rows after them and moves the head in the same transaction
+/// (`repo::run_create_many`). Under READ COMMITTED a waiting caller gets the head its
+/// predecessor committed, so the chain never forks.
+pub fn lock_head(conn: &mut PgConnection) -> Result<(i64, String)> {
+    let head: Option<LockedHead> =
+        diesel::sql_query("SELECT seq, hash FROM audit_chain_head FOR UPDATE")
+            .get_result(conn)
+            .optional()?;
+    head.map(|h| (h.seq, h.hash))
+        .ok_or_else(|| Error::Internal("the audit chain's head row is missing".into()))
+}
+
+#[derive(QueryableByName)]
+struct LockedHead {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    hash: String,
+}
+
 /// Pushes the CTE `head AS (UPDATE audit_chain_head ... RETURNING seq, prev_hash, hash)` that
 /// bumps the chain head for a row of canonical `content`; with `guard` (a CTE name), only when
 /// that CTE returned a row. For statements that append their own audit row (`run_create`).

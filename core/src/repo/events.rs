@@ -29,6 +29,25 @@ pub struct EventRow {
     pub step_percent: Option<f64>,
 }
 
+impl EventRow {
+    /// Event 1 of the run `run`: `ev` as a statement creating the run stored it, stamped `at`.
+    pub fn first(run: &crate::repo::runs::RunRow, ev: &NewEvent, at: DateTime<Utc>) -> Self {
+        EventRow {
+            run_id: run.id,
+            seq: 1,
+            kind: ev.kind,
+            status: ev.status,
+            step: ev.step.clone(),
+            percent: ev.percent,
+            eta_seconds: ev.eta_seconds,
+            message: ev.message.clone(),
+            at,
+            workflow_id: run.workflow_id,
+            step_percent: ev.step_percent,
+        }
+    }
+}
+
 /// An event to append; the sequence number, time and workflow are filled in by [`append`].
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -14,6 +14,7 @@ pub mod monitoring;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod run_create;
+pub mod run_create_many;
 pub mod run_end;
 pub mod run_start;
 pub mod run_state;

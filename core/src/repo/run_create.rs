@@ -49,19 +49,7 @@ pub fn create(
     .get_result(conn)
     .optional()?;
     Ok(row.map(|r| {
-        let ev = EventRow {
-            run_id: r.id,
-            seq: 1,
-            kind: first.kind,
-            status: first.status,
-            step: first.step.clone(),
-            percent: first.percent,
-            eta_seconds: first.eta_seconds,
-            message: first.message.clone(),
-            at,
-            workflow_id: r.workflow_id,
-            step_percent: first.step_percent,
-        };
+        let ev = EventRow::first(&r, first, at);
         (r, ev)
     }))
 }

@@ -16,6 +16,8 @@ pub mod scheduled;
 pub mod service;
 pub mod status;
 pub mod stream;
+pub mod trigger;
+mod trigger_batch;
 
 pub use model::{Run, Task};
 pub use run_event::RunEvent;

@@ -17,10 +17,10 @@ use crate::repo::runs::{NewRun, RunRow, TaskChange};
 use crate::repo::workflows::WorkflowRow;
 use crate::runs::eta::Estimator;
 use crate::runs::events::{cancel_remaining, record, run_changed};
+use crate::runs::trigger_batch::Triggers;
 use crate::runs::{Run, RunEvent, RunStatus, RunTrigger, TaskStatus};
 
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
-pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
+pub use crate::runs::trigger::TriggerRequest;
 
 #[derive(Clone)]
 pub struct RunService {
@@ -28,6 +28,7 @@ pub struct RunService {
     pub(super) bus: EventBus,
     pub(super) relay: Relay,
     pub(super) est: Arc<Estimator>,
+    pub(super) triggers: Triggers,
 }
 
 /// Who or what starts a run, as recorded on it.
@@ -38,7 +39,7 @@ pub(super) struct Origin {
 }
 
 impl Origin {
-    fn by(who: &Principal, trigger: RunTrigger) -> Self {
+    pub(super) fn by(who: &Principal, trigger: RunTrigger) -> Self {
         Origin {
             triggered_by: Some(who.user_id),
             trigger,
@@ -47,91 +48,17 @@ impl Origin {
     }
 }
 
-pub struct TriggerRequest {
-    pub workflow_id: Uuid,
-    pub inputs: Option<serde_json::Value>,
-    pub idempotency_key: Option<String>,
-    pub no_cache: bool,
-}
-
 impl RunService {
+    /// Starts the trigger batching loop (`trigger_batch`) on the current tokio runtime.
     pub fn new(db: Db, bus: EventBus, relay: Relay, est: Arc<Estimator>) -> Self {
+        let triggers = Triggers::start(db.clone(), est.clone());
         Self {
             db,
             bus,
             relay,
             est,
+            triggers,
         }
-    }
-
-    /// Creates the run, its tasks, its first event and its outbox row in one transaction. The same
-    /// idempotency key on the same workflow returns the existing run.
-    pub async fn trigger(&self, who: Option<&Principal>, req: TriggerRequest) -> Result<Run> {
-        let who = audit::require(&self.db, who, Permission::OperateRuns)
-            .await?
-            .clone();
-        let inputs = req.inputs.unwrap_or_else(|| serde_json::json!({}));
-        if !inputs.is_object() {
-            return Err(Error::field("inputs", "must be a JSON object"));
-        }
-        if serde_json::to_vec(&inputs)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX)
-            > MAX_INPUTS_BYTES
-        {
-            return Err(Error::field(
-                "inputs",
-                format!("must be at most {MAX_INPUTS_BYTES} bytes"),
-            ));
-        }
-        crate::runs::inputs::env_vars(&inputs).map_err(Error::Validation)?;
-        if let Some(k) = &req.idempotency_key
-            && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN)
-        {
-            return Err(Error::field(
-                "idempotencyKey",
-                format!("must be 1-{MAX_IDEMPOTENCY_KEY_LEN} characters"),
-            ));
-        }
-
-        let key = req.idempotency_key.clone();
-        let wf_id = req.workflow_id;
-        let no_cache = req.no_cache;
-        let inputs2 = inputs.clone();
-        let est = self.est.clone();
-        let outcome = self
-            .db
-            .run(move |conn| {
-                // No transaction: the run and its audit record are written by one statement
-                // (`create_run`), so the audit chain's head is never held across a round trip.
-                let attempt =
-                    inner_trigger(conn, &est, &who, wf_id, &inputs2, key.as_deref(), no_cache);
-                match attempt {
-                    Ok(v) => Ok(v),
-                    Err(Error::Duplicate(_)) if key.is_some() => {
-                        // Lost a race with a concurrent trigger using the same key: return its run.
-                        let existing = repo::runs::find_by_idempotency_key(
-                            conn,
-                            wf_id,
-                            key.as_deref().unwrap_or_default(),
-                        )?
-                        .ok_or(Error::Conflict(
-                            "idempotencyKey is being used concurrently".into(),
-                        ))?;
-                        same_inputs(&existing, &inputs2)?;
-                        Ok((existing, None))
-                    }
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-        let (run, event) = outcome;
-        if let Some(ev) = event {
-            self.relay.poke();
-            self.bus.publish(&[ev]).await;
-            tracing::info!(run_id = %run.id, workflow_id = %run.workflow_id, "run queued");
-        }
-        Ok(run.into())
     }
 
     /// Cancels a run: directly when no worker holds it, otherwise by telling the worker that
@@ -300,7 +227,7 @@ fn audit_run(
 }
 
 /// The audit record of `action` on run `run_id` of `workflow_id` at `version`.
-fn run_entry(
+pub(super) fn run_entry(
     who: &Principal,
     action: Action,
     run_id: Uuid,
@@ -313,59 +240,6 @@ fn run_entry(
         detail["retryOf"] = serde_json::json!(of);
     }
     AuditEntry::by(who, action, format!("run:{run_id}")).detail(detail)
-}
-
-fn same_inputs(existing: &RunRow, inputs: &serde_json::Value) -> Result<()> {
-    if &existing.inputs == inputs {
-        Ok(())
-    } else {
-        Err(Error::Conflict(
-            "idempotencyKey was already used with different inputs".into(),
-        ))
-    }
-}
-
-fn inner_trigger(
-    conn: &mut diesel::PgConnection,
-    est: &Estimator,
-    who: &Principal,
-    workflow_id: Uuid,
-    inputs: &serde_json::Value,
-    key: Option<&str>,
-    no_cache: bool,
-) -> Result<(RunRow, Option<RunEvent>)> {
-    let (wf, current) = repo::workflows::find_with_current(conn, workflow_id)?
-        .ok_or(Error::NotFound("workflow"))?;
-    if let Some(k) = key
-        && let Some(existing) = repo::runs::find_by_idempotency_key(conn, workflow_id, k)?
-    {
-        same_inputs(&existing, inputs)?;
-        return Ok((existing, None));
-    }
-    wf.ensure_active()?;
-    let (run, ev) = create_run(
-        conn,
-        est,
-        &Origin::by(who, RunTrigger::Manual),
-        &wf,
-        wf.current_version,
-        current,
-        inputs,
-        key,
-        no_cache,
-        None,
-        |id| {
-            run_entry(
-                who,
-                Action::RunTrigger,
-                id,
-                workflow_id,
-                wf.current_version,
-                None,
-            )
-        },
-    )?;
-    Ok((run, Some(ev)))
 }
 
 /// Inserts a queued run of `version` with its tasks, first event and outbox row. A scheduled
