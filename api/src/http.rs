@@ -51,6 +51,8 @@ pub struct AppState {
     /// The open WebSocket connections, which live outside actix's connection count: shutdown
     /// waits for their close frames.
     pub ws_connections: tokio_util::task::TaskTracker,
+    /// The subscription executions WebSocket subscribers share (see `ws::shared`).
+    pub shared_subscriptions: Arc<crate::ws::shared::Registry>,
 }
 
 /// How long a browser may cache a preflight answer, in seconds.

@@ -149,6 +149,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         sso,
         shutting_down: CancellationToken::new(),
         ws_connections: tokio_util::task::TaskTracker::new(),
+        shared_subscriptions: Default::default(),
     };
     let shutting_down = state.shutting_down.clone();
     let ws_connections = state.ws_connections.clone();

@@ -130,6 +130,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
         sso: None,
         shutting_down: Default::default(),
         ws_connections: Default::default(),
+        shared_subscriptions: Default::default(),
     };
     let app = test::init_service(
         App::new()

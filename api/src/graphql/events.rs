@@ -134,7 +134,7 @@ impl SubscriptionRoot {
         #[graphql(desc = "Only runs of this workflow; default: every run.")] workflow_id: Option<
             ID,
         >,
-    ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<RunEvent>>> {
         let svc = ctx.data_unchecked::<Services>();
         let wf = workflow_id
             .map(|w| parse_id(&w, "workflowId"))
@@ -145,12 +145,26 @@ impl SubscriptionRoot {
             .instrument(subscribe_span(ctx, "subscription runEvents"))
             .await
             .gql()?;
-        Ok(counted(stream))
+        // A shared execution (`ws::shared`) leaves counting and timing to its subscribers.
+        match ctx.data_opt::<crate::ws::shared::Execution>() {
+            Some(shared) => {
+                let shared = shared.clone();
+                Ok(stream
+                    .map(move |r| {
+                        if let Ok(ev) = &r {
+                            shared.record(ev.at);
+                        }
+                        r.map(RunEvent).map_err(to_gql)
+                    })
+                    .boxed())
+            }
+            None => Ok(counted(stream).boxed()),
+        }
     }
 }
 
 /// Counts the subscription as open while its stream lives and times each event's delivery.
-fn counted<S>(stream: S) -> impl Stream<Item = Result<RunEvent>> + use<S>
+fn counted<S>(stream: S) -> impl Stream<Item = Result<RunEvent>> + Send + use<S>
 where
     S: Stream<Item = tms_core::Result<tms_core::runs::RunEvent>> + Send + 'static,
 {

@@ -10,6 +10,7 @@
 //! its user disabled (a revocation notice from any api instance, via Redis).
 
 pub mod guard;
+pub mod shared;
 pub mod socket;
 pub mod upgrade;
 
@@ -84,8 +85,14 @@ pub fn run(
     let initialised = Arc::new(AtomicBool::new(false));
     let initialised_in_init = initialised.clone();
     let services = state.services.clone();
-    let protocol_machine = WebSocket::new(state.ws_schema.clone(), from_client, protocol)
-        .on_connection_init(move |payload: serde_json::Value| async move {
+    let caller = Arc::new(std::sync::OnceLock::new());
+    let executor = shared::SharingExecutor::new(
+        state.ws_schema.clone(),
+        state.shared_subscriptions.clone(),
+        caller.clone(),
+    );
+    let protocol_machine = WebSocket::new(executor, from_client, protocol).on_connection_init(
+        move |payload: serde_json::Value| async move {
             let header = payload
                 .get("Authorization")
                 .or_else(|| payload.get("authorization"))
@@ -115,12 +122,19 @@ pub fn run(
                     let _ = tx.send(watch);
                 }
             }
+            if let Some(p) = &auth.principal {
+                let _ = caller.set(shared::Caller {
+                    principal: p.clone(),
+                    trace: WsTrace::from_init(&payload),
+                });
+            }
             let mut data = Data::default();
             data.insert(WsTrace::from_init(&payload));
             data.insert(crate::graphql::loaders::for_connection(&services, &auth));
             data.insert(auth);
             Ok(data)
-        });
+        },
+    );
 
     // The protocol's own deadlines: `connection_init` within INIT_TIMEOUT (else 4408), and a
     // server ping every PING_EVERY so dead peers are noticed even on quiet subscriptions; and the
