@@ -263,6 +263,14 @@ async fn forward(
 }
 
 impl Registry {
+    /// How many shared executions are running.
+    pub fn shared_executions(&self) -> usize {
+        self.running
+            .lock()
+            .map(|r| r.values().filter(|e| e.shared.is_some()).count())
+            .unwrap_or(0)
+    }
+
     /// Ends shared execution `id` of `key` (with `if_unheard`, only when nobody subscribes to
     /// it: checked under the lock joiners take, so none joins an execution that is ending).
     fn retire(&self, key: &str, id: u64, if_unheard: bool) -> bool {
