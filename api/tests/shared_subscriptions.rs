@@ -53,12 +53,23 @@ async fn next_seq(s: &mut BoxStream<'static, Response>) -> i64 {
     data["runEvents"]["seq"].as_i64().expect("seq")
 }
 
+/// The open-subscriptions gauge is one per process: the tests of this file take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn open_subscriptions() -> i64 {
     tms_core::metrics::events::SUBSCRIPTIONS_OPEN.get()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identical_subscriptions_share_one_execution_and_each_gets_every_event() {
+struct Setup {
+    executor: SharingExecutor,
+    registry: Arc<Registry>,
+    data: Arc<Data>,
+    bus: tms_core::bus::EventBus,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+/// The real services with a signed-in admin, and an executor sharing through `registry`.
+async fn setup(registry: Registry) -> Setup {
     let db = common::fresh_db("tms_ss", 4).await;
     let common::Stack {
         services,
@@ -72,7 +83,6 @@ async fn identical_subscriptions_share_one_execution_and_each_gets_every_event()
     data.insert(WsTrace::default());
     data.insert(tms_api::graphql::loaders::for_connection(&services, &auth));
     data.insert(auth);
-    let data = Arc::new(data);
     let caller = Arc::new(OnceLock::new());
     assert!(
         caller
@@ -82,9 +92,27 @@ async fn identical_subscriptions_share_one_execution_and_each_gets_every_event()
             })
             .is_ok()
     );
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(registry);
     let schema = tms_api::graphql::build_ws(services.clone(), false);
-    let executor = SharingExecutor::new(schema, registry.clone(), caller);
+    Setup {
+        executor: SharingExecutor::new(schema, registry.clone(), caller),
+        registry,
+        data: Arc::new(data),
+        bus,
+        stop,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_subscriptions_share_one_execution_and_each_gets_every_event() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Setup {
+        executor,
+        registry,
+        data,
+        bus,
+        stop,
+    } = setup(Registry::default()).await;
     let before = open_subscriptions();
 
     let wf = uuid::Uuid::now_v7();
@@ -157,5 +185,49 @@ async fn identical_subscriptions_share_one_execution_and_each_gets_every_event()
     bus.publish(&[event(5, wf)]).await;
     assert_eq!(next_seq(&mut first).await, 5);
     assert_eq!(next_seq(&mut again).await, 5);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_subscriber_that_falls_behind_is_told_it_is_too_slow_and_the_others_go_on() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Setup {
+        executor,
+        registry,
+        data,
+        bus,
+        stop,
+    } = setup(Registry::with_buffer(4)).await;
+    let wf = uuid::Uuid::now_v7();
+    let mut first = executor.execute_stream(request(Some(wf)), Some(data.clone()));
+    assert!(
+        first.next().now_or_never().is_none(),
+        "nothing to answer yet"
+    );
+    let mut reading = executor.execute_stream(request(Some(wf)), Some(data.clone()));
+    let mut stalled = executor.execute_stream(request(Some(wf)), Some(data.clone()));
+    assert_eq!(registry.shared_executions(), 1);
+    // Ten events, read as they come by `reading`, never by `stalled` (4 responses kept).
+    for seq in 1..=10 {
+        bus.publish(&[event(seq, wf)]).await;
+        assert_eq!(next_seq(&mut reading).await, seq);
+        assert_eq!(next_seq(&mut first).await, seq);
+    }
+    let verdict = tokio::time::timeout(Duration::from_secs(10), stalled.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("an answer");
+    let errors = serde_json::to_value(&verdict.errors).expect("json");
+    assert_eq!(errors[0]["extensions"]["code"], "SLOW_CONSUMER", "{errors}");
+    assert_eq!(errors[0]["path"], json!(["runEvents"]), "{errors}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), stalled.next())
+            .await
+            .expect("the end within 10 s")
+            .is_none(),
+        "the slow subscriber's stream ends"
+    );
+    bus.publish(&[event(11, wf)]).await;
+    assert_eq!(next_seq(&mut reading).await, 11, "the others go on");
     stop.cancel();
 }

@@ -36,10 +36,16 @@ use tms_core::auth::{Permission, Principal};
 pub const BUFFER: usize = 1024;
 
 /// The running shared executions of this api, by what makes subscriptions identical.
-#[derive(Default)]
 pub struct Registry {
     running: Mutex<HashMap<String, Entry>>,
     next_id: AtomicU64,
+    buffer: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::with_buffer(BUFFER)
+    }
 }
 
 /// The subscriptions of one key: those running on their own, and the shared execution.
@@ -120,8 +126,13 @@ impl Executor for SharingExecutor {
 /// subscriber gets on its own).
 struct Plan {
     key: String,
+    field: Field,
+}
+
+/// The subscribed field: where it is in the document and its response key.
+struct Field {
     pos: Pos,
-    field: String,
+    name: String,
 }
 
 /// The plan of `request` if it subscribes to `runEvents` alone, for a caller who may read runs.
@@ -163,8 +174,10 @@ fn shareable(caller: &Caller, request: &Request) -> Option<Plan> {
     .ok()?;
     Some(Plan {
         key,
-        pos: field.pos,
-        field: field.node.response_key().node.to_string(),
+        field: Field {
+            pos: field.pos,
+            name: field.node.response_key().node.to_string(),
+        },
     })
 }
 
@@ -182,7 +195,7 @@ impl SharingExecutor {
         };
         let entry = running.entry(plan.key.clone()).or_default();
         if let Some((_, tx)) = &entry.shared {
-            return subscriber(tx.subscribe(), plan);
+            return subscriber(tx.subscribe(), plan.field);
         }
         if entry.alone == 0 {
             entry.alone += 1;
@@ -206,20 +219,13 @@ impl SharingExecutor {
             Some(None) => return stream::empty().boxed(),
             None => {}
         }
-        let (tx, rx) = broadcast::channel(BUFFER);
+        let (tx, rx) = broadcast::channel(self.registry.buffer);
         let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
         entry.shared = Some((id, tx.clone()));
         drop(running);
         let registry = self.registry.clone();
-        tokio::spawn(forward(
-            source,
-            tx,
-            registry,
-            plan.key.clone(),
-            id,
-            execution,
-        ));
-        subscriber(rx, plan)
+        tokio::spawn(forward(source, tx, registry, plan.key, id, execution));
+        subscriber(rx, plan.field)
     }
 }
 
@@ -263,6 +269,15 @@ async fn forward(
 }
 
 impl Registry {
+    /// A registry whose shared executions keep `buffer` responses for their subscribers.
+    pub fn with_buffer(buffer: usize) -> Self {
+        Self {
+            running: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            buffer: buffer.max(1),
+        }
+    }
+
     /// How many shared executions are running.
     pub fn shared_executions(&self) -> usize {
         self.running
@@ -297,12 +312,15 @@ impl Registry {
 }
 
 /// One subscriber's responses: counted as an open subscription while it lives, each delivery
-/// timed; one that falls `BUFFER` responses behind gets `SLOW_CONSUMER` and ends, as alone.
-fn subscriber(rx: broadcast::Receiver<Arc<Delivery>>, plan: Plan) -> BoxStream<'static, Response> {
+/// timed; one that falls the registry's buffer behind gets `SLOW_CONSUMER` and ends, as alone.
+fn subscriber(
+    rx: broadcast::Receiver<Arc<Delivery>>,
+    field: Field,
+) -> BoxStream<'static, Response> {
     let open = tms_core::metrics::events::OpenSubscription::open();
-    let plan = Arc::new(plan);
+    let field = Arc::new(field);
     stream::unfold(Some((rx, open)), move |state| {
-        let plan = plan.clone();
+        let field = field.clone();
         async move {
             let (mut rx, open) = state?;
             match rx.recv().await {
@@ -312,7 +330,7 @@ fn subscriber(rx: broadcast::Receiver<Arc<Delivery>>, plan: Plan) -> BoxStream<'
                     }
                     Some((copy(&d.response), Some((rx, open))))
                 }
-                Err(RecvError::Lagged(_)) => Some((slow_consumer(&plan), None)),
+                Err(RecvError::Lagged(_)) => Some((slow_consumer(&field), None)),
                 Err(RecvError::Closed) => None,
             }
         }
@@ -328,9 +346,9 @@ fn copy(r: &Response) -> Response {
 }
 
 /// The error the field's own stream answers when its subscriber falls behind.
-fn slow_consumer(plan: &Plan) -> Response {
+fn slow_consumer(field: &Field) -> Response {
     let err = crate::error::to_gql(tms_core::Error::SlowConsumer)
-        .into_server_error(plan.pos)
-        .with_path(vec![PathSegment::Field(plan.field.clone())]);
+        .into_server_error(field.pos)
+        .with_path(vec![PathSegment::Field(field.name.clone())]);
     Response::from_errors(vec![err])
 }
