@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::{Data, Executor, Request, Response, Variables};
@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use tms_api::context::RequestAuth;
 use tms_api::ws::WsTrace;
-use tms_api::ws::shared::{Caller, Registry, SharingExecutor};
+use tms_api::ws::shared::{Registry, SharingExecutor};
 use tms_core::runs::{EventKind, EventStatus, RunEvent};
 
 const QUERY: &str = "subscription($w: ID) { runEvents(workflowId: $w) { seq message } }";
@@ -78,24 +78,15 @@ async fn setup(registry: Registry) -> Setup {
         stop,
     } = common::stack(&db, "admin@shared.test", "admin-password-for-tests").await;
     let auth = RequestAuth::from_header(&services.auth, Some(&format!("Bearer {token}"))).await;
-    let principal = auth.principal.clone().expect("principal");
+    assert!(auth.principal.is_some(), "signed in");
     let mut data = Data::default();
     data.insert(WsTrace::default());
     data.insert(tms_api::graphql::loaders::for_connection(&services, &auth));
     data.insert(auth);
-    let caller = Arc::new(OnceLock::new());
-    assert!(
-        caller
-            .set(Caller {
-                principal,
-                trace: WsTrace::default(),
-            })
-            .is_ok()
-    );
     let registry = Arc::new(registry);
     let schema = tms_api::graphql::build_ws(services.clone(), false);
     Setup {
-        executor: SharingExecutor::new(schema, registry.clone(), caller),
+        executor: SharingExecutor::new(schema, registry.clone()),
         registry,
         data: Arc::new(data),
         bus,

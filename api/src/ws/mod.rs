@@ -85,12 +85,8 @@ pub fn run(
     let initialised = Arc::new(AtomicBool::new(false));
     let initialised_in_init = initialised.clone();
     let services = state.services.clone();
-    let caller = Arc::new(std::sync::OnceLock::new());
-    let executor = shared::SharingExecutor::new(
-        state.ws_schema.clone(),
-        state.shared_subscriptions.clone(),
-        caller.clone(),
-    );
+    let executor =
+        shared::SharingExecutor::new(state.ws_schema.clone(), state.shared_subscriptions.clone());
     let protocol_machine = WebSocket::new(executor, from_client, protocol).on_connection_init(
         move |payload: serde_json::Value| async move {
             let header = payload
@@ -121,12 +117,6 @@ pub fn run(
                 if let Some(tx) = watch_tx.lock().ok().and_then(|mut t| t.take()) {
                     let _ = tx.send(watch);
                 }
-            }
-            if let Some(p) = &auth.principal {
-                let _ = caller.set(shared::Caller {
-                    principal: p.clone(),
-                    trace: WsTrace::from_init(&payload),
-                });
             }
             let mut data = Data::default();
             data.insert(WsTrace::from_init(&payload));

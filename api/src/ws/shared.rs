@@ -14,10 +14,11 @@
 //! of `BUFFER` slots (~40 KiB), which pays off from the second subscriber on. The second starts
 //! the shared execution, which every later one joins.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use async_graphql::{Data, Executor, PathSegment, Pos, Request, Response};
@@ -26,9 +27,10 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::context::RequestAuth;
 use crate::graphql::TmsSchema;
 use crate::ws::WsTrace;
-use tms_core::auth::{Permission, Principal};
+use tms_core::auth::Permission;
 
 /// Responses a subscriber may fall behind its shared execution before it is told it is too
 /// slow. Alone, it may fall `EVENT_BUFFER` events behind the hub; `runEvents` answers run
@@ -79,28 +81,17 @@ impl Execution {
     }
 }
 
-/// Who opened the connection, once its `connection_init` was accepted.
-pub struct Caller {
-    pub principal: Principal,
-    pub trace: WsTrace,
-}
-
 /// The executor a connection's protocol machine runs subscriptions on: shareable ones join a
 /// shared execution, the rest run on the schema.
 #[derive(Clone)]
 pub struct SharingExecutor {
     schema: TmsSchema,
     registry: Arc<Registry>,
-    caller: Arc<OnceLock<Caller>>,
 }
 
 impl SharingExecutor {
-    pub fn new(schema: TmsSchema, registry: Arc<Registry>, caller: Arc<OnceLock<Caller>>) -> Self {
-        Self {
-            schema,
-            registry,
-            caller,
-        }
+    pub fn new(schema: TmsSchema, registry: Arc<Registry>) -> Self {
+        Self { schema, registry }
     }
 }
 
@@ -110,16 +101,23 @@ impl Executor for SharingExecutor {
         async move { schema.execute(request).await }
     }
 
+    /// `session_data` is what the connection's `connection_init` set: the caller
+    /// (`RequestAuth`) and its `traceparent` (`WsTrace`).
     fn execute_stream(
         &self,
         request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        match self.caller.get().and_then(|c| shareable(c, &request)) {
+        match session_data.as_deref().and_then(|d| shareable(d, &request)) {
             Some(plan) => self.join(plan, request, session_data),
             None => Executor::execute_stream(&self.schema, request, session_data),
         }
     }
+}
+
+/// The value of type `T` in a connection's session data.
+fn session<T: Any>(data: &Data) -> Option<&T> {
+    data.get(&TypeId::of::<T>())?.downcast_ref()
 }
 
 /// What identifies a shareable subscription, and where its field is (for the errors a
@@ -136,12 +134,14 @@ struct Field {
 }
 
 /// The plan of `request` if it subscribes to `runEvents` alone, for a caller who may read runs.
-fn shareable(caller: &Caller, request: &Request) -> Option<Plan> {
-    let who = &caller.principal;
-    tms_core::auth::rbac::require(Some(who), Permission::ReadRuns).ok()?;
-    if request.query.is_empty() || !request.extensions.is_empty() {
+fn shareable(session_data: &Data, request: &Request) -> Option<Plan> {
+    // Any other subscription (`runProgress`) is not parsed a second time.
+    if !request.query.contains("runEvents") || !request.extensions.is_empty() {
         return None;
     }
+    let who = session::<RequestAuth>(session_data)?.principal.as_ref()?;
+    tms_core::auth::rbac::require(Some(who), Permission::ReadRuns).ok()?;
+    let trace = session::<WsTrace>(session_data).map(|t| &t.0);
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     let op = match (&doc.operations, &request.operation_name) {
         (DocumentOperations::Single(op), _) => op,
@@ -166,7 +166,7 @@ fn shareable(caller: &Caller, request: &Request) -> Option<Plan> {
     roles.sort();
     let key = serde_json::to_string(&(
         &roles,
-        &caller.trace.0,
+        trace,
         &request.operation_name,
         &request.variables,
         &request.query,
