@@ -29,12 +29,7 @@ pub fn create(
     job: &serde_json::Value,
     audit: (&AuditRow, &str),
 ) -> Result<Option<(RunRow, EventRow)>> {
-    let tasks = serde_json::Value::Array(
-        steps
-            .iter()
-            .map(|(name, deps)| serde_json::json!({ "n": name, "d": deps }))
-            .collect(),
-    );
+    let tasks = tasks_document(steps);
     // Postgres keeps microseconds: the event as returned is the event as stored.
     let at = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let row: Option<RunRow> = CreateRun {
@@ -52,6 +47,17 @@ pub fn create(
         let ev = EventRow::first(&r, first, at);
         (r, ev)
     }))
+}
+
+/// `steps` (name, dependencies) as the statements that create runs read them: `[{n, d}]`, in
+/// order (a task's position is its index).
+pub(crate) fn tasks_document(steps: &[(String, Vec<String>)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        steps
+            .iter()
+            .map(|(name, deps)| serde_json::json!({ "n": name, "d": deps }))
+            .collect(),
+    )
 }
 
 /// The statement of [`create`]. The inserts are data-modifying CTEs of one statement: the

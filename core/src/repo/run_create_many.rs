@@ -64,11 +64,6 @@ pub fn create(
 /// The JSON object `jsonb_to_recordset` reads one run from; the keys are the columns of `x`.
 fn document(q: &QueuedRun<'_>) -> serde_json::Value {
     let (r, a) = (&q.run, q.audit);
-    let tasks: Vec<_> = q
-        .steps
-        .iter()
-        .map(|(name, deps)| serde_json::json!({ "n": name, "d": deps }))
-        .collect();
     serde_json::json!({
         "id": r.id,
         "workflow_id": r.workflow_id,
@@ -77,7 +72,7 @@ fn document(q: &QueuedRun<'_>) -> serde_json::Value {
         "idempotency_key": r.idempotency_key,
         "no_cache": r.no_cache,
         "triggered_by": r.triggered_by,
-        "tasks": tasks,
+        "tasks": crate::repo::run_create::tasks_document(q.steps),
         "percent": q.first.percent,
         "eta_seconds": q.first.eta_seconds,
         "message": q.first.message,

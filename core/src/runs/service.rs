@@ -267,20 +267,8 @@ pub(super) fn create_run(
             Error::Internal(format!("workflow {} lacks version {version}", wf.id))
         })?,
     };
-    let spec = row.spec()?;
-    let steps: Vec<(String, Vec<String>)> = spec
-        .steps
-        .iter()
-        .map(|s| (s.name.clone(), s.depends_on.clone()))
-        .collect();
+    let (steps, first) = queued_start(conn, est, &row, message)?;
     let run_id = Uuid::now_v7();
-    // Every task is pending: the first event's estimate needs nothing of the run read back.
-    let e = est.estimate_new(conn, wf.id, &steps)?;
-    let first = NewEvent {
-        percent: e.percent,
-        eta_seconds: e.eta_seconds,
-        ..run_changed(RunStatus::Queued, message)
-    };
     let new = NewRun {
         id: run_id,
         workflow_id: wf.id,
@@ -298,6 +286,33 @@ pub(super) fn create_run(
         .ok_or_else(|| Error::Duplicate("runs_workflow_scheduled_for_key".into()))?;
     crate::audit::appended(&row);
     Ok((run, ev.into()))
+}
+
+/// A step as a new run's task is made of it: its name and the names it depends on.
+pub(super) type Step = (String, Vec<String>);
+
+/// What a new run of `row` starts with: its steps (name, dependencies) in order, and its first
+/// event, `queued` with `message` and the estimate of a run whose tasks are all pending (which
+/// needs nothing of the run read back).
+pub(super) fn queued_start(
+    conn: &mut diesel::PgConnection,
+    est: &Estimator,
+    row: &repo::workflows::VersionRow,
+    message: Option<String>,
+) -> Result<(Vec<Step>, NewEvent)> {
+    let steps: Vec<Step> = row
+        .spec()?
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.depends_on.clone()))
+        .collect();
+    let e = est.estimate_new(conn, row.workflow_id, &steps)?;
+    let first = NewEvent {
+        percent: e.percent,
+        eta_seconds: e.eta_seconds,
+        ..run_changed(RunStatus::Queued, message)
+    };
+    Ok((steps, first))
 }
 
 /// Records the run's `queued` event and its outbox row; returns the run as it now stands.

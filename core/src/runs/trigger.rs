@@ -85,7 +85,7 @@ pub(super) fn alone(
 ) -> Result<Outcome> {
     let _entered = t.span.enter();
     let key = t.key.as_deref();
-    match inner_trigger(conn, est, t, key) {
+    match inner_trigger(conn, est, t) {
         Err(Error::Duplicate(_)) if key.is_some() => {
             // Lost a race with a concurrent trigger using the same key: return its run.
             let existing =
@@ -100,12 +100,8 @@ pub(super) fn alone(
     }
 }
 
-fn inner_trigger(
-    conn: &mut diesel::PgConnection,
-    est: &Estimator,
-    t: &Trigger,
-    key: Option<&str>,
-) -> Result<Outcome> {
+fn inner_trigger(conn: &mut diesel::PgConnection, est: &Estimator, t: &Trigger) -> Result<Outcome> {
+    let key = t.key.as_deref();
     let (wf, current) = repo::workflows::find_with_current(conn, t.workflow_id)?
         .ok_or(Error::NotFound("workflow"))?;
     if let Some(k) = key

@@ -24,10 +24,9 @@ use crate::repo::run_create_many::QueuedRun;
 use crate::repo::runs::{NewRun, RunRow};
 use crate::repo::workflows::{VersionRow, WorkflowRow};
 use crate::runs::eta::Estimator;
-use crate::runs::events::run_changed;
-use crate::runs::service::run_entry;
+use crate::runs::service::{Step, queued_start, run_entry};
 use crate::runs::trigger::{alone, same_inputs};
-use crate::runs::{RunEvent, RunStatus, RunTrigger};
+use crate::runs::{RunEvent, RunTrigger};
 
 /// The most triggers one batch creates: enough to take a burst of concurrent clients at once,
 /// few enough that the batch's statement stays short.
@@ -209,7 +208,7 @@ fn together(
 struct Made {
     run_id: Uuid,
     version: i32,
-    steps: Vec<(String, Vec<String>)>,
+    steps: Vec<Step>,
     first: NewEvent,
     job: serde_json::Value,
     audit: repo::audit::AuditRow,
@@ -222,13 +221,7 @@ fn prepare(
     wf: &WorkflowRow,
     version: &VersionRow,
 ) -> Result<Made> {
-    let spec = version.spec()?;
-    let steps: Vec<(String, Vec<String>)> = spec
-        .steps
-        .iter()
-        .map(|s| (s.name.clone(), s.depends_on.clone()))
-        .collect();
-    let e = est.estimate_new(conn, wf.id, &steps)?;
+    let (steps, first) = queued_start(conn, est, version, None)?;
     let run_id = Uuid::now_v7();
     let entry = run_entry(
         &t.who,
@@ -242,11 +235,7 @@ fn prepare(
         run_id,
         version: version.version,
         steps,
-        first: NewEvent {
-            percent: e.percent,
-            eta_seconds: e.eta_seconds,
-            ..run_changed(RunStatus::Queued, None)
-        },
+        first,
         // In the trigger's span (entered by the caller): the worker's run span is its child.
         job: crate::queue::job_payload(run_id)?,
         audit: audit::to_row(entry).0,
