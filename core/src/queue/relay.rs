@@ -176,16 +176,21 @@ impl Relay {
                             }
                         }
                     }
+                    // Workers are woken before the rows are marked and the mark committed: the
+                    // jobs are on the queue already and the runs were committed by their
+                    // triggers, so a worker needs nothing of this transaction, and pick-up no
+                    // longer waits for its last two round trips. A wake-up is only a hint
+                    // (workers also poll), so one that is lost costs nothing but latency.
+                    if !sent.is_empty() {
+                        let mut wake = redis_conn.clone();
+                        let publish = wake.publish::<_, _, ()>(wake_channel(&queue), sent.len());
+                        let _ = handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, publish));
+                    }
                     repo::outbox::mark_sent(conn, &sent)?;
                     Ok(sent.len())
                 })
             })
             .await?;
-        if pushed > 0 {
-            let mut conn = self.conn.clone();
-            let _: std::result::Result<(), _> =
-                conn.publish(wake_channel(&self.queue), pushed).await;
-        }
         Ok(pushed)
     }
 

@@ -42,6 +42,25 @@ impl RunRow {
     }
 }
 
+/// What a task is shown with (a [`crate::runs::Task`]): no output manifest, cache key or
+/// progress time.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct TaskView {
+    pub run_id: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub status: TaskStatus,
+    pub attempt: i32,
+    pub depends_on: Vec<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub log_tail: String,
+    pub error: Option<String>,
+    pub progress_percent: Option<f64>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = tasks)]
 pub struct TaskRow {

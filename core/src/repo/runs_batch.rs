@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{runs, tasks};
 use crate::error::Result;
-use crate::repo::runs::{RunRow, TaskRow};
+use crate::repo::runs::{RunRow, TaskRow, TaskView};
 
 /// The runs among `ids` that exist.
 pub fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<RunRow>> {
@@ -19,7 +19,7 @@ pub fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<RunRow>> {
         .load(conn)?)
 }
 
-/// Every task of the runs `run_ids`, ordered by run, then position.
+/// Every task of the runs `run_ids`, whole, ordered by run, then position.
 pub fn tasks_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskRow>> {
     if run_ids.is_empty() {
         return Ok(Vec::new());
@@ -28,5 +28,18 @@ pub fn tasks_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<Ta
         .filter(tasks::run_id.eq_any(run_ids))
         .order((tasks::run_id.asc(), tasks::position.asc()))
         .select(TaskRow::as_select())
+        .load(conn)?)
+}
+
+/// As [`tasks_of_runs`], with only the columns a task is shown with: not its stored output's
+/// manifest or cache key, which were most of the bytes a page of tasks read.
+pub fn task_views_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskView>> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tasks::table
+        .filter(tasks::run_id.eq_any(run_ids))
+        .order((tasks::run_id.asc(), tasks::position.asc()))
+        .select(TaskView::as_select())
         .load(conn)?)
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::repo::runs::{RunRow, TaskRow};
+use crate::repo::runs::{RunRow, TaskRow, TaskView};
 use crate::runs::{RunStatus, RunTrigger, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +76,25 @@ pub struct Task {
     pub error: Option<String>,
     /// The running attempt's latest `::progress` percent.
     pub progress_percent: Option<f64>,
+}
+
+impl From<TaskView> for Task {
+    fn from(row: TaskView) -> Self {
+        Task {
+            run_id: row.run_id,
+            name: row.name,
+            position: row.position,
+            status: row.status,
+            attempt: row.attempt,
+            depends_on: row.depends_on,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            exit_code: row.exit_code,
+            log_tail: row.log_tail,
+            error: row.error,
+            progress_percent: row.progress_percent,
+        }
+    }
 }
 
 impl From<TaskRow> for Task {

@@ -24,7 +24,7 @@ impl RunService {
         let ids = run_ids.to_vec();
         let rows = self
             .db
-            .run(move |c| repo::runs_batch::tasks_of_runs(c, &ids))
+            .run(move |c| repo::runs_batch::task_views_of_runs(c, &ids))
             .await?;
         let mut out: HashMap<Uuid, Vec<Task>> = HashMap::new();
         for row in rows {
@@ -146,7 +146,7 @@ impl PageExtras {
     /// the workflows among `workflows` that exist: two statements at most.
     fn read(c: &mut diesel::PgConnection, runs: &[Uuid], workflows: &[Uuid]) -> Result<Self> {
         let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::with_capacity(runs.len());
-        for row in repo::runs_batch::tasks_of_runs(c, runs)? {
+        for row in repo::runs_batch::task_views_of_runs(c, runs)? {
             tasks.entry(row.run_id).or_default().push(Task::from(row));
         }
         let workflows = repo::workflows::find_many(c, workflows)?
