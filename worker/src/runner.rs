@@ -226,6 +226,8 @@ impl Runner {
             )),
         };
         let mut running: JoinSet<(String, Result<Ended>)> = JoinSet::new();
+        // The run's status once its last step's end also ended it.
+        let mut ended = None;
 
         loop {
             let cancelling = ctl.user_cancelled();
@@ -272,7 +274,7 @@ impl Runner {
             }
             tokio::select! {
                 joined = running.join_next() => match joined {
-                    Some(Ok((name, Ok(Ended { end, output })))) => {
+                    Some(Ok((name, Ok(Ended { end, output, unrecorded })))) => {
                         if let Some(m) = output {
                             produced.insert(name.clone(), m);
                         }
@@ -280,6 +282,28 @@ impl Runner {
                             dag.set_timed_out(&name);
                         }
                         dag.set(&name, end.status);
+                        let Some(task_end) = unrecorded else { continue };
+                        // Nothing runs and nothing is left to start or skip: this step ends
+                        // the run, and its end and the run's are written together.
+                        let last = running.is_empty()
+                            && dag.ready().is_empty()
+                            && dag.blocked().is_empty()
+                            && !ctl.user_cancelled()
+                            && !ctl.let_go();
+                        let written = if last {
+                            let outcome = dag.outcome();
+                            ended = Some(outcome.status);
+                            exec.finish_last(&name, task_end, outcome.status, outcome.error).await
+                        } else {
+                            exec.finish_task(&name, task_end).await
+                        };
+                        if let Err(e) = written {
+                            running.shutdown().await;
+                            return Err(e);
+                        }
+                        if ended.is_some() {
+                            break;
+                        }
                     }
                     Some(Ok((_, Err(e)))) => {
                         running.shutdown().await;
@@ -296,15 +320,21 @@ impl Runner {
             }
         }
 
-        if ctl.user_cancelled() {
-            exec.cancel("cancelled by request").await?;
-            tracing::info!(%run_id, "run cancelled");
-            return Ok(Drove::Ended);
-        }
-        let outcome = dag.outcome();
-        exec.finish_run(outcome.status, outcome.error).await?;
-        tracing::info!(%run_id, status = %outcome.status, "run finished");
-        if outcome.status == tms_core::runs::RunStatus::Succeeded {
+        let status = match ended {
+            Some(status) => status,
+            None if ctl.user_cancelled() => {
+                exec.cancel("cancelled by request").await?;
+                tracing::info!(%run_id, "run cancelled");
+                return Ok(Drove::Ended);
+            }
+            None => {
+                let outcome = dag.outcome();
+                exec.finish_run(outcome.status, outcome.error).await?;
+                outcome.status
+            }
+        };
+        tracing::info!(%run_id, %status, "run finished");
+        if status == tms_core::runs::RunStatus::Succeeded {
             // A failed run's directory stays for inspection until the retention sweep.
             let dirs = self.workdirs.clone();
             let _ = tokio::task::spawn_blocking(move || dirs.recycle(&run_dir)).await;

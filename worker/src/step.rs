@@ -69,6 +69,10 @@ pub struct StepEnd {
 pub struct Ended {
     pub end: StepEnd,
     pub output: Option<String>,
+    /// The final attempt's end, not yet recorded: the caller records it, with the run's end
+    /// when no other step is left (one write instead of two). `None` when the step's end is
+    /// recorded already (cached, stopped).
+    pub unrecorded: Option<TaskEnd>,
 }
 
 /// How one attempt ended, when it ran to an end (rather than being stopped).
@@ -80,7 +84,7 @@ struct AttemptEnd {
 }
 
 /// Looks the step up in the cache, else restores its inputs and runs it with its retries;
-/// returns how it ended once its final state is recorded.
+/// returns how it ended, its final attempt's end left for the caller to record.
 pub async fn execute(env: StepEnv, job: StepJob) -> Result<Ended> {
     let name = job.step.name.clone();
     let deps = job.deps.clone().unwrap_or_default();
@@ -96,6 +100,7 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<Ended> {
         return Ok(Ended {
             end,
             output: Some(manifest),
+            unrecorded: None,
         });
     }
     // Inputs that cannot be restored fail the step without running it: retrying cannot help.
@@ -215,7 +220,6 @@ async fn attempts(
             output,
             cache: cache.clone(),
         };
-        env.exec.finish_task(&name, task_end).await?;
         tms_core::metrics::runs::STEP_DURATION
             .with_label_values(&[status.as_str()])
             .observe(started.elapsed().as_secs_f64());
@@ -226,6 +230,7 @@ async fn attempts(
         return Ok(Ended {
             end,
             output: manifest,
+            unrecorded: Some(task_end),
         });
     }
 }
@@ -250,7 +255,11 @@ async fn stopped(env: &StepEnv, name: &str) -> Result<Ended> {
         status: TaskStatus::Cancelled,
         timed_out: false,
     };
-    Ok(Ended { end, output: None })
+    Ok(Ended {
+        end,
+        output: None,
+        unrecorded: None,
+    })
 }
 
 /// One attempt, its output kept as the step's full log while it runs (see `crate::logs`).

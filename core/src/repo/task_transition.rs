@@ -118,40 +118,13 @@ where
 
 impl QueryFragment<Pg> for Transition<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use crate::db::schema::sql_types::PgTaskStatus;
-        use diesel::sql_types::{Double, Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
-        let c = self.change;
         // The run row first: bumping its event sequence under the lease's condition takes its
         // row lock, and a concurrent claim that moved the lease makes Postgres re-check the
         // condition on the new row version, so a fenced-off holder matches nothing.
         out.push_sql("WITH next AS (UPDATE runs SET last_seq = last_seq + 1 WHERE ");
         self.fence.push_condition(out.reborrow())?;
-        out.push_sql(" RETURNING id, last_seq, workflow_id), task AS (UPDATE tasks SET ");
-        keep_or_set::<PgTaskStatus, _>(out.reborrow(), "status", &c.status)?;
-        out.push_sql(", ");
-        keep_or_set::<Int4, _>(out.reborrow(), "attempt", &c.attempt)?;
-        out.push_sql(", ");
-        keep_or_set::<Text, _>(out.reborrow(), "log_tail", &c.log_tail)?;
-        set_or_keep::<Timestamptz, _>(out.reborrow(), "started_at", &c.started_at, &None)?;
-        set_or_keep::<Timestamptz, _>(out.reborrow(), "finished_at", &c.finished_at, &None)?;
-        set_or_keep::<Int4, _>(out.reborrow(), "exit_code", &c.exit_code, &None)?;
-        set_or_keep::<Text, _>(out.reborrow(), "error", &c.error, &None)?;
-        set_or_keep::<Double, _>(
-            out.reborrow(),
-            "progress_percent",
-            &c.progress_percent,
-            &None,
-        )?;
-        set_or_keep::<Timestamptz, _>(out.reborrow(), "progress_at", &c.progress_at, &None)?;
-        set_or_keep::<Text, _>(out.reborrow(), "output_manifest", &c.output_manifest, &None)?;
-        set_or_keep::<Int8, _>(out.reborrow(), "output_bytes", &c.output_bytes, &None)?;
-        set_or_keep::<Text, _>(out.reborrow(), "cache_key", &c.cache_key, &None)?;
-        set_or_keep::<Jsonb, _>(out.reborrow(), "cache_parts", &c.cache_parts, &None)?;
-        out.push_sql(" WHERE run_id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.fence.run_id)?;
-        out.push_sql(" AND name = ");
-        out.push_bind_param::<Text, _>(self.step)?;
-        out.push_sql(" AND EXISTS (SELECT 1 FROM next) RETURNING 1 AS one) ");
+        out.push_sql(" RETURNING id, last_seq, workflow_id), ");
+        push_task_update(out.reborrow(), &self.fence.run_id, self.step, self.change)?;
         // With the lease held but no such task, the event's sequence number is NULL and the
         // statement fails on it, so nothing is written (no number spent on a missing event).
         push_insert(
@@ -165,4 +138,44 @@ impl QueryFragment<Pg> for Transition<'_> {
         out.push_sql(RETURNING);
         Ok(())
     }
+}
+
+/// Pushes the CTE `task AS (UPDATE tasks SET ... RETURNING 1 AS one)`: `change` applied to
+/// task `step` of `run_id`, only if the CTE `next` (the fenced run row) matched. Shared by the
+/// statements that change a task under the lease.
+pub(crate) fn push_task_update<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    run_id: &'b Uuid,
+    step: &'b str,
+    c: &'b TaskChange,
+) -> QueryResult<()> {
+    use crate::db::schema::sql_types::PgTaskStatus;
+    use diesel::sql_types::{Double, Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+    out.push_sql("task AS (UPDATE tasks SET ");
+    keep_or_set::<PgTaskStatus, _>(out.reborrow(), "status", &c.status)?;
+    out.push_sql(", ");
+    keep_or_set::<Int4, _>(out.reborrow(), "attempt", &c.attempt)?;
+    out.push_sql(", ");
+    keep_or_set::<Text, _>(out.reborrow(), "log_tail", &c.log_tail)?;
+    set_or_keep::<Timestamptz, _>(out.reborrow(), "started_at", &c.started_at, &None)?;
+    set_or_keep::<Timestamptz, _>(out.reborrow(), "finished_at", &c.finished_at, &None)?;
+    set_or_keep::<Int4, _>(out.reborrow(), "exit_code", &c.exit_code, &None)?;
+    set_or_keep::<Text, _>(out.reborrow(), "error", &c.error, &None)?;
+    set_or_keep::<Double, _>(
+        out.reborrow(),
+        "progress_percent",
+        &c.progress_percent,
+        &None,
+    )?;
+    set_or_keep::<Timestamptz, _>(out.reborrow(), "progress_at", &c.progress_at, &None)?;
+    set_or_keep::<Text, _>(out.reborrow(), "output_manifest", &c.output_manifest, &None)?;
+    set_or_keep::<Int8, _>(out.reborrow(), "output_bytes", &c.output_bytes, &None)?;
+    set_or_keep::<Text, _>(out.reborrow(), "cache_key", &c.cache_key, &None)?;
+    set_or_keep::<Jsonb, _>(out.reborrow(), "cache_parts", &c.cache_parts, &None)?;
+    out.push_sql(" WHERE run_id = ");
+    out.push_bind_param::<SqlUuid, _>(run_id)?;
+    out.push_sql(" AND name = ");
+    out.push_bind_param::<Text, _>(step)?;
+    out.push_sql(" AND EXISTS (SELECT 1 FROM next) RETURNING 1 AS one) ");
+    Ok(())
 }

@@ -10,6 +10,7 @@ use diesel::Connection;
 use uuid::Uuid;
 
 mod claim;
+mod last;
 mod logs;
 mod outputs;
 mod resume;
@@ -138,6 +139,39 @@ pub struct TaskEnd {
     pub cache: Option<CacheStore>,
 }
 
+impl TaskEnd {
+    /// The task's change that records this end.
+    fn change(&self) -> TaskChange {
+        let mut change = TaskChange {
+            exit_code: Some(self.exit_code),
+            log_tail: Some(self.log_tail.clone()),
+            ..TaskChange::finished(self.status, self.error.clone())
+        };
+        if let Some(o) = &self.output {
+            change.output_manifest = Some(Some(o.manifest.clone()));
+            change.output_bytes = Some(Some(o.bytes as i64));
+        }
+        change
+    }
+}
+
+/// The event of a run's end: nothing is left of it.
+fn run_ended(status: RunStatus, error: Option<String>) -> crate::repo::events::NewEvent {
+    let mut ev = run_changed(status, error);
+    ev.percent = crate::runs::eta::FINISHED.percent;
+    ev.eta_seconds = crate::runs::eta::FINISHED.eta_seconds;
+    ev
+}
+
+/// `tms_run_duration_seconds` of a run that ended after running for `took`.
+fn observe_run(status: RunStatus, took: Option<chrono::Duration>) {
+    if let Some(d) = took.and_then(|d| d.to_std().ok()) {
+        crate::metrics::runs::RUN_DURATION
+            .with_label_values(&[status.as_str()])
+            .observe(d.as_secs_f64());
+    }
+}
+
 impl Execution {
     /// Gives the run up: unfinished tasks are cancelled, the run fails with the reason and is
     /// marked dead-lettered (visible in the API and `tms_runs_dead_lettered_total`).
@@ -233,15 +267,7 @@ impl Execution {
     /// The step's final attempt ended: its outputs are recorded and, for a cacheable step that
     /// succeeded, kept in the cache, all in the transaction that records the end.
     pub async fn finish_task(&self, step: &str, end: TaskEnd) -> Result<()> {
-        let mut change = TaskChange {
-            exit_code: Some(end.exit_code),
-            log_tail: Some(end.log_tail),
-            ..TaskChange::finished(end.status, end.error.clone())
-        };
-        if let Some(o) = &end.output {
-            change.output_manifest = Some(Some(o.manifest.clone()));
-            change.output_bytes = Some(Some(o.bytes as i64));
-        }
+        let change = end.change();
         let cache = match (&end.output, end.cache, end.status) {
             (Some(o), Some(c), TaskStatus::Succeeded) => Some((c, o.manifest.clone())),
             _ => None,
@@ -286,9 +312,7 @@ impl Execution {
     /// caps concurrent runs, the wake-up of runs waiting for a slot, in the same transaction).
     pub async fn finish_run(&self, status: RunStatus, error: Option<String>) -> Result<()> {
         let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
-        let mut ev = run_changed(status, error.clone());
-        ev.percent = crate::runs::eta::FINISHED.percent;
-        ev.eta_seconds = crate::runs::eta::FINISHED.eta_seconds;
+        let ev = run_ended(status, error.clone());
         let capped = self.claim.capped;
         let ended = self
             .retrying(move |conn| {
@@ -313,11 +337,7 @@ impl Execution {
             })
             .await?;
         self.bus.publish(&[ended.event.into()]).await;
-        if let Some(d) = ended.took.and_then(|d| d.to_std().ok()) {
-            crate::metrics::runs::RUN_DURATION
-                .with_label_values(&[status.as_str()])
-                .observe(d.as_secs_f64());
-        }
+        observe_run(status, ended.took);
         Ok(())
     }
 
