@@ -169,11 +169,12 @@ async fn handle(job: RunJob, runner: Data<Arc<Runner>>) -> Result<(), BoxDynErro
     // does not abort it. Errors are logged, not returned: Postgres is the source of truth, and
     // the reconciler re-enqueues any run left unfinished once its lease lapses.
     let runner = runner.0.clone();
-    let run_id = job.run_id;
+    let (run_id, version) = (job.run_id, job.version);
     // The run's span continues the trace of the request that triggered it.
     let span = tracing::info_span!("run", otel.name = "run.execute", %run_id, trace_id = tracing::field::Empty);
     tms_core::telemetry::adopt(&span, &job.trace);
-    let outcome = tokio::spawn(async move { runner.drive(run_id).await }.instrument(span)).await;
+    let outcome =
+        tokio::spawn(async move { runner.drive(run_id, version).await }.instrument(span)).await;
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(%run_id, error = ?e, "run interrupted; it will be resumed"),

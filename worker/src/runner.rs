@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tms_core::bus::EventBus;
 use tms_core::db::Db;
+use tms_core::queue::RunVersion;
 use tms_core::runs::TaskStatus;
 use tms_core::runs::dag::Dag;
 use tms_core::runs::eta::Estimator;
@@ -71,8 +72,9 @@ enum Drove {
 impl Runner {
     /// Executes the run if this worker can take its lease; returns quietly when another worker
     /// holds it or the run already ended (a duplicate delivery), or its workflow's limits make
-    /// it wait.
-    pub async fn drive(self: &Arc<Self>, run_id: Uuid) -> Result<()> {
+    /// it wait. `version`: the workflow version the run's job says it is pinned to, if it says
+    /// (a queued run is then claimed and started in one statement).
+    pub async fn drive(self: &Arc<Self>, run_id: Uuid, version: Option<RunVersion>) -> Result<()> {
         let permit = tokio::select! {
             p = self.run_slots.clone().acquire_owned() => p,
             _ = self.draining.cancelled() => return Ok(()),
@@ -95,6 +97,7 @@ impl Runner {
             run_id,
             self.worker_name.clone(),
             self.policy,
+            version,
         )
         .await?;
         let (exec, claim, resumed) = match claimed {

@@ -15,21 +15,39 @@ pub struct RunJob {
     pub run_id: Uuid,
     #[serde(default)]
     pub trace: BTreeMap<String, String>,
+    /// The workflow version the run is pinned to, when the job was made with the run: a worker
+    /// then starts a queued run in the statement that claims it (it knows the version's steps
+    /// and estimate beforehand). Absent from jobs made later (re-enqueued runs), and from jobs
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<RunVersion>,
+}
+
+/// A run's workflow and version, as its job carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunVersion {
+    pub workflow_id: Uuid,
+    pub version: i32,
 }
 
 /// Writes the outbox row that will put `run_id` on the queue; call in the transaction that
 /// made the run ready to execute, so the two commit together.
 pub fn enqueue(conn: &mut diesel::PgConnection, run_id: Uuid) -> crate::error::Result<()> {
-    crate::repo::outbox::insert(conn, run_id, &job_payload(run_id)?)
+    crate::repo::outbox::insert(conn, run_id, &job_payload(run_id, None)?)
 }
 
-/// The outbox payload that puts `run_id` on the queue.
-pub fn job_payload(run_id: Uuid) -> crate::error::Result<serde_json::Value> {
+/// The outbox payload that puts `run_id` (pinned to `version`, when the caller knows it) on
+/// the queue.
+pub fn job_payload(
+    run_id: Uuid,
+    version: Option<RunVersion>,
+) -> crate::error::Result<serde_json::Value> {
     let job = RunJob {
         run_id,
         // The caller's span (carried into the blocking call by `Db::run`): the worker's run
         // span becomes its child.
         trace: crate::telemetry::inject(),
+        version,
     };
     serde_json::to_value(job).map_err(crate::error::Error::internal)
 }

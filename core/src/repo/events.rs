@@ -32,9 +32,20 @@ pub struct EventRow {
 impl EventRow {
     /// Event 1 of the run `run`: `ev` as a statement creating the run stored it, stamped `at`.
     pub fn first(run: &crate::repo::runs::RunRow, ev: &NewEvent, at: DateTime<Utc>) -> Self {
+        Self::written(run, 1, ev, at)
+    }
+
+    /// Event `seq` of the run `run`: `ev` as a statement that returned the run (not the event)
+    /// stored it, stamped `at`.
+    pub fn written(
+        run: &crate::repo::runs::RunRow,
+        seq: i64,
+        ev: &NewEvent,
+        at: DateTime<Utc>,
+    ) -> Self {
         EventRow {
             run_id: run.id,
-            seq: 1,
+            seq,
             kind: ev.kind,
             status: ev.status,
             step: ev.step.clone(),

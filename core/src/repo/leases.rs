@@ -65,12 +65,37 @@ pub(crate) fn push_take<'b>(
     from: &'static str,
     statuses: &'static str,
 ) -> QueryResult<()> {
-    use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
+    push_take_set(out.reborrow(), owner, secs)?;
+    push_take_where(out, id, owner, from, statuses)
+}
+
+/// The first half of [`push_take`]: `UPDATE runs SET <the lease, for owner>`, to which the
+/// caller may add more of the run's columns.
+pub(crate) fn push_take_set<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    owner: &'b str,
+    secs: &'b f64,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Double, Text};
     out.push_sql("UPDATE runs SET lease_owner = ");
     out.push_bind_param::<Text, _>(owner)?;
     out.push_sql(", lease_expires_at = now() + make_interval(secs => ");
     out.push_bind_param::<Double, _>(secs)?;
-    out.push_sql("), deliveries = deliveries + 1, not_before = NULL ");
+    out.push_sql("), deliveries = deliveries + 1, not_before = NULL");
+    Ok(())
+}
+
+/// The second half of [`push_take`]: ` <from> WHERE runs.status IN (<statuses>) AND runs.id =
+/// <id> AND <no other live lease>`.
+pub(crate) fn push_take_where<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    id: &'b Uuid,
+    owner: &'b str,
+    from: &'static str,
+    statuses: &'static str,
+) -> QueryResult<()> {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    out.push_sql(" ");
     out.push_sql(from);
     out.push_sql(" WHERE runs.status IN (");
     out.push_sql(statuses);

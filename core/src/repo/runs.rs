@@ -87,6 +87,29 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
+    /// Task `position` of a run as the run's creation writes it: pending, never attempted.
+    pub fn pending(run_id: Uuid, position: i32, name: String, depends_on: Vec<String>) -> Self {
+        TaskRow {
+            run_id,
+            name,
+            position,
+            status: TaskStatus::Pending,
+            attempt: 0,
+            depends_on,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            log_tail: String::new(),
+            error: None,
+            progress_percent: None,
+            progress_at: None,
+            output_manifest: None,
+            output_bytes: None,
+            cache_key: None,
+            cache_parts: None,
+        }
+    }
+
     pub fn status(&self) -> TaskStatus {
         self.status
     }

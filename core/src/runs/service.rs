@@ -280,7 +280,11 @@ pub(super) fn create_run(
         trigger: origin.trigger,
         scheduled_for: origin.scheduled_for,
     };
-    let job = crate::queue::job_payload(run_id)?;
+    let pinned = crate::queue::RunVersion {
+        workflow_id: wf.id,
+        version,
+    };
+    let job = crate::queue::job_payload(run_id, Some(pinned))?;
     let (row, content) = crate::audit::to_row(audit(run_id));
     let (run, ev) = repo::run_create::create(conn, &new, &steps, &first, &job, (&row, &content))?
         .ok_or_else(|| Error::Duplicate("runs_workflow_scheduled_for_key".into()))?;

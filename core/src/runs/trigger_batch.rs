@@ -237,7 +237,13 @@ fn prepare(
         steps,
         first,
         // In the trigger's span (entered by the caller): the worker's run span is its child.
-        job: crate::queue::job_payload(run_id)?,
+        job: crate::queue::job_payload(
+            run_id,
+            Some(crate::queue::RunVersion {
+                workflow_id: wf.id,
+                version: version.version,
+            }),
+        )?,
         audit: audit::to_row(entry).0,
     })
 }

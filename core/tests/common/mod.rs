@@ -176,6 +176,7 @@ impl Setup {
             run_id,
             owner.into(),
             policy,
+            None,
         )
         .await
         .expect("claim")

@@ -9,11 +9,13 @@ use super::{Claim, ClaimPolicy, Claimed, Execution, Resumed, resume};
 use crate::bus::EventBus;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::queue::RunVersion;
 use crate::repo;
 use crate::repo::runs::TaskRow;
-use crate::runs::RunEvent;
 use crate::runs::eta::Estimator;
+use crate::runs::events::run_changed;
 use crate::runs::limits::Admission;
+use crate::runs::{RunEvent, RunStatus};
 
 /// What one trip to the database made of a delivery: the admission, whether the run's
 /// workflow caps concurrent runs, and the resumed run when that was done too.
@@ -26,7 +28,8 @@ type Taken = (
 impl Execution {
     /// Takes (or re-takes) the run's lease for `owner`, unless the run ended or another worker
     /// holds a live lease (a duplicate delivery, acknowledged without effect), its workflow's
-    /// limits make it wait, or it was delivered too often (dead-lettered).
+    /// limits make it wait, or it was delivered too often (dead-lettered). `version`: the
+    /// workflow version the run's job says it is pinned to, if it says.
     pub async fn claim(
         db: Db,
         bus: EventBus,
@@ -34,10 +37,13 @@ impl Execution {
         run_id: Uuid,
         owner: String,
         policy: ClaimPolicy,
+        version: Option<RunVersion>,
     ) -> Result<Claimed> {
         let (o, secs) = (owner.clone(), policy.lease.as_secs() as i64);
         let (est2, max) = (est.clone(), policy.max_deliveries);
-        let merged = db.run(move |c| take(c, &est2, run_id, &o, secs, max)).await;
+        let merged = db
+            .run(move |c| take(c, &est2, run_id, &o, secs, max, version))
+            .await;
         let (admission, capped, resumed) = match merged {
             Ok(v) => v,
             Err(e @ Error::Unavailable(_)) => return Err(e),
@@ -89,9 +95,12 @@ impl Execution {
 }
 
 /// The claim and the resume in one blocking call. A queued run of a workflow without limits
-/// (most runs) is claimed by one statement and started by another, fenced by the lease, with no
-/// transaction: three round trips. Any other run is admitted and resumed in one transaction,
-/// which needs no lease re-check (the lease was taken a statement before).
+/// (most runs) whose job names its version is claimed and started by one statement
+/// ([`take_pinned`]); without the version, by one statement, a read of its tasks and another
+/// statement fenced by the lease, with no transaction: three round trips. Any other run is
+/// admitted and resumed in one transaction, which needs no lease re-check (the lease was taken a
+/// statement before).
+#[allow(clippy::too_many_arguments)]
 fn take(
     c: &mut PgConnection,
     est: &Estimator,
@@ -99,7 +108,17 @@ fn take(
     owner: &str,
     secs: i64,
     max: i32,
+    version: Option<RunVersion>,
 ) -> Result<Taken> {
+    if let Some(v) = version {
+        match take_pinned(c, est, run_id, owner, secs, max, v) {
+            Ok(Some(taken)) => return Ok(taken),
+            Ok(None) => {}
+            Err(e @ Error::Unavailable(_)) => return Err(e),
+            // Nothing was written (one statement): claimed as if the job did not say.
+            Err(e) => tracing::warn!(%run_id, error = %e, "starting the run with its claim failed"),
+        }
+    }
     if let Some(run) = repo::run_start::claim_unlimited(c, run_id, owner, secs)? {
         let claim = Claim::of(&run, false);
         // Delivered too often: not resumed; the caller dead-letters it.
@@ -133,4 +152,50 @@ fn take(
         };
         Ok((admission, true, resumed))
     })
+}
+
+/// A queued run of a workflow without limits, pinned to `v`, claimed and started in one
+/// statement. Its tasks need no read: a queued run's are as its creation wrote them (every step
+/// of its version pending, never attempted; only a worker's claim moves a run out of `queued`),
+/// and the version's steps are in memory after its first run. `None` (nothing written) when the
+/// run is not such a run: the caller claims it the general way.
+#[allow(clippy::too_many_arguments)]
+fn take_pinned(
+    c: &mut PgConnection,
+    est: &Estimator,
+    run_id: Uuid,
+    owner: &str,
+    secs: i64,
+    max: i32,
+    v: RunVersion,
+) -> Result<Option<Taken>> {
+    let spec = super::specs::version(c, v.workflow_id, v.version)?;
+    let rows: Vec<TaskRow> = (0..)
+        .zip(&spec.steps)
+        .map(|(i, s)| TaskRow::pending(run_id, i, s.name.clone(), s.depends_on.clone()))
+        .collect();
+    let e = est.estimate_of(c, v.workflow_id, &rows)?;
+    let mut ev = run_changed(RunStatus::Running, None);
+    (ev.percent, ev.eta_seconds) = (e.percent, e.eta_seconds);
+    let started = repo::run_start::claim_and_start(
+        c,
+        run_id,
+        owner,
+        secs,
+        v.workflow_id,
+        v.version,
+        max,
+        &ev,
+    )?;
+    let Some((run, event)) = started else {
+        return Ok(None);
+    };
+    let resumed = Resumed {
+        spec,
+        tasks: rows.iter().map(resume::resumed_task).collect(),
+        inputs: run.inputs.clone(),
+        no_cache: run.no_cache,
+    };
+    let started = Some((resumed, rows, vec![event.into()]));
+    Ok(Some((Admission::Admitted(Box::new(run)), false, started)))
 }

@@ -79,7 +79,8 @@ pub struct Claim {
     /// How many times a worker picked the run up, this time included.
     pub deliveries: i32,
     pub cancel_requested: bool,
-    /// The run's status when claimed: `queued` (first start) or `running` (resumed).
+    /// The run's status when claimed: `queued` (first start), or `running` (resumed, or
+    /// started by the claim's own statement).
     pub status: RunStatus,
     /// Whether its workflow capped concurrent runs when claimed: the run's end then wakes
     /// runs waiting for a slot, in the transaction that ends it. (A cap set while an uncapped

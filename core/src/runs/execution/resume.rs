@@ -54,16 +54,8 @@ pub(super) fn resume_in(
             events.push(change_task(conn, est, run_id, &t.name, &change, ev)?);
             change.apply_to(&mut t);
         }
-        now.push(t.clone());
-        tasks.push(ResumedTask {
-            attempt: t.attempt,
-            output: t.output_manifest.clone(),
-            node: Node {
-                name: t.name,
-                depends_on: t.depends_on,
-                status: t.status,
-            },
-        });
+        tasks.push(resumed_task(&t));
+        now.push(t);
     }
     let resumed = Resumed {
         spec,
@@ -72,4 +64,17 @@ pub(super) fn resume_in(
         no_cache: claim.no_cache,
     };
     Ok((resumed, now, events))
+}
+
+/// What the runner needs of task `t` to go on with it.
+pub(super) fn resumed_task(t: &TaskRow) -> ResumedTask {
+    ResumedTask {
+        attempt: t.attempt,
+        output: t.output_manifest.clone(),
+        node: Node {
+            name: t.name.clone(),
+            depends_on: t.depends_on.clone(),
+            status: t.status,
+        },
+    }
 }
