@@ -2,28 +2,13 @@
 //! a real Postgres: both events numbered in order by one statement, under the lease, and
 //! nothing written by a holder that lost it.
 
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use tms_core::Error;
 use tms_core::runs::execution::TaskEnd;
 use tms_core::runs::{EventKind, EventStatus, RunStatus, TaskStatus};
 
 mod common;
 
-use common::{setup, task_event};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(url: &str, sql: &str) -> i64 {
-    let mut conn = PgConnection::establish(url).expect("connect");
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
-}
+use common::{count, setup, task_event};
 
 fn end(status: TaskStatus, exit_code: i32, log: &str, error: Option<&str>) -> TaskEnd {
     TaskEnd {

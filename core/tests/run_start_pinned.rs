@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{LEASE, Setup, setup, task_event};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use common::{LEASE, Setup, count, setup, task_event};
 use tms_core::queue::RunVersion;
 use tms_core::runs::eta::Estimator;
 use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution};
@@ -31,20 +30,6 @@ async fn claim_pinned(s: &Setup, owner: &str, version: i32, max_deliveries: i32)
     )
     .await
     .expect("claim")
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(url: &str, sql: &str) -> i64 {
-    let mut conn = PgConnection::establish(url).expect("connect");
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .n
 }
 
 #[tokio::test]

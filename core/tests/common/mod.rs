@@ -229,3 +229,18 @@ pub fn task_event(
 ) -> (EventKind, Option<EventStatus>, Option<String>) {
     (EventKind::Task, Some(status), Some(step.into()))
 }
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The `n` column of `sql`'s one row, on a connection of its own.
+pub fn count(url: &str, sql: &str) -> i64 {
+    let mut conn = PgConnection::establish(url).expect("connect");
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
