@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::repo::runs::{RunRow, TaskRow, TaskView};
+use crate::repo::runs::{RunRow, TaskView};
 use crate::runs::{RunStatus, RunTrigger, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,25 +85,6 @@ impl From<TaskView> for Task {
             name: row.name,
             position: row.position,
             status: row.status,
-            attempt: row.attempt,
-            depends_on: row.depends_on,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            exit_code: row.exit_code,
-            log_tail: row.log_tail,
-            error: row.error,
-            progress_percent: row.progress_percent,
-        }
-    }
-}
-
-impl From<TaskRow> for Task {
-    fn from(row: TaskRow) -> Self {
-        Task {
-            status: row.status(),
-            run_id: row.run_id,
-            name: row.name,
-            position: row.position,
             attempt: row.attempt,
             depends_on: row.depends_on,
             started_at: row.started_at,
