@@ -7,6 +7,7 @@ mod executor;
 mod http;
 mod logs;
 mod outputs;
+mod renewal;
 mod runner;
 mod step;
 mod sweeper;

@@ -13,7 +13,7 @@ use tms_core::queue::RunVersion;
 use tms_core::runs::TaskStatus;
 use tms_core::runs::dag::Dag;
 use tms_core::runs::eta::Estimator;
-use tms_core::runs::execution::{Claim, ClaimPolicy, Claimed, Execution, Resumed};
+use tms_core::runs::execution::{Batch, Claim, ClaimPolicy, Claimed, Execution, Resumed, TaskEnd};
 use tms_core::workflows::StepSpec;
 use tms_core::{Error, Result};
 use tokio::sync::Semaphore;
@@ -118,7 +118,11 @@ impl Runner {
         if claim.cancel_requested {
             ctl.cancel_by_user();
         }
-        let renewer = tokio::spawn(keep_lease(exec.clone(), self.policy.lease, ctl.clone()));
+        let renewer = tokio::spawn(crate::renewal::keep_lease(
+            exec.clone(),
+            self.policy.lease,
+            ctl.clone(),
+        ));
         let result = self.drive_claimed(&exec, &claim, resumed, &ctl).await;
         renewer.abort();
         match &result {
@@ -229,6 +233,9 @@ impl Runner {
             )),
         };
         let mut running: JoinSet<(String, Result<Ended>)> = JoinSet::new();
+        // Ends of steps that ran to their end, not yet recorded: written with the next turn's
+        // skips and starts.
+        let mut ends: Vec<(String, TaskEnd)> = Vec::new();
         // The run's status once its last step's end also ended it.
         let mut ended = None;
 
@@ -239,11 +246,33 @@ impl Runner {
                 return Ok(Drove::LetGo);
             }
             let draining = self.draining.is_cancelled();
+            // Nothing runs and nothing is left to start or skip: the step that just ended ends
+            // the run, and its end and the run's are written together.
+            let last = running.is_empty()
+                && dag.ready().is_empty()
+                && dag.blocked().is_empty()
+                && ends.len() == 1
+                && !cancelling
+                && !ctl.let_go();
+            if last {
+                let (name, task_end) = ends.pop().expect("one end");
+                let outcome = dag.outcome();
+                exec.finish_last(&name, task_end, outcome.status, outcome.error)
+                    .await?;
+                ended = Some(outcome.status);
+                break;
+            }
+            // This turn's writes, in order: the ends, then the skips and starts they cause.
+            let mut batch = Batch::default();
+            for (name, end) in ends.drain(..) {
+                batch.end(&name, end);
+            }
+            let mut starts = Vec::new();
             // A cancelled run starts nothing new; its running steps stop and report themselves.
             // A draining worker starts nothing new either, and hands the run back below.
             if !cancelling && !draining {
                 for (name, dep) in dag.blocked() {
-                    exec.skip(&name, &dep).await?;
+                    batch.skip(&name, &dep);
                     dag.set(&name, TaskStatus::Skipped);
                 }
                 for name in dag.ready() {
@@ -255,18 +284,33 @@ impl Runner {
                     dag.set(&name, TaskStatus::Running);
                     let step_dir = run_dir.join(&name);
                     self.prepare_dir(&step_dir, true).await?;
-                    let job = StepJob {
+                    let prev_attempt = attempts.get(&name).copied().unwrap_or(0);
+                    // A free slot now: the first attempt's start is written with this turn's
+                    // other writes. A cacheable step looks the cache up before it may start.
+                    let started = match step.cache {
+                        false => self.slots.clone().try_acquire_owned().ok(),
+                        true => None,
+                    };
+                    if started.is_some() {
+                        batch.start(&name, prev_attempt + 1);
+                    }
+                    starts.push(StepJob {
                         deps: outputs::dependency_outputs(&step, &produced),
-                        prev_attempt: attempts.get(&name).copied().unwrap_or(0),
+                        prev_attempt,
                         step_dir,
                         step,
-                    };
-                    let env = env.clone();
-                    let span = tracing::info_span!("step", otel.name = format!("step {name}"), step = %name);
-                    running.spawn(
-                        async move { (name, step::execute(env, job).await) }.instrument(span),
-                    );
+                        started,
+                    });
                 }
+            }
+            exec.record(batch).await?;
+            for job in starts {
+                let name = job.step.name.clone();
+                let env = env.clone();
+                let span =
+                    tracing::info_span!("step", otel.name = format!("step {name}"), step = %name);
+                running
+                    .spawn(async move { (name, step::execute(env, job).await) }.instrument(span));
             }
             if running.is_empty() {
                 if draining && !cancelling && (!dag.ready().is_empty() || !dag.blocked().is_empty())
@@ -276,47 +320,36 @@ impl Runner {
                 break;
             }
             tokio::select! {
-                joined = running.join_next() => match joined {
-                    Some(Ok((name, Ok(Ended { end, output, unrecorded })))) => {
-                        if let Some(m) = output {
-                            produced.insert(name.clone(), m);
+                joined = running.join_next() => {
+                    // Every step that has ended by now is taken in this turn.
+                    let mut joined = joined;
+                    while let Some(j) = joined {
+                        match j {
+                            Ok((name, Ok(Ended { end, output, unrecorded }))) => {
+                                if let Some(m) = output {
+                                    produced.insert(name.clone(), m);
+                                }
+                                if end.timed_out {
+                                    dag.set_timed_out(&name);
+                                }
+                                dag.set(&name, end.status);
+                                if let Some(task_end) = unrecorded {
+                                    ends.push((name, task_end));
+                                }
+                            }
+                            Ok((_, Err(e))) => {
+                                running.shutdown().await;
+                                self.record_ends(exec, &mut ends).await;
+                                return Err(e);
+                            }
+                            Err(join_err) => {
+                                running.shutdown().await;
+                                self.record_ends(exec, &mut ends).await;
+                                return Err(Error::Internal(format!("step task panicked: {join_err}")));
+                            }
                         }
-                        if end.timed_out {
-                            dag.set_timed_out(&name);
-                        }
-                        dag.set(&name, end.status);
-                        let Some(task_end) = unrecorded else { continue };
-                        // Nothing runs and nothing is left to start or skip: this step ends
-                        // the run, and its end and the run's are written together.
-                        let last = running.is_empty()
-                            && dag.ready().is_empty()
-                            && dag.blocked().is_empty()
-                            && !ctl.user_cancelled()
-                            && !ctl.let_go();
-                        let written = if last {
-                            let outcome = dag.outcome();
-                            ended = Some(outcome.status);
-                            exec.finish_last(&name, task_end, outcome.status, outcome.error).await
-                        } else {
-                            exec.finish_task(&name, task_end).await
-                        };
-                        if let Err(e) = written {
-                            running.shutdown().await;
-                            return Err(e);
-                        }
-                        if ended.is_some() {
-                            break;
-                        }
+                        joined = running.try_join_next();
                     }
-                    Some(Ok((_, Err(e)))) => {
-                        running.shutdown().await;
-                        return Err(e);
-                    }
-                    Some(Err(join_err)) => {
-                        running.shutdown().await;
-                        return Err(Error::Internal(format!("step task panicked: {join_err}")));
-                    }
-                    None => {}
                 },
                 _ = ctl.stop.cancelled(), if !cancelling => {}
                 _ = self.draining.cancelled(), if !draining => {}
@@ -345,6 +378,18 @@ impl Runner {
         Ok(Drove::Ended)
     }
 
+    /// Records the ends of steps that ended before the run was interrupted, so that they are
+    /// not run again when it resumes; a failure only means they will be.
+    async fn record_ends(&self, exec: &Execution, ends: &mut Vec<(String, TaskEnd)>) {
+        let mut batch = Batch::default();
+        for (name, end) in ends.drain(..) {
+            batch.end(&name, end);
+        }
+        if let Err(e) = exec.record(batch).await {
+            tracing::warn!(run_id = %exec.run_id(), error = %e, "ended steps not recorded; they run again on resume");
+        }
+    }
+
     /// Makes a run's (or, with `step`, a step's) directory exist, reusing a pooled one.
     async fn prepare_dir(&self, dir: &std::path::Path, step: bool) -> Result<()> {
         let (dirs, path) = (self.workdirs.clone(), dir.to_path_buf());
@@ -358,36 +403,5 @@ impl Runner {
         .await
         .map_err(|e| Error::Internal(format!("preparing a work directory: {e}")))?
         .map_err(|e| Error::Internal(format!("preparing {}: {e}", dir.display())))
-    }
-}
-
-/// Renews the lease every third of its length. Stops the run when the lease is lost, or when
-/// renewals keep failing for longer than a lease (someone else may have taken over); fires a
-/// user cancellation whose message never arrived.
-async fn keep_lease(exec: Execution, lease: Duration, ctl: Control) {
-    let every = lease / 3;
-    let mut failures = 0u32;
-    loop {
-        tokio::time::sleep(every).await;
-        match exec.renew(lease).await {
-            Ok(Some(cancel_requested)) => {
-                failures = 0;
-                if cancel_requested {
-                    ctl.cancel_by_user();
-                }
-            }
-            Ok(None) => {
-                ctl.stop.cancel();
-                return;
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(run_id = %exec.run_id(), error = %e, "lease renewal failed");
-                if every * failures >= lease {
-                    ctl.stop.cancel();
-                    return;
-                }
-            }
-        }
     }
 }

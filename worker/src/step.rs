@@ -55,6 +55,9 @@ pub struct StepJob {
     pub step_dir: PathBuf,
     /// `(dependency, manifest of its outputs)`, or why they are not available.
     pub deps: std::result::Result<Vec<(String, String)>, String>,
+    /// The slot of a first attempt the runner already recorded as started (with the writes of
+    /// its turn); `None`: the step takes a slot and records its start itself.
+    pub started: Option<OwnedSemaphorePermit>,
 }
 
 /// How one step ended, as the run needs to know it.
@@ -118,7 +121,7 @@ pub async fn execute(env: StepEnv, job: StepJob) -> Result<Ended> {
 /// The step's attempts, until one succeeds (and its `/out` is stored) or none is left.
 async fn attempts(
     env: StepEnv,
-    job: StepJob,
+    mut job: StepJob,
     restored: std::result::Result<Vec<(String, PathBuf)>, String>,
     cache: Option<CacheStore>,
 ) -> Result<Ended> {
@@ -145,11 +148,17 @@ async fn attempts(
     let mut try_no = 0u32;
     let mut first_started: Option<std::time::Instant> = None;
     loop {
-        let Some(permit) = acquire(&env).await? else {
-            return stopped(&env, &name).await;
-        };
         attempt += 1;
-        env.exec.start_attempt(&name, attempt).await?;
+        let permit = match job.started.take() {
+            Some(permit) => permit,
+            None => {
+                let Some(permit) = acquire(&env).await? else {
+                    return stopped(&env, &name).await;
+                };
+                env.exec.start_attempt(&name, attempt).await?;
+                permit
+            }
+        };
         let started = *first_started.get_or_insert_with(std::time::Instant::now);
         let end = match &missing {
             Some(s) => AttemptEnd {

@@ -131,8 +131,8 @@ pub(crate) const RETURNING: &str =
 /// appends an event.
 pub(crate) fn push_insert<'b>(
     mut out: AstPass<'_, 'b, Pg>,
-    source: &'static str,
-    seq: &'static str,
+    source: &str,
+    seq: &str,
     ev: &'b NewEvent,
     at: &'b DateTime<Utc>,
 ) -> QueryResult<()> {

@@ -23,5 +23,6 @@ pub mod runs_batch;
 pub mod schedules;
 pub mod sso;
 pub mod task_transition;
+pub mod task_transitions;
 pub mod users;
 pub mod workflows;

@@ -144,14 +144,26 @@ impl QueryFragment<Pg> for Transition<'_> {
 /// task `step` of `run_id`, only if the CTE `next` (the fenced run row) matched. Shared by the
 /// statements that change a task under the lease.
 pub(crate) fn push_task_update<'b>(
+    out: AstPass<'_, 'b, Pg>,
+    run_id: &'b Uuid,
+    step: &'b str,
+    c: &'b TaskChange,
+) -> QueryResult<()> {
+    push_task_update_as(out, "task", run_id, step, c)
+}
+
+/// As [`push_task_update`], the CTE named `cte`: for statements that change several tasks.
+pub(crate) fn push_task_update_as<'b>(
     mut out: AstPass<'_, 'b, Pg>,
+    cte: &str,
     run_id: &'b Uuid,
     step: &'b str,
     c: &'b TaskChange,
 ) -> QueryResult<()> {
     use crate::db::schema::sql_types::PgTaskStatus;
     use diesel::sql_types::{Double, Int4, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
-    out.push_sql("task AS (UPDATE tasks SET ");
+    out.push_sql(cte);
+    out.push_sql(" AS (UPDATE tasks SET ");
     keep_or_set::<PgTaskStatus, _>(out.reborrow(), "status", &c.status)?;
     out.push_sql(", ");
     keep_or_set::<Int4, _>(out.reborrow(), "attempt", &c.attempt)?;

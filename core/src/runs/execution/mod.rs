@@ -9,6 +9,7 @@ use std::time::Duration;
 use diesel::Connection;
 use uuid::Uuid;
 
+mod batch;
 mod claim;
 mod last;
 mod logs;
@@ -17,6 +18,7 @@ mod resume;
 mod specs;
 mod transition;
 
+pub use batch::Batch;
 pub use outputs::CacheStore;
 
 use crate::artifacts::Saved;

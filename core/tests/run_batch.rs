@@ -1,0 +1,157 @@
+//! A turn's writes together (`Execution::record` of a `Batch`), against a real Postgres: a
+//! step's end and the start of the step it unblocked are one statement, numbered in order,
+//! under the lease; nothing is written by a holder that lost it, or when a task is missing.
+
+use tms_core::Error;
+use tms_core::runs::execution::{Batch, TaskEnd};
+use tms_core::runs::{EventKind, EventStatus, TaskStatus};
+
+mod common;
+
+use common::{count, setup, task_event};
+
+fn succeeded() -> TaskEnd {
+    TaskEnd {
+        status: TaskStatus::Succeeded,
+        exit_code: Some(0),
+        log_tail: "a\n".into(),
+        error: None,
+        output: None,
+        cache: None,
+    }
+}
+
+#[tokio::test]
+async fn an_end_and_the_start_it_unblocked_are_one_statement_in_order() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    exec.start_attempt("a", 1).await.expect("start a");
+    let before = s.events().await.len();
+
+    let mut batch = Batch::default();
+    batch.end("a", succeeded());
+    batch.start("b", 1);
+    exec.record(batch).await.expect("record");
+
+    let (a, b) = (s.task("a").await, s.task("b").await);
+    assert_eq!(
+        (a.status, a.exit_code, a.log_tail.as_str()),
+        (TaskStatus::Succeeded, Some(0), "a\n")
+    );
+    assert!(a.finished_at.is_some(), "a has no end time");
+    assert_eq!((b.status, b.attempt), (TaskStatus::Running, 1));
+    assert!(b.started_at.is_some(), "b has no start time");
+    let events = s.events().await;
+    assert_eq!(events.len(), before + 2, "{events:?}");
+    assert_eq!(
+        events[before..],
+        [
+            task_event(EventStatus::Succeeded, "a"),
+            (
+                EventKind::Task,
+                Some(EventStatus::Running),
+                Some("b".into())
+            ),
+        ]
+    );
+    let id = s.run_id;
+    let seq = count(
+        &s.url,
+        &format!(
+            "SELECT count(*) AS n FROM runs WHERE id = '{id}' AND last_seq = {}",
+            events.len()
+        ),
+    );
+    assert_eq!(seq, 1, "the run's sequence does not match its events");
+    let transactions = count(
+        &s.url,
+        &format!(
+            "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
+             WHERE run_id = '{id}' AND seq > {before}"
+        ),
+    );
+    assert_eq!(transactions, 1, "the end and the start were written apart");
+    // The estimate of each event counts the changes before it: a's success is in both.
+    let percents = count(
+        &s.url,
+        &format!(
+            "SELECT count(*) AS n FROM run_events WHERE run_id = '{id}' AND seq > {before} \
+             AND percent > 0"
+        ),
+    );
+    assert_eq!(percents, 2, "an event was estimated without a's end");
+}
+
+#[tokio::test]
+async fn a_holder_that_lost_the_lease_writes_nothing_of_its_batch() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    exec.start_attempt("a", 1).await.expect("start a");
+    let before = s.events().await.len();
+    s.sql(&format!(
+        "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
+        s.run_id
+    ));
+    let mut batch = Batch::default();
+    batch.end("a", succeeded());
+    batch.start("b", 1);
+    let res = exec.record(batch).await;
+    assert!(matches!(res, Err(Error::Conflict(_))), "{res:?}");
+    let (a, b) = (s.task("a").await, s.task("b").await);
+    assert_eq!(
+        (a.status, b.status),
+        (TaskStatus::Running, TaskStatus::Pending)
+    );
+    assert_eq!(s.events().await.len(), before);
+}
+
+#[tokio::test]
+async fn a_batch_naming_a_missing_task_writes_nothing() {
+    let s = setup().await;
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    exec.start_attempt("a", 1).await.expect("start a");
+    let before = s.events().await.len();
+    // Straight to the statement: the execution falls back to one write per change for a task
+    // it does not know, so only the statement can be given one.
+    let id = s.run_id;
+    let end = tms_core::repo::runs::TaskChange::finished(TaskStatus::Succeeded, None);
+    let start = tms_core::repo::runs::TaskChange::attempt_started(1);
+    let ev = tms_core::runs::events::task_changed("a", TaskStatus::Succeeded, None);
+    let ev2 = tms_core::runs::events::task_changed("nope", TaskStatus::Running, None);
+    let res =
+        s.db.run(move |conn| {
+            let fence = tms_core::repo::task_transition::Fence {
+                run_id: id,
+                owner: "w1",
+                epoch: 1,
+            };
+            let items = [
+                tms_core::repo::task_transitions::Item {
+                    step: "a",
+                    change: &end,
+                    ev: &ev,
+                },
+                tms_core::repo::task_transitions::Item {
+                    step: "nope",
+                    change: &start,
+                    ev: &ev2,
+                },
+            ];
+            tms_core::repo::task_transitions::apply_many(conn, &fence, &items)
+        })
+        .await;
+    assert!(
+        res.is_err(),
+        "a batch with a missing task was written: {res:?}"
+    );
+    assert_eq!(s.task("a").await.status, TaskStatus::Running);
+    assert_eq!(s.events().await.len(), before);
+    let seq = count(
+        &s.url,
+        &format!("SELECT count(*) AS n FROM runs WHERE id = '{id}' AND last_seq = {before}"),
+    );
+    assert_eq!(seq, 1, "a number was spent on the failed batch");
+}
