@@ -262,6 +262,27 @@ async fn the_sweep_keeps_live_outputs_and_deletes_only_what_expired() {
             "{err}"
         );
     }
+    // Restored together (a step's dependencies): the failing one is named by its place.
+    let (a, b) = (scratch.0.join("all-live"), scratch.0.join("all-gone"));
+    let items = [
+        (live.manifest.clone(), a.clone()),
+        (old.manifest.clone(), b),
+    ];
+    let err = artifacts
+        .restore_all(&items)
+        .await
+        .expect_err("a swept manifest restored with a live one");
+    assert!(
+        matches!(err, (1, ArtifactError::UnknownManifest(ref h)) if *h == old.manifest),
+        "{err:?}"
+    );
+    artifacts
+        .restore_all(&items[..1])
+        .await
+        .expect("restore the live one alone");
+    for (f, content) in live_files {
+        assert_eq!(std::fs::read_to_string(a.join(f)).unwrap(), content);
+    }
 
     // The rows say the same: the live task keeps its output, the old run's tasks have none,
     // the live entry remains, and the empty manifest's row survives.

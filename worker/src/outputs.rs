@@ -26,15 +26,14 @@ pub struct RunData {
 
 impl RunData {
     /// Writes the inputs file under `run_dir` and derives the variables.
-    pub async fn prepare(
+    pub fn prepare(
         run_dir: &Path,
         workflow_id: Uuid,
         inputs: serde_json::Value,
         no_cache: bool,
     ) -> std::io::Result<Self> {
-        tokio::fs::create_dir_all(run_dir).await?;
         let inputs_file = run_dir.join("_inputs.json");
-        tokio::fs::write(&inputs_file, cache::key::canonical_json(&inputs)).await?;
+        std::fs::write(&inputs_file, cache::key::canonical_json(&inputs))?;
         // Names were checked when the run was triggered; a run stored before that check keeps
         // only the variables that are valid.
         let input_vars = tms_core::runs::inputs::env_vars(&inputs).unwrap_or_else(|_| {
@@ -99,18 +98,20 @@ fn unavailable(e: &ArtifactError) -> bool {
     matches!(e, ArtifactError::Db(tms_core::Error::Unavailable(_)))
 }
 
-/// Retries `op` while the database is unreachable, for up to [`UNAVAILABLE_PATIENCE`].
-async fn patiently<T, F, Fut>(what: &str, mut op: F) -> Result<T, OutputError>
+/// Retries `op` while the database is unreachable, for up to [`UNAVAILABLE_PATIENCE`]. `op`'s
+/// error says which of its items failed; `what` names that item's operation in the message.
+async fn patiently<T, F, Fut>(what: impl Fn(usize) -> String, mut op: F) -> Result<T, OutputError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ArtifactError>>,
+    Fut: std::future::Future<Output = Result<T, (usize, ArtifactError)>>,
 {
     let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
     let mut delay = Duration::from_millis(200);
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if unavailable(&e) => {
+            Err((i, e)) if unavailable(&e) => {
+                let what = what(i);
                 if tokio::time::Instant::now() >= deadline {
                     return Err(OutputError::Unavailable(format!("{what}: {}", report(&e))));
                 }
@@ -118,7 +119,9 @@ where
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(OutputError::Failed(format!("{what}: {}", report(&e)))),
+            Err((i, e)) => {
+                return Err(OutputError::Failed(format!("{}: {}", what(i), report(&e))));
+            }
         }
     }
 }
@@ -129,17 +132,22 @@ pub async fn restore(
     step_dir: &Path,
     deps: &[(String, String)],
 ) -> Result<Vec<(String, PathBuf)>, OutputError> {
-    let mut dirs = Vec::with_capacity(deps.len());
-    for (dep, manifest) in deps {
-        let dir = step_dir.join("deps").join(dep);
-        let what = format!("restoring the outputs of step `{dep}`");
-        patiently(&what, || artifacts.restore(manifest, &dir)).await?;
-        dirs.push((dep.clone(), dir));
-    }
-    Ok(dirs)
+    let items: Vec<(String, PathBuf)> = deps
+        .iter()
+        .map(|(dep, manifest)| (manifest.clone(), step_dir.join("deps").join(dep)))
+        .collect();
+    let what = |i: usize| {
+        let dep = deps.get(i).map_or("?", |d| d.0.as_str());
+        format!("restoring the outputs of step `{dep}`")
+    };
+    patiently(what, || artifacts.restore_all(&items)).await?;
+    Ok(deps
+        .iter()
+        .zip(items)
+        .map(|((dep, _), (_, dir))| (dep.clone(), dir))
+        .collect())
 }
 
-/// Stores a successful attempt's `/out`.
 pub async fn save(
     artifacts: &Artifacts,
     exec: &Execution,
@@ -149,9 +157,13 @@ pub async fn save(
     // An empty `/out` adds nothing to the run's total, so that total need not be read (a round
     // trip per step saved for steps that output nothing).
     let empty = std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_none());
-    patiently("storing the step's outputs", || async {
-        let stored = if empty { 0 } else { exec.stored_bytes().await? };
-        artifacts.save(&out, stored).await
+    let what = |_| "storing the step's outputs".to_string();
+    patiently(what, || async {
+        let stored = match empty {
+            true => 0,
+            false => exec.stored_bytes().await.map_err(|e| (0, e.into()))?,
+        };
+        artifacts.save(&out, stored).await.map_err(|e| (0, e))
     })
     .await
 }

@@ -214,10 +214,14 @@ impl Runner {
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
         let run_dir = self.work_root.join(run_id.to_string());
-        self.prepare_dir(&run_dir, false).await?;
-        let run = RunData::prepare(&run_dir, workflow_id, inputs, no_cache)
-            .await
-            .map_err(|e| Error::Internal(format!("writing the run's inputs file: {e}")))?;
+        let run = self
+            .blocking(&run_dir, move |dirs, dir| {
+                dirs.run_dir(dir)
+                    .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+                RunData::prepare(dir, workflow_id, inputs, no_cache)
+                    .map_err(|e| format!("writing the run's inputs file: {e}"))
+            })
+            .await?;
         let env = StepEnv {
             artifacts: self.artifacts.clone(),
             run: Arc::new(run),
@@ -275,7 +279,20 @@ impl Runner {
                     batch.skip(&name, &dep);
                     dag.set(&name, TaskStatus::Skipped);
                 }
-                for name in dag.ready() {
+                let ready = dag.ready();
+                if !ready.is_empty() {
+                    // Every step directory of the turn in one trip to the blocking pool.
+                    let names = ready.clone();
+                    self.blocking(&run_dir, move |dirs, dir| {
+                        names.iter().try_for_each(|n| {
+                            let d = dir.join(n);
+                            dirs.step_dir(&d)
+                                .map_err(|e| format!("preparing {}: {e}", d.display()))
+                        })
+                    })
+                    .await?;
+                }
+                for name in ready {
                     let step = steps.get(&name).cloned().ok_or_else(|| {
                         Error::Internal(format!(
                             "task `{name}` has no step in its workflow version"
@@ -283,7 +300,6 @@ impl Runner {
                     })?;
                     dag.set(&name, TaskStatus::Running);
                     let step_dir = run_dir.join(&name);
-                    self.prepare_dir(&step_dir, true).await?;
                     let prev_attempt = attempts.get(&name).copied().unwrap_or(0);
                     // A free slot now: the first attempt's start is written with this turn's
                     // other writes. A cacheable step looks the cache up before it may start.
@@ -390,18 +406,19 @@ impl Runner {
         }
     }
 
-    /// Makes a run's (or, with `step`, a step's) directory exist, reusing a pooled one.
-    async fn prepare_dir(&self, dir: &std::path::Path, step: bool) -> Result<()> {
+    /// Runs `f` (file operations on the run's directory `dir`, with the directory pool) on the
+    /// blocking pool; its error says what failed.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        dir: &std::path::Path,
+        f: impl FnOnce(&crate::workdirs::WorkDirs, &std::path::Path) -> std::result::Result<T, String>
+        + Send
+        + 'static,
+    ) -> Result<T> {
         let (dirs, path) = (self.workdirs.clone(), dir.to_path_buf());
-        tokio::task::spawn_blocking(move || {
-            if step {
-                dirs.step_dir(&path)
-            } else {
-                dirs.run_dir(&path)
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("preparing a work directory: {e}")))?
-        .map_err(|e| Error::Internal(format!("preparing {}: {e}", dir.display())))
+        tokio::task::spawn_blocking(move || f(&dirs, &path))
+            .await
+            .map_err(|e| Error::Internal(format!("preparing a work directory: {e}")))?
+            .map_err(Error::Internal)
     }
 }

@@ -116,10 +116,11 @@ impl Artifacts {
         self.db
             .run(move |c| repo::artifacts::register_manifest(c, &h, &files, count, bytes as i64))
             .await?;
+        let m: Files = Arc::new(m.files);
         if let Some(local) = self.blobs.local().cloned() {
-            let d = dir.to_path_buf();
+            let (d, files) = (dir.to_path_buf(), m.clone());
             blocking(move || {
-                for f in &m.files {
+                for f in files.iter() {
                     let path = manifest::target(&d, &f.path)
                         .ok_or_else(|| ArtifactError::Corrupt(f.path.clone()))?;
                     local.upload(&path, &f.sha256)?;
@@ -127,13 +128,14 @@ impl Artifacts {
                 Ok(())
             })
             .await?;
+            self.remember(&hash, m);
             return Ok(Saved {
                 manifest: hash,
                 bytes,
             });
         }
         let mut done = std::collections::HashSet::new();
-        for f in &m.files {
+        for f in m.iter() {
             if !done.insert(f.sha256.as_str()) || self.blobs.exists(&f.sha256).await? {
                 continue;
             }
@@ -141,14 +143,73 @@ impl Artifacts {
                 .ok_or_else(|| ArtifactError::Corrupt(f.path.clone()))?;
             self.blobs.upload(&path, &f.sha256).await?;
         }
+        self.remember(&hash, m.clone());
         Ok(Saved {
             manifest: hash,
             bytes,
         })
     }
 
+    /// Restores each `(manifest, dest)` as [`Self::restore`] does, in order; for a local store,
+    /// with one trip to the blocking pool for all of them. The error says which failed.
+    pub async fn restore_all(
+        &self,
+        items: &[(String, PathBuf)],
+    ) -> Result<(), (usize, ArtifactError)> {
+        let Some(local) = self.blobs.local().cloned() else {
+            for (i, (hash, dest)) in items.iter().enumerate() {
+                self.restore(hash, dest).await.map_err(|e| (i, e))?;
+            }
+            return Ok(());
+        };
+        let mut all = Vec::with_capacity(items.len());
+        for (i, (hash, dest)) in items.iter().enumerate() {
+            let files = match hash.as_str() {
+                EMPTY_MANIFEST => Files::default(),
+                _ => self.files_of(hash).await.map_err(|e| (i, e))?,
+            };
+            all.push((files, dest.clone()));
+        }
+        let restored = tokio::task::spawn_blocking(move || {
+            for (i, (files, dest)) in all.iter().enumerate() {
+                local::empty_dir(dest).map_err(|e| (i, e))?;
+                for f in files.iter() {
+                    local.download(f, dest).map_err(|e| (i, e))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| (0, crate::Error::Internal(format!("file task: {e}")).into()))?;
+        match restored {
+            Err((i, e @ ArtifactError::Missing(..))) => {
+                Err((i, self.explain(&items[i].0, e).await))
+            }
+            other => other,
+        }
+    }
+
     /// Writes the files of manifest `hash` into `dest` (emptied first), verifying each.
     pub async fn restore(&self, hash: &str, dest: &Path) -> Result<(), ArtifactError> {
+        match self.restore_once(hash, dest).await {
+            Err(e @ ArtifactError::Missing(..)) => Err(self.explain(hash, e).await),
+            other => other,
+        }
+    }
+
+    /// A blob of manifest `hash` is missing: the manifest kept in memory may have been swept
+    /// since (expired with its run), which is the error to give then; else `missing` stands.
+    async fn explain(&self, hash: &str, missing: ArtifactError) -> ArtifactError {
+        if let Ok(mut m) = self.manifests.lock() {
+            m.remove(hash);
+        }
+        match self.files_of(hash).await {
+            Err(e @ ArtifactError::UnknownManifest(_)) => e,
+            _ => missing,
+        }
+    }
+
+    async fn restore_once(&self, hash: &str, dest: &Path) -> Result<(), ArtifactError> {
         let files = match hash {
             EMPTY_MANIFEST => Files::default(),
             _ => self.files_of(hash).await?,
@@ -193,13 +254,19 @@ impl Artifacts {
             serde_json::from_value(files)
                 .map_err(|_| ArtifactError::Corrupt(format!("manifest {hash}")))?,
         );
+        self.remember(hash, files.clone());
+        Ok(files)
+    }
+
+    /// Keeps what manifest `hash` lists (read, or just stored: a step's dependents usually
+    /// restore it on the same worker, without reading it back).
+    fn remember(&self, hash: &str, files: Files) {
         if let Ok(mut m) = self.manifests.lock() {
             if m.len() >= MANIFESTS_KEPT {
                 m.clear();
             }
-            m.insert(hash.to_string(), files.clone());
+            m.insert(hash.to_string(), files);
         }
-        Ok(files)
     }
 }
 
