@@ -1,5 +1,5 @@
-//! The outbox relay against a real Postgres and Redis: a row it takes is marked sent and its
-//! job is on the queue, marked as waiting; a push that fails gives the row back unsent.
+//! The outbox relay against a real Postgres and Redis: a row it relays is marked sent and its
+//! job is on the queue, marked as waiting; a push that fails leaves the row unsent.
 
 use redis::AsyncCommands;
 use tms_core::Error;

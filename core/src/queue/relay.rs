@@ -117,95 +117,79 @@ impl Relay {
         }
     }
 
-    /// Pushes up to 100 unsent outbox rows: takes them (marked sent, one statement), marks
-    /// their runs as waiting on the queue, pushes their jobs with one script call and wakes the
-    /// workers. A push that fails gives the rows back for the next pass; a relay that dies
-    /// between the take and the push leaves them to the reconciler, which re-enqueues a run
-    /// whose job was sent a while ago and is not on the queue. Delivery is at least once, and
-    /// the worker's run lease makes a duplicate harmless.
+    /// Pushes every unsent outbox row, marking rows sent in the same transaction that locked them.
+    /// A crash between push and commit re-sends the job: delivery is at least once, and the
+    /// worker's run lease makes the duplicate harmless.
     pub async fn relay_once(&self, storage: &RunStorage) -> Result<usize> {
-        let rows = self
+        let storage = storage.clone();
+        let (redis_conn, queue) = (self.conn.clone(), self.queue.clone());
+        let handle = tokio::runtime::Handle::current();
+        let pushed = self
             .db
-            .run(|conn| repo::outbox::take_unsent(conn, 100))
-            .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut unreadable = Vec::new();
-        for row in rows {
-            match serde_json::from_value::<RunJob>(row.payload) {
-                Ok(job) => {
-                    jobs.push(job);
-                    ids.push((row.id, row.run_id));
-                }
-                // One bad row must not stop the relay; the reconciler re-enqueues its run later
-                // from the run itself.
-                Err(e) => unreadable.push((row.id, format!("unreadable payload: {e}"))),
-            }
-        }
-        if !unreadable.is_empty() {
-            for (id, why) in &unreadable {
-                tracing::error!(outbox_id = id, error = %why, "unreadable outbox row set aside");
-            }
-            self.db
-                .run(move |conn| {
-                    unreadable
-                        .iter()
-                        .try_for_each(|(id, why)| repo::outbox::set_aside(conn, *id, why))
+            .run(move |conn| {
+                use diesel::Connection;
+                conn.transaction::<usize, Error, _>(|conn| {
+                    let rows = repo::outbox::lock_unsent(conn, 100)?;
+                    if rows.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut sent = Vec::with_capacity(rows.len());
+                    let mut storage = storage;
+                    // Marked as waiting before the push: a mark without a job only delays the
+                    // reconciler, a job without a mark would be re-sent needlessly.
+                    let mut marks = redis::cmd("SADD");
+                    marks.arg(pending_key(&queue));
+                    for row in &rows {
+                        marks.arg(row.run_id.to_string());
+                    }
+                    let mut redis_conn = redis_conn;
+                    match handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, marks.query_async::<()>(&mut redis_conn))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(Error::Unavailable(format!("queue mark: {e}"))),
+                        Err(_) => return Err(Error::Unavailable("queue mark timed out".into())),
+                    }
+                    let mut jobs = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        match serde_json::from_value::<RunJob>(row.payload.clone()) {
+                            Ok(job) => {
+                                jobs.push(job);
+                                sent.push(row.id);
+                            }
+                            Err(e) => {
+                                // One bad row must not stop the relay; the reconciler re-enqueues
+                                // its run later from the run itself.
+                                tracing::error!(outbox_id = row.id, error = %e, "unreadable outbox row set aside");
+                                repo::outbox::set_aside(conn, row.id, &format!("unreadable payload: {e}"))?;
+                            }
+                        }
+                    }
+                    // One push for the whole batch: apalis's bulk push is one script call, all
+                    // of its jobs queued or none (a backlog relayed after Redis was away took a
+                    // round trip per job). Blocking on the runtime is fine here: this closure
+                    // runs on the blocking pool.
+                    if !jobs.is_empty() {
+                        match handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, storage.push_bulk(jobs))) {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Err(Error::Unavailable(format!("queue push: {e}"))),
+                            Err(_) => return Err(Error::Unavailable("queue push timed out".into())),
+                        }
+                    }
+                    // Workers are woken before the rows are marked and the mark committed: the
+                    // jobs are on the queue already and the runs were committed by their
+                    // triggers, so a worker needs nothing of this transaction, and pick-up no
+                    // longer waits for its last two round trips. A wake-up is only a hint
+                    // (workers also poll), so one that is lost costs nothing but latency.
+                    if !sent.is_empty() {
+                        let mut wake = redis_conn.clone();
+                        let publish = wake.publish::<_, _, ()>(wake_channel(&queue), sent.len());
+                        let _ = handle.block_on(tokio::time::timeout(REDIS_TIMEOUT, publish));
+                    }
+                    repo::outbox::mark_sent(conn, &sent)?;
+                    Ok(sent.len())
                 })
-                .await?;
-        }
-        if jobs.is_empty() {
-            return Ok(0);
-        }
-        let n = jobs.len();
-        if let Err(e) = self.push(storage, &ids, jobs).await {
-            let taken: Vec<i64> = ids.iter().map(|(id, _)| *id).collect();
-            if let Err(e) = self
-                .db
-                .run(move |conn| repo::outbox::unmark(conn, &taken))
-                .await
-            {
-                tracing::warn!(error = %e, "outbox rows not given back; the reconciler re-enqueues their runs");
-            }
-            return Err(e);
-        }
-        Ok(n)
-    }
-
-    /// Marks the runs `ids` as waiting on the queue, pushes their `jobs` (one script call: all
-    /// of them or none) and wakes the workers.
-    async fn push(
-        &self,
-        storage: &RunStorage,
-        ids: &[(i64, Uuid)],
-        jobs: Vec<RunJob>,
-    ) -> Result<()> {
-        // Marked as waiting before the push: a mark without a job only delays the reconciler,
-        // a job without a mark would be re-sent needlessly.
-        let mut marks = redis::cmd("SADD");
-        marks.arg(pending_key(&self.queue));
-        for (_, run_id) in ids {
-            marks.arg(run_id.to_string());
-        }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(REDIS_TIMEOUT, marks.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Unavailable(format!("queue mark: {e}"))),
-            Err(_) => return Err(Error::Unavailable("queue mark timed out".into())),
-        }
-        let mut storage = storage.clone();
-        match tokio::time::timeout(REDIS_TIMEOUT, storage.push_bulk(jobs)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Unavailable(format!("queue push: {e}"))),
-            Err(_) => return Err(Error::Unavailable("queue push timed out".into())),
-        }
-        // A wake-up is only a hint (workers also poll): one that is lost costs latency only.
-        let publish = conn.publish::<_, _, ()>(wake_channel(&self.queue), ids.len());
-        let _ = tokio::time::timeout(REDIS_TIMEOUT, publish).await;
-        Ok(())
+            })
+            .await?;
+        Ok(pushed)
     }
 
     /// Writes a fresh outbox row for every unfinished run that nobody drives and whose job is

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::db::schema::job_outbox;
 use crate::error::Result;
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = job_outbox)]
 pub struct OutboxRow {
     pub id: i64,
@@ -25,27 +25,21 @@ pub fn insert(conn: &mut PgConnection, run_id: Uuid, payload: &serde_json::Value
     Ok(())
 }
 
-/// Takes up to `limit` unsent rows, oldest first, marking them sent: one statement, which
-/// other relays skip past rather than wait for. A row taken but never pushed (the relay died
-/// in between) is what the reconciler finds: its run is re-enqueued once the row has been
-/// sent for a while with no job on the queue; a push that failed gives its rows back
-/// ([`unmark`]).
-pub fn take_unsent(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>> {
-    let mut rows: Vec<OutboxRow> = diesel::sql_query(
-        "UPDATE job_outbox SET sent_at = now() WHERE id IN (SELECT id FROM job_outbox \
-         WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, run_id, payload, attempts",
-    )
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .load(conn)?;
-    rows.sort_by_key(|r| r.id);
-    Ok(rows)
+/// Locks up to `limit` unsent rows; other relays skip them rather than wait.
+pub fn lock_unsent(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+    Ok(job_outbox::table
+        .filter(job_outbox::sent_at.is_null())
+        .order(job_outbox::id.asc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)?)
 }
 
-/// Gives rows taken by [`take_unsent`] back to the relay (their push failed).
-pub fn unmark(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
+pub fn mark_sent(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
     diesel::update(job_outbox::table.filter(job_outbox::id.eq_any(ids)))
-        .set(job_outbox::sent_at.eq(None::<chrono::DateTime<chrono::Utc>>))
+        .set(job_outbox::sent_at.eq(Some(chrono::Utc::now())))
         .execute(conn)?;
     Ok(())
 }
