@@ -8,25 +8,16 @@ use tms_core::runs::{EventKind, EventStatus, TaskStatus};
 
 mod common;
 
-use common::{count, setup, task_event};
+use common::{count, setup, task_end, task_event};
 
 fn succeeded() -> TaskEnd {
-    TaskEnd {
-        status: TaskStatus::Succeeded,
-        exit_code: Some(0),
-        log_tail: "a\n".into(),
-        error: None,
-        output: None,
-        cache: None,
-    }
+    task_end(TaskStatus::Succeeded, 0, "a\n", None)
 }
 
 #[tokio::test]
 async fn an_end_and_the_start_it_unblocked_are_one_statement_in_order() {
     let s = setup().await;
-    let exec = s.claim("w1").await.expect("claim");
-    exec.resume().await.expect("resume");
-    exec.start_attempt("a", 1).await.expect("start a");
+    let exec = s.a_running("w1").await;
     let before = s.events().await.len();
 
     let mut batch = Batch::default();
@@ -89,9 +80,7 @@ async fn an_end_and_the_start_it_unblocked_are_one_statement_in_order() {
 #[tokio::test]
 async fn a_holder_that_lost_the_lease_writes_nothing_of_its_batch() {
     let s = setup().await;
-    let exec = s.claim("w1").await.expect("claim");
-    exec.resume().await.expect("resume");
-    exec.start_attempt("a", 1).await.expect("start a");
+    let exec = s.a_running("w1").await;
     let before = s.events().await.len();
     s.sql(&format!(
         "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
@@ -113,9 +102,8 @@ async fn a_holder_that_lost_the_lease_writes_nothing_of_its_batch() {
 #[tokio::test]
 async fn a_batch_naming_a_missing_task_writes_nothing() {
     let s = setup().await;
-    let exec = s.claim("w1").await.expect("claim");
-    exec.resume().await.expect("resume");
-    exec.start_attempt("a", 1).await.expect("start a");
+    // Held: the statement below writes under this holder's lease.
+    let _held = s.a_running("w1").await;
     let before = s.events().await.len();
     // Straight to the statement: the execution falls back to one write per change for a task
     // it does not know, so only the statement can be given one.

@@ -3,34 +3,20 @@
 //! nothing written by a holder that lost it.
 
 use tms_core::Error;
-use tms_core::runs::execution::TaskEnd;
 use tms_core::runs::{EventKind, EventStatus, RunStatus, TaskStatus};
 
 mod common;
 
-use common::{count, setup, task_event};
-
-fn end(status: TaskStatus, exit_code: i32, log: &str, error: Option<&str>) -> TaskEnd {
-    TaskEnd {
-        status,
-        exit_code: Some(exit_code),
-        log_tail: log.into(),
-        error: error.map(Into::into),
-        output: None,
-        cache: None,
-    }
-}
+use common::{count, setup, task_end, task_event};
 
 #[tokio::test]
 async fn the_last_steps_end_and_the_runs_end_are_one_statement_in_order() {
     let s = setup().await;
-    let exec = s.claim("w1").await.expect("claim");
-    exec.resume().await.expect("resume");
-    exec.start_attempt("a", 1).await.expect("start a");
-    let ok = end(TaskStatus::Succeeded, 0, "a\n", None);
+    let exec = s.a_running("w1").await;
+    let ok = task_end(TaskStatus::Succeeded, 0, "a\n", None);
     exec.finish_task("a", ok).await.expect("finish a");
     exec.start_attempt("b", 1).await.expect("start b");
-    let failed = end(TaskStatus::Failed, 3, "boom\n", Some("exited with code 3"));
+    let failed = task_end(TaskStatus::Failed, 3, "boom\n", Some("exited with code 3"));
     exec.finish_last(
         "b",
         failed,
@@ -98,15 +84,13 @@ async fn the_last_steps_end_and_the_runs_end_are_one_statement_in_order() {
 #[tokio::test]
 async fn a_holder_that_lost_the_lease_ends_neither_the_step_nor_the_run() {
     let s = setup().await;
-    let exec = s.claim("w1").await.expect("claim");
-    exec.resume().await.expect("resume");
-    exec.start_attempt("a", 1).await.expect("start a");
+    let exec = s.a_running("w1").await;
     let before = s.events().await.len();
     s.sql(&format!(
         "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
         s.run_id
     ));
-    let ok = end(TaskStatus::Succeeded, 0, "a\n", None);
+    let ok = task_end(TaskStatus::Succeeded, 0, "a\n", None);
     let res = exec.finish_last("a", ok, RunStatus::Succeeded, None).await;
     assert!(matches!(res, Err(Error::Conflict(_))), "{res:?}");
     let a = s.task("a").await;

@@ -14,9 +14,9 @@ use tms_core::db::Db;
 use tms_core::queue::relay::Relay;
 use tms_core::repo;
 use tms_core::runs::eta::Estimator;
-use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution};
+use tms_core::runs::execution::{ClaimPolicy, Claimed, Execution, TaskEnd};
 use tms_core::runs::service::{RunService, TriggerRequest};
-use tms_core::runs::{EventKind, EventStatus};
+use tms_core::runs::{EventKind, EventStatus, TaskStatus};
 use tms_core::workflows::service::WorkflowService;
 use tms_core::workflows::{StepSpec, WorkflowInput};
 use uuid::Uuid;
@@ -156,7 +156,27 @@ pub async fn setup() -> Setup {
     }
 }
 
+/// How an attempt of a step ended: `status`, `exit_code`, its output `log`, and `error`.
+pub fn task_end(status: TaskStatus, exit_code: i32, log: &str, error: Option<&str>) -> TaskEnd {
+    TaskEnd {
+        status,
+        exit_code: Some(exit_code),
+        log_tail: log.into(),
+        error: error.map(Into::into),
+        output: None,
+        cache: None,
+    }
+}
+
 impl Setup {
+    /// The run claimed by `owner`, resumed, and its first step `a` started (attempt 1).
+    pub async fn a_running(&self, owner: &str) -> Execution {
+        let exec = self.claim(owner).await.expect("claim");
+        exec.resume().await.expect("resume");
+        exec.start_attempt("a", 1).await.expect("start a");
+        exec
+    }
+
     pub async fn claim(&self, owner: &str) -> Option<Execution> {
         match self.claim_run(self.run_id, owner, 10).await {
             Claimed::Run(exec, _, _) => Some(exec),
