@@ -82,10 +82,7 @@ async fn a_holder_that_lost_the_lease_writes_nothing_of_its_batch() {
     let s = setup().await;
     let exec = s.a_running("w1").await;
     let before = s.events().await.len();
-    s.sql(&format!(
-        "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
-        s.run_id
-    ));
+    s.give_lease_to("w2");
     let mut batch = Batch::default();
     batch.end("a", succeeded());
     batch.start("b", 1);

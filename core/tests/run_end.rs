@@ -86,10 +86,7 @@ async fn a_holder_that_lost_the_lease_ends_neither_the_step_nor_the_run() {
     let s = setup().await;
     let exec = s.a_running("w1").await;
     let before = s.events().await.len();
-    s.sql(&format!(
-        "UPDATE runs SET lease_owner = 'w2' WHERE id = '{}'",
-        s.run_id
-    ));
+    s.give_lease_to("w2");
     let ok = task_end(TaskStatus::Succeeded, 0, "a\n", None);
     let res = exec.finish_last("a", ok, RunStatus::Succeeded, None).await;
     assert!(matches!(res, Err(Error::Conflict(_))), "{res:?}");

@@ -202,6 +202,15 @@ impl Setup {
         .expect("claim")
     }
 
+    /// Hands the run's lease to `owner` behind its holder's back (as a claim by another worker
+    /// after the holder paused past its lease would).
+    pub fn give_lease_to(&self, owner: &str) {
+        self.sql(&format!(
+            "UPDATE runs SET lease_owner = '{owner}' WHERE id = '{}'",
+            self.run_id
+        ));
+    }
+
     /// Ends every lease on the run now, as if its holder had stopped renewing it.
     pub fn expire_lease(&self, run_id: Uuid) {
         self.sql(&format!(
