@@ -1,6 +1,7 @@
 //! A turn's writes together (`Execution::record` of a `Batch`), against a real Postgres: a
 //! step's end and the start of the step it unblocked are one statement, numbered in order,
-//! under the lease; nothing is written by a holder that lost it, or when a task is missing.
+//! under the lease; nothing is written by a holder that lost it, or when a task is missing; a
+//! wide batch is written in slices, in order.
 
 use tms_core::Error;
 use tms_core::runs::execution::{Batch, TaskEnd};
@@ -8,7 +9,7 @@ use tms_core::runs::{EventKind, EventStatus, TaskStatus};
 
 mod common;
 
-use common::{count, setup, task_end, task_event};
+use common::{Setup, base, count, setup, step, task_end, task_event, workflow};
 
 fn succeeded() -> TaskEnd {
     task_end(TaskStatus::Succeeded, 0, "a\n", None)
@@ -142,4 +143,56 @@ async fn a_batch_naming_a_missing_task_writes_nothing() {
         &format!("SELECT count(*) AS n FROM runs WHERE id = '{id}' AND last_seq = {before}"),
     );
     assert_eq!(seq, 1, "a number was spent on the failed batch");
+}
+
+#[tokio::test]
+async fn a_wide_batch_is_written_in_slices_in_order() {
+    let b = base("tms_exec").await;
+    let names: Vec<String> = (0..70).map(|i| format!("s{i:02}")).collect();
+    let steps = names.iter().map(|n| step(n, &[])).collect();
+    let workflow_id = b.create_workflow(workflow("wide", steps)).await;
+    let run_id = b.trigger(workflow_id).await;
+    let s = Setup {
+        db: b.db,
+        bus: b.bus,
+        url: b.url,
+        run_id,
+        workflow_id,
+        runs: b.runs,
+        who: b.who,
+    };
+    let exec = s.claim("w1").await.expect("claim");
+    exec.resume().await.expect("resume");
+    let before = s.events().await.len();
+    let mut batch = Batch::default();
+    for n in &names {
+        batch.start(n, 1);
+    }
+    exec.record(batch).await.expect("record");
+
+    // `events()` checks the numbers run without a gap; the starts are in the batch's order.
+    let events = s.events().await;
+    let started: Vec<String> = events[before..]
+        .iter()
+        .map(|(_, status, step)| {
+            assert_eq!(*status, Some(EventStatus::Running));
+            step.clone().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(started, names);
+    let id = s.run_id;
+    let running = count(
+        &s.url,
+        &format!("SELECT count(*) AS n FROM tasks WHERE run_id = '{id}' AND status = 'running'"),
+    );
+    assert_eq!(running, 70);
+    // Slices of at most 32: three transactions.
+    let transactions = count(
+        &s.url,
+        &format!(
+            "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
+             WHERE run_id = '{id}' AND seq > {before}"
+        ),
+    );
+    assert_eq!(transactions, 3);
 }

@@ -214,14 +214,13 @@ impl Runner {
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
         let run_dir = self.work_root.join(run_id.to_string());
-        let run = self
-            .blocking(&run_dir, move |dirs, dir| {
-                dirs.run_dir(dir)
-                    .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
-                RunData::prepare(dir, workflow_id, inputs, no_cache)
-                    .map_err(|e| format!("writing the run's inputs file: {e}"))
-            })
-            .await?;
+        let run = crate::workdirs::in_blocking(&self.workdirs, &run_dir, move |dirs, dir| {
+            dirs.run_dir(dir)
+                .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+            RunData::prepare(dir, workflow_id, inputs, no_cache)
+                .map_err(|e| format!("writing the run's inputs file: {e}"))
+        })
+        .await?;
         let env = StepEnv {
             artifacts: self.artifacts.clone(),
             run: Arc::new(run),
@@ -283,7 +282,7 @@ impl Runner {
                 if !ready.is_empty() {
                     // Every step directory of the turn in one trip to the blocking pool.
                     let names = ready.clone();
-                    self.blocking(&run_dir, move |dirs, dir| {
+                    crate::workdirs::in_blocking(&self.workdirs, &run_dir, move |dirs, dir| {
                         names.iter().try_for_each(|n| {
                             let d = dir.join(n);
                             dirs.step_dir(&d)
@@ -319,7 +318,10 @@ impl Runner {
                     });
                 }
             }
-            exec.record(batch).await?;
+            if let Err(e) = exec.record(batch).await {
+                running.shutdown().await;
+                return Err(e);
+            }
             for job in starts {
                 let name = job.step.name.clone();
                 let env = env.clone();
@@ -404,21 +406,5 @@ impl Runner {
         if let Err(e) = exec.record(batch).await {
             tracing::warn!(run_id = %exec.run_id(), error = %e, "ended steps not recorded; they run again on resume");
         }
-    }
-
-    /// Runs `f` (file operations on the run's directory `dir`, with the directory pool) on the
-    /// blocking pool; its error says what failed.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        dir: &std::path::Path,
-        f: impl FnOnce(&crate::workdirs::WorkDirs, &std::path::Path) -> std::result::Result<T, String>
-        + Send
-        + 'static,
-    ) -> Result<T> {
-        let (dirs, path) = (self.workdirs.clone(), dir.to_path_buf());
-        tokio::task::spawn_blocking(move || f(&dirs, &path))
-            .await
-            .map_err(|e| Error::Internal(format!("preparing a work directory: {e}")))?
-            .map_err(Error::Internal)
     }
 }

@@ -135,6 +135,20 @@ impl WorkDirs {
     }
 }
 
+/// Runs `f` (file operations on the run directory `dir`, with the pool `dirs`) on the blocking
+/// pool; its error says what failed.
+pub async fn in_blocking<T: Send + 'static>(
+    dirs: &std::sync::Arc<WorkDirs>,
+    dir: &Path,
+    f: impl FnOnce(&WorkDirs, &Path) -> Result<T, String> + Send + 'static,
+) -> tms_core::Result<T> {
+    let (dirs, path) = (dirs.clone(), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || f(&dirs, &path))
+        .await
+        .map_err(|e| tms_core::Error::Internal(format!("preparing a work directory: {e}")))?
+        .map_err(tms_core::Error::Internal)
+}
+
 /// Keeps only the [`KEPT`] subdirectories of `step_dir`, each emptied.
 fn empty_step_dir(step_dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(step_dir)? {

@@ -14,6 +14,9 @@ use crate::repo::task_transitions::Item;
 use crate::runs::events::task_changed;
 use crate::runs::{RunEvent, TaskStatus};
 
+/// Most task changes one statement writes (a workflow has at most 200 steps).
+const MAX_ITEMS: usize = 32;
+
 /// Task changes to write together, in the order added.
 #[derive(Default)]
 pub struct Batch {
@@ -93,6 +96,17 @@ impl Execution {
             self.finish_task(&step, end).await?;
         }
         let mut items = batch.items;
+        // A wide fan-out is written in slices: a statement's size (and its bind parameters)
+        // stays bounded, and so does the number of statement shapes each connection prepares.
+        while items.len() > MAX_ITEMS {
+            let rest = items.split_off(MAX_ITEMS);
+            self.record_items(items).await?;
+            items = rest;
+        }
+        self.record_items(items).await
+    }
+
+    async fn record_items(&self, mut items: Vec<Change>) -> Result<()> {
         if items.len() <= 1 {
             return match items.pop() {
                 Some(c) => self.transition(&c.step, c.change, c.ev).await,
