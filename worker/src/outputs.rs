@@ -148,6 +148,7 @@ pub async fn restore(
         .collect())
 }
 
+/// Stores a successful attempt's `/out`.
 pub async fn save(
     artifacts: &Artifacts,
     exec: &Execution,
