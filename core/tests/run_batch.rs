@@ -9,7 +9,7 @@ use tms_core::runs::{EventKind, EventStatus, TaskStatus};
 
 mod common;
 
-use common::{Setup, base, count, setup, step, task_end, task_event, workflow};
+use common::{base, count, setup, step, task_end, task_event, workflow};
 
 fn succeeded() -> TaskEnd {
     task_end(TaskStatus::Succeeded, 0, "a\n", None)
@@ -56,13 +56,7 @@ async fn an_end_and_the_start_it_unblocked_are_one_statement_in_order() {
         ),
     );
     assert_eq!(seq, 1, "the run's sequence does not match its events");
-    let transactions = count(
-        &s.url,
-        &format!(
-            "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
-             WHERE run_id = '{id}' AND seq > {before}"
-        ),
-    );
+    let transactions = s.event_transactions_after(before);
     assert_eq!(transactions, 1, "the end and the start were written apart");
     // Each event is estimated with the changes before it applied: a's success (half the run
     // done) is in both, so b's start is not estimated lower than a's end.
@@ -152,15 +146,7 @@ async fn a_wide_batch_is_written_in_slices_in_order() {
     let steps = names.iter().map(|n| step(n, &[])).collect();
     let workflow_id = b.create_workflow(workflow("wide", steps)).await;
     let run_id = b.trigger(workflow_id).await;
-    let s = Setup {
-        db: b.db,
-        bus: b.bus,
-        url: b.url,
-        run_id,
-        workflow_id,
-        runs: b.runs,
-        who: b.who,
-    };
+    let s = b.into_setup(workflow_id, run_id);
     let exec = s.claim("w1").await.expect("claim");
     exec.resume().await.expect("resume");
     let before = s.events().await.len();
@@ -187,12 +173,6 @@ async fn a_wide_batch_is_written_in_slices_in_order() {
     );
     assert_eq!(running, 70);
     // Slices of at most 32: three transactions.
-    let transactions = count(
-        &s.url,
-        &format!(
-            "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
-             WHERE run_id = '{id}' AND seq > {before}"
-        ),
-    );
+    let transactions = s.event_transactions_after(before);
     assert_eq!(transactions, 3);
 }

@@ -65,14 +65,7 @@ async fn the_last_steps_end_and_the_runs_end_are_one_statement_in_order() {
         ended, 1,
         "the run did not end as written, or its sequence is off"
     );
-    let transactions = count(
-        &s.url,
-        &format!(
-            "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
-             WHERE run_id = '{id}' AND seq >= {}",
-            events.len() - 1
-        ),
-    );
+    let transactions = s.event_transactions_after(events.len() - 2);
     assert_eq!(transactions, 1, "the two ends were written apart");
 
     // The run has ended and its lease with it: nothing more is written.

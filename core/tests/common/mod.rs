@@ -112,6 +112,19 @@ impl Base {
             .id
     }
 
+    /// The setup of run `run_id` of `workflow_id`, on this base.
+    pub fn into_setup(self, workflow_id: Uuid, run_id: Uuid) -> Setup {
+        Setup {
+            db: self.db,
+            bus: self.bus,
+            url: self.url,
+            run_id,
+            workflow_id,
+            runs: self.runs,
+            who: self.who,
+        }
+    }
+
     /// Triggers a run of `workflow_id` as the admin; returns its id.
     pub async fn trigger(&self, workflow_id: Uuid) -> Uuid {
         let req = TriggerRequest {
@@ -145,15 +158,7 @@ pub async fn setup() -> Setup {
         .create_workflow(workflow("chain", vec![step("a", &[]), step("b", &["a"])]))
         .await;
     let run_id = b.trigger(workflow_id).await;
-    Setup {
-        db: b.db,
-        bus: b.bus,
-        url: b.url,
-        run_id,
-        workflow_id,
-        runs: b.runs,
-        who: b.who,
-    }
+    b.into_setup(workflow_id, run_id)
 }
 
 /// How an attempt of a step ended: `status`, `exit_code`, its output `log`, and `error`.
@@ -209,6 +214,18 @@ impl Setup {
             "UPDATE runs SET lease_owner = '{owner}' WHERE id = '{}'",
             self.run_id
         ));
+    }
+
+    /// How many transactions wrote the run's events numbered after `seq`.
+    pub fn event_transactions_after(&self, seq: usize) -> i64 {
+        count(
+            &self.url,
+            &format!(
+                "SELECT count(DISTINCT xmin::text) AS n FROM run_events \
+                 WHERE run_id = '{}' AND seq > {seq}",
+                self.run_id
+            ),
+        )
     }
 
     /// Ends every lease on the run now, as if its holder had stopped renewing it.

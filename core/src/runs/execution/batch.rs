@@ -50,7 +50,7 @@ impl Batch {
         });
     }
 
-    /// `step` can never run: `dependency` did not succeed (as [`Execution::skip`]).
+    /// `step` can never run: `dependency` did not succeed.
     pub fn skip(&mut self, step: &str, dependency: &str) {
         let why = format!("skipped: dependency `{dependency}` did not succeed");
         self.items.push(Change {
@@ -130,8 +130,7 @@ impl Execution {
         let before = Arc::new(view.clone());
         let (run_id, owner, epoch) = (self.run_id, self.owner.clone(), self.epoch());
         let (est, wf) = (self.est.clone(), self.claim.workflow_id);
-        let (items, at) = (Arc::new(items), Arc::new(at));
-        let (changes, places) = (items.clone(), at.clone());
+        let (changes, places) = (Arc::new(items), Arc::new(at));
         let (rows, after) = self
             .retrying(move |conn| {
                 let mut tasks = (*before).clone();

@@ -239,16 +239,11 @@ impl Execution {
         Ok(resumed)
     }
 
-    /// A new attempt of `step` starts.
+    /// A new attempt of `step` starts (the change and event [`Batch::start`] writes in a turn).
     pub async fn start_attempt(&self, step: &str, attempt: i32) -> Result<()> {
-        let msg = format!("attempt {attempt}");
-        self.change(
-            step,
-            TaskChange::attempt_started(attempt),
-            TaskStatus::Running,
-            Some(msg),
-        )
-        .await
+        let mut batch = Batch::default();
+        batch.start(step, attempt);
+        self.record(batch).await
     }
 
     /// A note about a running step that changes nothing else (e.g. the executor is unreachable).
@@ -287,14 +282,6 @@ impl Execution {
             Ok(((), change.clone(), vec![ev]))
         })
         .await
-    }
-
-    /// `step` can never run: `dependency` did not succeed.
-    pub async fn skip(&self, step: &str, dependency: &str) -> Result<()> {
-        let why = format!("skipped: dependency `{dependency}` did not succeed");
-        let change = TaskChange::finished(TaskStatus::Skipped, Some(why.clone()));
-        self.change(step, change, TaskStatus::Skipped, Some(why))
-            .await
     }
 
     /// A running step was stopped because a user cancelled the run.
