@@ -3,6 +3,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod cache;
+pub mod compiled;
 pub mod descriptions;
 pub mod events;
 pub mod ids;

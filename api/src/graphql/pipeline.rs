@@ -13,7 +13,7 @@ use crate::context::RequestAuth;
 use crate::error::ensure_codes;
 use crate::graphql::op_metrics::{self, Operation};
 use crate::graphql::persisted::{PersistedQueries, Prepared};
-use crate::graphql::{TmsSchema, limits, loaders};
+use crate::graphql::{TmsSchema, compiled, limits, loaders};
 use crate::state::Services;
 
 /// The raw `Authorization` header of an HTTP request and where the request came from; resolved
@@ -78,6 +78,20 @@ pub async fn execute(
     let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
     if let Some(p) = auth.principal.as_mut() {
         p.meta = pending.meta.clone();
+    }
+    if op.ty == "query" {
+        let vars = std::mem::take(&mut req.variables);
+        let name = req.operation_name.take();
+        let answer = match req.parsed_query() {
+            Ok(doc) => compiled::execute(services, doc, name.as_deref(), &vars, &auth).await,
+            Err(_) => None,
+        };
+        if let Some(resp) = answer {
+            op_metrics::record(op, &resp);
+            return resp;
+        }
+        req.variables = vars;
+        req.operation_name = name;
     }
     let req = req
         .data(loaders::for_request(services, &auth))

@@ -136,6 +136,7 @@ pub struct RunPage {
 }
 
 /// What [`RunService::page`] read besides the runs.
+#[derive(Default)]
 pub struct PageExtras {
     pub tasks: HashMap<Uuid, Vec<Task>>,
     pub workflows: HashMap<Uuid, Workflow>,
