@@ -16,7 +16,6 @@ pub mod refresh_tokens;
 pub mod run_create;
 pub mod run_create_many;
 pub mod run_end;
-pub mod run_pages;
 pub mod run_start;
 pub mod run_state;
 pub mod runs;

@@ -8,7 +8,6 @@ use uuid::Uuid;
 use crate::auth::{Permission, Principal, rbac};
 use crate::error::Result;
 use crate::repo;
-use crate::repo::runs::RunRow;
 use crate::runs::eta::Estimate;
 use crate::runs::service::RunService;
 use crate::runs::{Run, RunStatus, Task};
@@ -78,19 +77,26 @@ impl RunService {
         let (rows, has_next, extras) = self
             .db
             .run(move |c| {
-                let fetch = limit + 1;
-                let (mut rows, extras) = if extras {
-                    let (rows, extras) = PageExtras::of_page(
-                        repo::run_pages::page(c, before, fetch, workflow_id, status)?,
-                        wants,
-                    );
-                    (rows, Some(extras))
-                } else {
-                    let rows = repo::runs::list(c, before, fetch, workflow_id, status)?;
-                    (rows, None)
-                };
+                let mut rows = repo::runs::list(c, before, limit + 1, workflow_id, status)?;
                 let has_next = rows.len() as i64 > limit;
                 rows.truncate(usize::try_from(limit).unwrap_or(0));
+                let extras = if extras {
+                    let runs: Vec<Uuid> = if wants.tasks {
+                        rows.iter().map(|r| r.id).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let mut wfs: Vec<Uuid> = if wants.workflows {
+                        rows.iter().map(|r| r.workflow_id).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    wfs.sort_unstable();
+                    wfs.dedup();
+                    Some(PageExtras::read(c, &runs, &wfs)?)
+                } else {
+                    None
+                };
                 Ok((rows, has_next, extras))
             })
             .await?;
@@ -137,26 +143,17 @@ pub struct PageExtras {
 }
 
 impl PageExtras {
-    /// Splits a page read with its extras into its runs and what `wants` asks of them (only
-    /// that: what was read beyond it is dropped, as the caller's permission to it was not
-    /// checked). A run's workflow that no longer exists is left out.
-    fn of_page(page: Vec<repo::run_pages::PageRow>, wants: PageWants) -> (Vec<RunRow>, Self) {
-        let mut extras = Self::default();
-        let mut runs = Vec::with_capacity(page.len());
-        for row in page {
-            if wants.tasks && !row.tasks.is_empty() {
-                extras.tasks.insert(
-                    row.run.id,
-                    row.tasks.into_iter().map(Task::from).collect(),
-                );
-            }
-            if wants.workflows
-                && let Some(w) = row.workflow
-            {
-                extras.workflows.insert(w.id, Workflow::from(w));
-            }
-            runs.push(row.run);
+    /// The tasks of `runs` (by run, in position order; runs without tasks are left out) and
+    /// the workflows among `workflows` that exist: two statements at most.
+    fn read(c: &mut diesel::PgConnection, runs: &[Uuid], workflows: &[Uuid]) -> Result<Self> {
+        let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::with_capacity(runs.len());
+        for row in repo::runs_batch::task_views_of_runs(c, runs)? {
+            tasks.entry(row.run_id).or_default().push(Task::from(row));
         }
-        (runs, extras)
+        let workflows = repo::workflows::find_many(c, workflows)?
+            .into_iter()
+            .map(|r| (r.id, Workflow::from(r)))
+            .collect();
+        Ok(Self { tasks, workflows })
     }
 }
