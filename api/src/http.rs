@@ -42,6 +42,8 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<Origin>>,
     /// Automatic persisted queries registered with this process.
     pub persisted: PersistedQueries,
+    /// The runs pages the compiled read path has learnt (see `graphql::compiled`).
+    pub plans: Arc<crate::graphql::compiled::Plans>,
     /// Session revocations from every api instance, for closing this one's sockets.
     pub revocations: tms_core::auth::revocations::RevocationHub,
     /// Single sign-on, when `TMS_OIDC_ISSUER` is set.
@@ -194,6 +196,7 @@ async fn execute(
                 &state.schema,
                 &state.services,
                 &state.persisted,
+                &state.plans,
                 one,
                 &pending,
             )
@@ -213,6 +216,7 @@ async fn execute(
                         &state.schema,
                         &state.services,
                         &state.persisted,
+                        &state.plans,
                         one,
                         &pending,
                     )

@@ -145,6 +145,7 @@ pub async fn serve(cfg: ApiConfig) -> anyhow::Result<()> {
         production: cfg.common.production,
         allowed_origins: std::sync::Arc::new(cfg.allowed_origins.clone()),
         persisted: Default::default(),
+        plans: Default::default(),
         revocations,
         sso,
         shutting_down: CancellationToken::new(),

@@ -11,6 +11,7 @@ use async_graphql::{Request, Variables};
 use diesel::RunQueryDsl;
 use serde_json::{Value, json};
 use tms_api::context::RequestAuth;
+use tms_api::graphql::compiled::Plans;
 use tms_api::graphql::persisted::PersistedQueries;
 use tms_api::graphql::pipeline::{self, PendingAuth};
 use tms_api::graphql::{TmsSchema, compiled, loaders};
@@ -24,6 +25,9 @@ struct Env {
     schema: TmsSchema,
     admin: String,
     monitor: String,
+    /// The pipeline's learnt documents, shared by every request of the test, as in one process.
+    plans: Plans,
+    persisted: PersistedQueries,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -131,6 +135,8 @@ async fn env() -> Env {
         services,
         admin: token,
         monitor,
+        plans: Plans::default(),
+        persisted: PersistedQueries::default(),
         stop,
     }
 }
@@ -172,16 +178,33 @@ impl Env {
             .map(|r| serde_json::to_value(r).expect("json"))
     }
 
-    /// The HTTP pipeline's answer (limits, token, then one path or the other).
-    async fn pipeline(&self, token: &str, query: &str, vars: Value, op: Option<&str>) -> Value {
+    /// The HTTP pipeline's answer (limits, token, then one path or the other), with the
+    /// documents this test's requests taught it (`fresh`: none).
+    async fn pipeline_with(&self, fresh: bool, token: &str, req: Request) -> Value {
         let pending = PendingAuth {
             header: Some(format!("Bearer {token}")),
             ..Default::default()
         };
-        let persisted = PersistedQueries::default();
-        let req = request(query, vars, op);
-        let resp = pipeline::execute(&self.schema, &self.services, &persisted, req, &pending);
+        let (plans, persisted) = (Plans::default(), PersistedQueries::default());
+        let (plans, persisted) = if fresh {
+            (&plans, &persisted)
+        } else {
+            (&self.plans, &self.persisted)
+        };
+        let resp = pipeline::execute(
+            &self.schema,
+            &self.services,
+            persisted,
+            plans,
+            req,
+            &pending,
+        );
         serde_json::to_value(resp.await).expect("json")
+    }
+
+    async fn pipeline(&self, token: &str, query: &str, vars: Value, op: Option<&str>) -> Value {
+        self.pipeline_with(false, token, request(query, vars, op))
+            .await
     }
 }
 
@@ -297,10 +320,20 @@ async fn the_compiled_path_answers_as_the_general_executor_and_leaves_what_it_ca
             panic!("the compiled path left {query}, which it should answer");
         };
         assert_eq!(compiled, general, "answers differ for {query}");
-        let through = env.pipeline(admin, &query, vars, op).await;
+        let through = env.pipeline(admin, &query, vars.clone(), op).await;
         assert_eq!(
             through, general,
             "the pipeline's answer differs for {query}"
+        );
+        assert!(
+            env.plans.get(&query, op).is_some(),
+            "the pipeline did not learn {query}"
+        );
+        // Again: now from the learnt plan, without a parse.
+        let again = env.pipeline(admin, &query, vars, op).await;
+        assert_eq!(
+            again, general,
+            "the learnt plan's answer differs for {query}"
         );
     }
 
@@ -347,6 +380,51 @@ async fn the_compiled_path_answers_as_the_general_executor_and_leaves_what_it_ca
             );
         }
     }
+
+    // A learnt document whose variables it cannot take answers as the general path does
+    // (the page-size limit, a bad page size, a value of the wrong type, an unknown status).
+    let sized = "query($n: Int, $s: RunStatus) { runs(first: $n, status: $s) { nodes { id } } }";
+    for vars in [
+        json!({ "n": 2, "s": "FAILED" }),
+        json!({ "n": 500 }),
+        json!({ "n": 0 }),
+        json!({ "n": "3" }),
+        json!({ "n": 2, "s": "BOGUS" }),
+    ] {
+        let learnt = env.pipeline(admin, sized, vars.clone(), None).await;
+        let fresh = env
+            .pipeline_with(true, admin, request(sized, vars.clone(), None))
+            .await;
+        assert_eq!(learnt, fresh, "answers differ for {vars}");
+    }
+    assert!(env.plans.get(sized, None).is_some());
+    let limited = env.pipeline(admin, sized, json!({ "n": 500 }), None).await;
+    assert_eq!(
+        limited["errors"][0]["extensions"]["code"], "QUERY_LIMIT",
+        "{limited}"
+    );
+
+    // A persisted query of a learnt document still registers: its hash alone then answers.
+    let page = "{ runs(first: 2) { nodes { id } } }";
+    env.pipeline(admin, page, json!({}), None).await;
+    assert!(env.plans.get(page, None).is_some());
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(page.as_bytes()))
+    };
+    let apq = |query: &str| {
+        let mut req = Request::new(query);
+        req.extensions.insert(
+            "persistedQuery".into(),
+            async_graphql::Value::from_json(json!({ "version": 1, "sha256Hash": hash }))
+                .expect("extension"),
+        );
+        req
+    };
+    let registered = env.pipeline_with(false, admin, apq(page)).await;
+    let by_hash = env.pipeline_with(false, admin, apq("")).await;
+    assert!(by_hash.get("errors").is_none(), "{by_hash}");
+    assert_eq!(by_hash, registered);
 
     // A caller who may not read runs is left to the general executor, which refuses it.
     let page = "{ runs { nodes { id } } }";

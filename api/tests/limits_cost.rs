@@ -126,6 +126,7 @@ async fn limits_refuse_every_over_limit_request_before_any_database_statement() 
         production: false,
         allowed_origins: Default::default(),
         persisted: Default::default(),
+        plans: Default::default(),
         revocations: tms_core::auth::revocations::RevocationHub::detached(),
         sso: None,
         shutting_down: Default::default(),

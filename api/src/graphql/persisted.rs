@@ -51,6 +51,11 @@ pub enum Prepared {
 }
 
 impl PersistedQueries {
+    /// Whether `req` carries the extension (and must go through [`PersistedQueries::prepare`]).
+    pub fn in_request(req: &Request) -> bool {
+        req.extensions.contains_key(EXTENSION)
+    }
+
     /// Takes the extension out of `req` and says what to do with the request.
     pub async fn prepare(&self, req: &mut Request) -> Result<Prepared, ServerError> {
         let Some(value) = req.extensions.remove(EXTENSION) else {

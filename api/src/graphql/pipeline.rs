@@ -11,6 +11,7 @@ use tms_core::auth::RequestMeta;
 
 use crate::context::RequestAuth;
 use crate::error::ensure_codes;
+use crate::graphql::compiled::Plans;
 use crate::graphql::op_metrics::{self, Operation};
 use crate::graphql::persisted::{PersistedQueries, Prepared};
 use crate::graphql::{TmsSchema, compiled, limits, loaders};
@@ -33,13 +34,34 @@ pub async fn execute(
     schema: &TmsSchema,
     services: &Services,
     persisted: &PersistedQueries,
+    plans: &Plans,
     mut req: Request,
     pending: &PendingAuth,
 ) -> Response {
+    // A plain request (not a persisted query, which must register) repeating a runs page the
+    // compiled path has learnt: no parse, no walk for the limits (it passed them when learnt),
+    // and its arguments are checked before the token costs a statement.
+    let mut checked = None;
+    let learnt = if PersistedQueries::in_request(&req) {
+        None
+    } else {
+        plans.get(&req.query, req.operation_name.as_deref())
+    };
+    if let Some(known) = &learnt
+        && let Some(args) = compiled::page_args(&known.plan, &req.variables)
+    {
+        let auth = authenticate(services, pending).await;
+        if let Some(resp) = compiled::answer(services, &known.plan, args, &auth).await {
+            op_metrics::record(known.op, &resp);
+            return resp;
+        }
+        checked = Some(auth);
+    }
     let prepared = match persisted.prepare(&mut req).await {
         Ok(p) => p,
         Err(refused) => return refuse(refused),
     };
+    let prepared_plain = matches!(prepared, Prepared::Plain);
     let register = match prepared {
         Prepared::Hit(doc) => {
             if let Err(refused) = limits::check_parsed(&doc, &req.variables) {
@@ -75,23 +97,26 @@ pub async fn execute(
     if let (Some(hash), Ok(doc)) = (register, req.parsed_query()) {
         persisted.store(hash, doc.clone()).await;
     }
-    let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
-    if let Some(p) = auth.principal.as_mut() {
-        p.meta = pending.meta.clone();
-    }
-    if op.ty == "query" {
-        let vars = std::mem::take(&mut req.variables);
-        let name = req.operation_name.take();
-        let answer = match req.parsed_query() {
-            Ok(doc) => compiled::execute(services, doc, name.as_deref(), &vars, &auth).await,
+    let auth = match checked {
+        Some(auth) => auth,
+        None => authenticate(services, pending).await,
+    };
+    // Learnt here (a plain request whose document passed the limits), and answered unless the
+    // learnt path above already tried it.
+    if learnt.is_none() && prepared_plain {
+        let (query, name) = (std::mem::take(&mut req.query), req.operation_name.take());
+        let known = match req.parsed_query() {
+            Ok(doc) => plans.learn(&query, name.as_deref(), doc, op),
             Err(_) => None,
         };
-        if let Some(resp) = answer {
+        (req.query, req.operation_name) = (query, name);
+        if let Some(known) = known
+            && let Some(args) = compiled::page_args(&known.plan, &req.variables)
+            && let Some(resp) = compiled::answer(services, &known.plan, args, &auth).await
+        {
             op_metrics::record(op, &resp);
             return resp;
         }
-        req.variables = vars;
-        req.operation_name = name;
     }
     let req = req
         .data(loaders::for_request(services, &auth))
@@ -100,6 +125,15 @@ pub async fn execute(
     let resp = ensure_codes(limits::backstop(schema.execute(req).await));
     op_metrics::record(op, &resp);
     resp
+}
+
+/// The caller of a request, from its `Authorization` header.
+async fn authenticate(services: &Services, pending: &PendingAuth) -> RequestAuth {
+    let mut auth = RequestAuth::from_header(&services.auth, pending.header.as_deref()).await;
+    if let Some(p) = auth.principal.as_mut() {
+        p.meta = pending.meta.clone();
+    }
+    auth
 }
 
 /// A request refused before execution: no token check, no resolver.

@@ -15,20 +15,114 @@ mod plan;
 mod render;
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ID, Response, Value, Variables};
 use tms_core::auth::{Permission, rbac};
+use tms_core::runs::RunStatus;
 use tms_core::runs::reads::PageWants;
 use tms_core::runs::service::RunService;
+use uuid::Uuid;
 
 use crate::context::RequestAuth;
 use crate::graphql::ids::{decode_cursor, page_size, uuid};
+use crate::graphql::op_metrics::Operation;
 use crate::state::Services;
-use plan::RunField;
+pub use plan::Plan;
+use plan::{Args, RunField};
 
-/// The answer to `doc`, or `None` when the general executor must give it.
+/// Documents kept by [`Plans`]: a client sends a handful of page shapes, so this is plenty;
+/// when it is full it starts over (the shapes in use are learnt again at their next request).
+pub const MAX_PLANS: usize = 256;
+
+/// The documents this process has recognised, by their text and operation name: a request
+/// sending one of them again is answered without parsing it or walking it for the limits (it
+/// passed them when it was learnt; what depends on its variables, the page size, is checked
+/// before anything is read).
+#[derive(Default)]
+pub struct Plans {
+    /// By text, then by operation name.
+    known: RwLock<HashMap<String, ByOperation>>,
+}
+
+/// The plans of one document text, by operation name.
+type ByOperation = Vec<(Option<String>, Arc<Known>)>;
+
+/// A recognised document and how the request metrics count it.
+pub struct Known {
+    pub plan: Plan,
+    pub op: Operation,
+}
+
+impl Plans {
+    /// The plan of `query` (named `operation`), if it was learnt.
+    pub fn get(&self, query: &str, operation: Option<&str>) -> Option<Arc<Known>> {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(query)?
+            .iter()
+            .find(|(o, _)| o.as_deref() == operation)
+            .map(|(_, k)| k.clone())
+    }
+
+    /// Learns `doc` (the parsed `query`, which passed the limits) if the compiled path answers
+    /// it, and returns its plan.
+    pub fn learn(
+        &self,
+        query: &str,
+        operation: Option<&str>,
+        doc: &ExecutableDocument,
+        op: Operation,
+    ) -> Option<Arc<Known>> {
+        let known = Arc::new(Known {
+            plan: plan::of(doc, operation)?,
+            op,
+        });
+        let mut all = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if all.len() >= MAX_PLANS {
+            all.clear();
+        }
+        let ops = all.entry(query.to_string()).or_default();
+        ops.retain(|(o, _)| o.as_deref() != operation);
+        ops.push((operation.map(str::to_string), known.clone()));
+        Some(known)
+    }
+}
+
+/// `Query.runs`'s arguments, checked as its resolver checks them.
+pub struct PageArgs {
+    limit: i64,
+    before: Option<Uuid>,
+    workflow_id: Option<Uuid>,
+    status: Option<RunStatus>,
+}
+
+/// The page `plan` asks for with `vars`; `None` when an argument is refused (the general
+/// executor then reports it). Reads nothing, so a refused page size costs no statement.
+pub fn page_args(plan: &Plan, vars: &Variables) -> Option<PageArgs> {
+    let Args {
+        first,
+        after,
+        workflow_id,
+        status,
+    } = plan.args(vars)?;
+    Some(PageArgs {
+        limit: page_size(first).ok()?,
+        before: match after {
+            Some(c) => Some(uuid(&ID(decode_cursor("run", &c).ok()?), "after").ok()?),
+            None => None,
+        },
+        workflow_id: match workflow_id {
+            Some(w) => Some(uuid(&ID(w), "workflowId").ok()?),
+            None => None,
+        },
+        status,
+    })
+}
+
+/// The answer to `doc` with `vars`, or `None` when the general executor must give it.
 pub async fn execute(
     services: &Services,
     doc: &ExecutableDocument,
@@ -36,7 +130,18 @@ pub async fn execute(
     vars: &Variables,
     auth: &RequestAuth,
 ) -> Option<Response> {
-    let plan = plan::of(doc, operation, vars)?;
+    let plan = plan::of(doc, operation)?;
+    let args = page_args(&plan, vars)?;
+    answer(services, &plan, args, auth).await
+}
+
+/// The answer to `plan` for the page `args`, or `None` when the general executor must give it.
+pub async fn answer(
+    services: &Services,
+    plan: &Plan,
+    args: PageArgs,
+    auth: &RequestAuth,
+) -> Option<Response> {
     let who = auth.caller().ok()??;
     let wants = PageWants {
         tasks: plan.wants(|f| matches!(f, RunField::Tasks(_))),
@@ -47,19 +152,15 @@ pub async fn execute(
     if wants.workflows {
         rbac::require(Some(who), Permission::ReadWorkflows).ok()?;
     }
-    let args = &plan.args;
-    let limit = page_size(args.first).ok()?;
-    let before = match &args.after {
-        Some(c) => Some(uuid(&ID(decode_cursor("run", c).ok()?), "after").ok()?),
-        None => None,
-    };
-    let workflow_id = match &args.workflow_id {
-        Some(w) => Some(uuid::Uuid::parse_str(w).ok()?),
-        None => None,
-    };
+    let PageArgs {
+        limit,
+        before,
+        workflow_id,
+        status,
+    } = args;
     let page = services
         .runs
-        .page(Some(who), before, limit, workflow_id, args.status, wants)
+        .page(Some(who), before, limit, workflow_id, status, wants)
         .await
         .ok()?;
     let extras = match page.extras {
@@ -92,6 +193,7 @@ pub async fn execute(
     };
     let connection = render::page(&plan.page, &data)?;
     Some(Response::new(Value::Object(IndexMap::from([(
-        plan.key, connection,
+        plan.key.clone(),
+        connection,
     )]))))
 }

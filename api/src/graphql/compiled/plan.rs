@@ -6,13 +6,12 @@
 
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
-    VariableDefinition,
 };
 use async_graphql::{Name, Positioned, Value, Variables};
 use tms_core::runs::RunStatus;
 
 /// `Query.runs`'s arguments, as the resolver would see them.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Args {
     pub first: Option<i32>,
     pub after: Option<String>,
@@ -20,11 +19,16 @@ pub struct Args {
     pub status: Option<RunStatus>,
 }
 
-/// A recognised document: the response key of `runs`, its arguments and its selection.
+/// A recognised document: the response key of `runs`, its arguments and its selection. It
+/// depends on the document alone, so it is kept by the document's text ([`super::Plans`]) and
+/// resolved against each request's variables ([`Plan::args`]).
 #[derive(Debug)]
 pub struct Plan {
     pub key: Name,
-    pub args: Args,
+    /// The literal arguments.
+    literal: Args,
+    /// The arguments given by variables: (argument, variable, whether the variable is nullable).
+    variables: Vec<(&'static str, Name, bool)>,
     pub page: Vec<(Name, PageField)>,
 }
 
@@ -132,7 +136,7 @@ impl Plan {
 }
 
 /// The plan for `doc`, or `None` when the general executor must answer it.
-pub fn of(doc: &ExecutableDocument, operation: Option<&str>, vars: &Variables) -> Option<Plan> {
+pub fn of(doc: &ExecutableDocument, operation: Option<&str>) -> Option<Plan> {
     if !doc.fragments.is_empty() {
         return None;
     }
@@ -146,13 +150,12 @@ pub fn of(doc: &ExecutableDocument, operation: Option<&str>, vars: &Variables) -
     if op.ty != OperationType::Query || !op.directives.is_empty() {
         return None;
     }
-    let set = &op.selection_set.node;
     let [
         Positioned {
             node: Selection::Field(root),
             ..
         },
-    ] = set.items.as_slice()
+    ] = op.selection_set.node.items.as_slice()
     else {
         return None;
     };
@@ -165,32 +168,44 @@ pub fn of(doc: &ExecutableDocument, operation: Option<&str>, vars: &Variables) -
         return None;
     }
     let mut used = vec![false; defs.len()];
-    let mut args = Args::default();
+    let mut literal = Args::default();
+    let mut variables = Vec::new();
     let mut seen = Vec::new();
     for (name, value) in &root.arguments {
-        let name = name.node.as_str();
+        let (name, ty) = match name.node.as_str() {
+            "first" => ("first", "Int"),
+            "after" => ("after", "String"),
+            "workflowId" => ("workflowId", "ID"),
+            "status" => ("status", "RunStatus"),
+            _ => return None,
+        };
         if seen.contains(&name) {
             return None;
         }
         seen.push(name);
-        let ty = match name {
-            "first" => "Int",
-            "after" => "String",
-            "workflowId" => "ID",
-            "status" => "RunStatus",
-            _ => return None,
-        };
+        let mut vars = Vec::new();
         let value = value
             .node
             .clone()
-            .into_const_with(|var| variable(var, ty, defs, vars, &mut used))
+            .into_const_with(|var| {
+                vars.push(var);
+                Ok::<_, ()>(Value::Null)
+            })
             .ok()?;
-        match (name, value) {
-            (_, Value::Null) => {}
-            ("first", Value::Number(n)) => args.first = Some(i32::try_from(n.as_i64()?).ok()?),
-            ("after", Value::String(s)) => args.after = Some(s),
-            ("workflowId", Value::String(s)) => args.workflow_id = Some(s),
-            ("status", Value::Enum(s)) => args.status = Some(status(&s)?),
+        match (vars.as_slice(), value) {
+            ([], value) => set(&mut literal, name, value)?,
+            // The whole value is the variable (not a list holding it).
+            ([var], Value::Null) => {
+                let i = defs.iter().position(|d| d.node.name.node == *var)?;
+                let def = &defs[i].node;
+                let fits =
+                    matches!(&def.var_type.node.base, BaseType::Named(n) if n.as_str() == ty);
+                if !fits || def.default_value.is_some() || !def.directives.is_empty() {
+                    return None;
+                }
+                used[i] = true;
+                variables.push((name, var.clone(), def.var_type.node.nullable));
+            }
             _ => return None,
         }
     }
@@ -198,40 +213,44 @@ pub fn of(doc: &ExecutableDocument, operation: Option<&str>, vars: &Variables) -
     if used.contains(&false) {
         return None;
     }
-    // A variable's type must fit where it is used: checked in `argument`.
     Some(Plan {
         key: root.response_key().node.clone(),
-        args,
+        literal,
+        variables,
         page: fields(&root.selection_set.node, page_field)?,
     })
 }
 
-/// The value of variable `var` where an argument of type `ty` is expected: its definition must
-/// be of type `ty` (or `ty!`), without a default. An enum value sent as a variable arrives as a
-/// string and is returned as an enum value.
-fn variable(
-    var: Name,
-    ty: &str,
-    defs: &[Positioned<VariableDefinition>],
-    vars: &Variables,
-    used: &mut [bool],
-) -> Result<Value, ()> {
-    let i = defs
-        .iter()
-        .position(|d| d.node.name.node == var)
-        .ok_or(())?;
-    let def = &defs[i].node;
-    let fits = matches!(&def.var_type.node.base, BaseType::Named(n) if n.as_str() == ty);
-    if !fits || def.default_value.is_some() || !def.directives.is_empty() {
-        return Err(());
+impl Plan {
+    /// The arguments with `vars`' values; `None` when a value does not fit its variable's type
+    /// (the general executor then reports it).
+    pub fn args(&self, vars: &Variables) -> Option<Args> {
+        let mut args = self.literal.clone();
+        for (arg, var, nullable) in &self.variables {
+            let value = match vars.get(var).cloned().unwrap_or(Value::Null) {
+                Value::Null if !nullable => return None,
+                // Enum values arrive in JSON variables as strings.
+                Value::String(s) if *arg == "status" => Value::Enum(Name::new(s)),
+                Value::Enum(_) if *arg != "status" => return None,
+                v => v,
+            };
+            set(&mut args, arg, value)?;
+        }
+        Some(args)
     }
-    used[i] = true;
-    match vars.get(&var).cloned().unwrap_or(Value::Null) {
-        Value::Null if !def.var_type.node.nullable => Err(()),
-        Value::String(s) if ty == "RunStatus" => Ok(Value::Enum(Name::new(s))),
-        Value::Enum(_) if ty != "RunStatus" => Err(()),
-        v => Ok(v),
+}
+
+/// Sets argument `name` of `args` to `value`; `None` when the value is not of its type.
+fn set(args: &mut Args, name: &str, value: Value) -> Option<()> {
+    match (name, value) {
+        (_, Value::Null) => {}
+        ("first", Value::Number(n)) => args.first = Some(i32::try_from(n.as_i64()?).ok()?),
+        ("after", Value::String(s)) => args.after = Some(s),
+        ("workflowId", Value::String(s)) => args.workflow_id = Some(s),
+        ("status", Value::Enum(s)) => args.status = Some(status(&s)?),
+        _ => return None,
     }
+    Some(())
 }
 
 /// The status named `name` in the schema (`RunStatus`'s values).
