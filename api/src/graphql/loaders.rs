@@ -106,6 +106,8 @@ impl Loaders {
         PageWants {
             tasks: node.field("tasks").exists(),
             workflows: node.field("workflow").exists(),
+            // The tasks are fed to the request's loaders, where any field may read them.
+            brief_tasks: false,
         }
     }
 

@@ -61,6 +61,18 @@ pub struct TaskView {
     pub progress_percent: Option<f64>,
 }
 
+/// What a page that shows only each task's name, status, attempt and exit code reads of it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = tasks)]
+pub struct TaskBrief {
+    pub run_id: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub status: TaskStatus,
+    pub attempt: i32,
+    pub exit_code: Option<i32>,
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = tasks)]
 pub struct TaskRow {

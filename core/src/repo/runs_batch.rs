@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{runs, tasks};
 use crate::error::Result;
-use crate::repo::runs::{RunRow, TaskRow, TaskView};
+use crate::repo::runs::{RunRow, TaskBrief, TaskRow, TaskView};
 
 /// The runs among `ids` that exist.
 pub fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<RunRow>> {
@@ -41,5 +41,19 @@ pub fn task_views_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<V
         .filter(tasks::run_id.eq_any(run_ids))
         .order((tasks::run_id.asc(), tasks::position.asc()))
         .select(TaskView::as_select())
+        .load(conn)?)
+}
+
+/// As [`task_views_of_runs`], with only a task's name, position, status, attempt and exit code:
+/// for a page that shows no more of its tasks (the arrays, texts and times are most of what
+/// decoding a page's tasks costs).
+pub fn task_briefs_of_runs(conn: &mut PgConnection, run_ids: &[Uuid]) -> Result<Vec<TaskBrief>> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tasks::table
+        .filter(tasks::run_id.eq_any(run_ids))
+        .order((tasks::run_id.asc(), tasks::position.asc()))
+        .select(TaskBrief::as_select())
         .load(conn)?)
 }

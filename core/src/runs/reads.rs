@@ -93,7 +93,7 @@ impl RunService {
                     };
                     wfs.sort_unstable();
                     wfs.dedup();
-                    Some(PageExtras::read(c, &runs, &wfs)?)
+                    Some(PageExtras::read(c, &runs, &wfs, wants.brief_tasks)?)
                 } else {
                     None
                 };
@@ -115,6 +115,10 @@ pub struct PageWants {
     pub tasks: bool,
     /// Each run's workflow (`workflows:read`).
     pub workflows: bool,
+    /// Only each task's name, position, status, attempt and exit code are read; its other
+    /// fields are left empty. For a caller that shows nothing else of the tasks (the compiled
+    /// read path, which knows the whole selection), never for one that hands them on.
+    pub brief_tasks: bool,
 }
 
 impl PageWants {
@@ -145,10 +149,34 @@ pub struct PageExtras {
 impl PageExtras {
     /// The tasks of `runs` (by run, in position order; runs without tasks are left out) and
     /// the workflows among `workflows` that exist: two statements at most.
-    fn read(c: &mut diesel::PgConnection, runs: &[Uuid], workflows: &[Uuid]) -> Result<Self> {
+    fn read(
+        c: &mut diesel::PgConnection,
+        runs: &[Uuid],
+        workflows: &[Uuid],
+        brief: bool,
+    ) -> Result<Self> {
         let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::with_capacity(runs.len());
-        for row in repo::runs_batch::task_views_of_runs(c, runs)? {
-            tasks.entry(row.run_id).or_default().push(Task::from(row));
+        if brief {
+            for row in repo::runs_batch::task_briefs_of_runs(c, runs)? {
+                tasks.entry(row.run_id).or_default().push(Task {
+                    run_id: row.run_id,
+                    name: row.name,
+                    position: row.position,
+                    status: row.status,
+                    attempt: row.attempt,
+                    depends_on: Vec::new(),
+                    started_at: None,
+                    finished_at: None,
+                    exit_code: row.exit_code,
+                    log_tail: String::new(),
+                    error: None,
+                    progress_percent: None,
+                });
+            }
+        } else {
+            for row in repo::runs_batch::task_views_of_runs(c, runs)? {
+                tasks.entry(row.run_id).or_default().push(Task::from(row));
+            }
         }
         let workflows = repo::workflows::find_many(c, workflows)?
             .into_iter()

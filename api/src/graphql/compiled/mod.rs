@@ -31,7 +31,7 @@ use crate::graphql::ids::{decode_cursor, page_size, uuid};
 use crate::graphql::op_metrics::Operation;
 use crate::state::Services;
 pub use plan::Plan;
-use plan::{Args, RunField};
+use plan::{Args, RunField, TaskField};
 
 /// Documents kept by [`Plans`]: a client sends a handful of page shapes, so this is plenty;
 /// when it is full it starts over (the shapes in use are learnt again at their next request).
@@ -146,6 +146,10 @@ pub async fn answer(
     let wants = PageWants {
         tasks: plan.wants(|f| matches!(f, RunField::Tasks(_))),
         workflows: plan.wants(|f| matches!(f, RunField::Workflow(_))),
+        brief_tasks: !plan.wants(|f| match f {
+            RunField::Tasks(sel) => sel.iter().any(|(_, t)| !brief(t)),
+            _ => false,
+        }),
     };
     // Checked without recording: a denial is the general executor's to report and audit.
     rbac::require(Some(who), Permission::ReadRuns).ok()?;
@@ -196,4 +200,13 @@ pub async fn answer(
         plan.key.clone(),
         connection,
     )]))))
+}
+
+/// Whether `field` is one of what a brief read of a task has (see `PageWants::brief_tasks`).
+fn brief(field: &TaskField) -> bool {
+    use TaskField::*;
+    matches!(
+        field,
+        Typename | Name | Status | Attempt | ExitCode | Cached
+    )
 }
