@@ -8,6 +8,7 @@
 mod common;
 
 use async_graphql::{Request, Variables};
+use common::step;
 use diesel::RunQueryDsl;
 use serde_json::{Value, json};
 use tms_api::context::RequestAuth;
@@ -18,7 +19,7 @@ use tms_api::graphql::{TmsSchema, compiled, loaders};
 use tms_api::state::Services;
 use tms_core::auth::Role;
 use tms_core::runs::service::TriggerRequest;
-use tms_core::workflows::{StepSpec, WorkflowInput};
+use tms_core::workflows::WorkflowInput;
 
 struct Env {
     services: Services,
@@ -29,16 +30,6 @@ struct Env {
     plans: Plans,
     persisted: PersistedQueries,
     stop: tokio_util::sync::CancellationToken,
-}
-
-fn step(name: &str, deps: &[&str]) -> StepSpec {
-    StepSpec {
-        name: name.into(),
-        image: "alpine:3.20".into(),
-        run: Some("true".into()),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        ..Default::default()
-    }
 }
 
 fn workflow(name: &str, description: Option<&str>, limit: Option<u32>) -> WorkflowInput {

@@ -4,13 +4,14 @@
 mod common;
 
 use async_graphql::{Request, Variables};
+use common::step;
 use serde_json::{Value, json};
 use tms_api::context::RequestAuth;
 use tms_api::graphql::loaders;
 use tms_api::state::Services;
 use tms_core::db::Db;
 use tms_core::runs::service::TriggerRequest;
-use tms_core::workflows::{StepSpec, WorkflowInput};
+use tms_core::workflows::WorkflowInput;
 use tokio_util::sync::CancellationToken;
 
 const EMAIL: &str = "admin@query-count.test";
@@ -45,13 +46,6 @@ async fn deployment(runs: usize) -> Deployment {
         ..
     } = common::stack(&db, EMAIL, PASSWORD).await;
     let who = services.auth.authenticate(&token).await.expect("principal");
-    let step = |name: &str, deps: &[&str]| StepSpec {
-        name: name.into(),
-        image: "alpine:3.20".into(),
-        run: Some("true".into()),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        ..Default::default()
-    };
     let wf = services
         .workflows
         .create(

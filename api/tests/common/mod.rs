@@ -71,3 +71,15 @@ pub async fn stack(db: &Db, email: &str, password: &str) -> Stack {
         stop,
     }
 }
+
+/// A step running `true`, after `deps`.
+#[allow(dead_code)]
+pub fn step(name: &str, deps: &[&str]) -> tms_core::workflows::StepSpec {
+    tms_core::workflows::StepSpec {
+        name: name.into(),
+        image: "alpine:3.20".into(),
+        run: Some("true".into()),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        ..Default::default()
+    }
+}
