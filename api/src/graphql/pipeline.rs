@@ -1,5 +1,7 @@
 //! One HTTP GraphQL request, start to end: the persisted query it names, the limits, then the
-//! caller's token, then execution.
+//! caller's token, then execution: by the compiled read path when it answers the document
+//! (`graphql::compiled`; a document it learnt skips the parse and the limits walk), else by
+//! the general executor.
 //! Done here rather than in async-graphql extensions because any installed extension puts every
 //! field resolution through the extension chain (measured: ~30 % of read throughput), and the
 //! order matters: a request the limits refuse costs no database statement, not even the token
