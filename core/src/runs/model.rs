@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::repo::runs::{RunRow, TaskView};
+use crate::repo::runs::{RunRow, TaskBrief, TaskView};
 use crate::runs::{RunStatus, RunTrigger, TaskStatus};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +93,26 @@ impl From<TaskView> for Task {
             log_tail: row.log_tail,
             error: row.error,
             progress_percent: row.progress_percent,
+        }
+    }
+}
+
+/// A brief read leaves what it did not read empty (see `PageWants::brief_tasks`).
+impl From<TaskBrief> for Task {
+    fn from(row: TaskBrief) -> Self {
+        Task {
+            run_id: row.run_id,
+            name: row.name,
+            position: row.position,
+            status: row.status,
+            attempt: row.attempt,
+            depends_on: Vec::new(),
+            started_at: None,
+            finished_at: None,
+            exit_code: row.exit_code,
+            log_tail: String::new(),
+            error: None,
+            progress_percent: None,
         }
     }
 }

@@ -158,20 +158,7 @@ impl PageExtras {
         let mut tasks: HashMap<Uuid, Vec<Task>> = HashMap::with_capacity(runs.len());
         if brief {
             for row in repo::runs_batch::task_briefs_of_runs(c, runs)? {
-                tasks.entry(row.run_id).or_default().push(Task {
-                    run_id: row.run_id,
-                    name: row.name,
-                    position: row.position,
-                    status: row.status,
-                    attempt: row.attempt,
-                    depends_on: Vec::new(),
-                    started_at: None,
-                    finished_at: None,
-                    exit_code: row.exit_code,
-                    log_tail: String::new(),
-                    error: None,
-                    progress_percent: None,
-                });
+                tasks.entry(row.run_id).or_default().push(Task::from(row));
             }
         } else {
             for row in repo::runs_batch::task_views_of_runs(c, runs)? {
