@@ -14,7 +14,7 @@ use async_graphql::{Context, Error, Lookahead, Result};
 use tms_core::runs::Task;
 use tms_core::runs::eta::Estimate;
 use tms_core::runs::reads::{PageExtras, PageWants};
-use tms_core::runs::service::RunService;
+
 use tms_core::workflows::{Workflow, WorkflowVersion};
 use uuid::Uuid;
 
@@ -96,9 +96,9 @@ impl Loaders {
         self.batch.load_one(key).await
     }
 
-    /// What `node` (the selection on each run of a page) asks of the runs that
-    /// [`RunService::page`] can read with the page itself. Nothing when results are not cached
-    /// (they would be read for nothing).
+    /// What `node` (the selection on each run of a page) asks of the runs that `RunService::page`
+    /// can read with the page itself. Nothing when results are not cached (they would be read
+    /// for nothing).
     pub fn page_wants(&self, node: &Lookahead<'_>) -> PageWants {
         if !self.cached {
             return PageWants::default();
@@ -111,7 +111,7 @@ impl Loaders {
         }
     }
 
-    /// Feeds `extras` (what [`RunService::page`] read with `runs`, if it could) to the loaders,
+    /// Feeds `extras` (what `RunService::page` read with `runs`, if it could) to the loaders,
     /// then loads, in one batch per loader, what else `node` (the selection on each run of a
     /// page) asks of `runs`. The items' own loads then come from the cache: without this, how
     /// many batches a page takes would depend on how the executor interleaves the items'
@@ -160,26 +160,15 @@ impl Loaders {
         };
         let estimates = async {
             if node.field("percent").exists() || node.field("etaSeconds").exists() {
-                // A run that has ended needs no statement for its estimate (most of a runs
-                // page): only the others are loaded.
-                let (ended, open): (Vec<_>, Vec<_>) = runs
-                    .iter()
-                    .map(|r| (r.id, RunService::estimate_if_ended(r)))
-                    .partition(|(_, e)| e.is_some());
-                self.batch
-                    .feed_many(
-                        ended
-                            .into_iter()
-                            .filter_map(|(id, e)| Some((EstimateOf(id), e?))),
-                    )
-                    .await;
-                if !open.is_empty() {
-                    self.batch
-                        .load_many(open.into_iter().map(|(id, _)| EstimateOf(id)))
-                        .await?;
+                // Failures are left for the fields, which load (and report) on their own.
+                let ReadLoader { services, auth } = self.batch.loader();
+                if let Ok(who) = auth.caller()
+                    && let Ok(found) = services.runs.estimates_of_runs(who, runs).await
+                {
+                    let found = found.into_iter().map(|(id, e)| (EstimateOf(id), e));
+                    self.batch.feed_many(found).await;
                 }
             }
-            Ok::<_, Error>(())
         };
         let tasks = async {
             if want_tasks && !fed {

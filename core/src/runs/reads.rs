@@ -55,6 +55,29 @@ impl RunService {
         })
     }
 
+    /// The estimates of `runs`: each ended run's from the run alone
+    /// ([`Self::estimate_if_ended`], most of a page), the others' in one [`Self::estimates`].
+    pub async fn estimates_of_runs(
+        &self,
+        who: Option<&Principal>,
+        runs: &[Run],
+    ) -> Result<HashMap<Uuid, Estimate>> {
+        let mut found = HashMap::with_capacity(runs.len());
+        let mut open = Vec::new();
+        for r in runs {
+            match Self::estimate_if_ended(r) {
+                Some(e) => {
+                    found.insert(r.id, e);
+                }
+                None => open.push(r.id),
+            }
+        }
+        if !open.is_empty() {
+            found.extend(self.estimates(who, &open).await?);
+        }
+        Ok(found)
+    }
+
     /// A page of runs, newest first, before the run `before`: at most `limit` runs and whether
     /// more follow, with what `wants` asks of them (their tasks, their workflows) read in the
     /// same pool checkout and blocking-pool hop instead of one each: a page of finished runs

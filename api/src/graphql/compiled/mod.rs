@@ -23,7 +23,6 @@ use async_graphql::{ID, Response, Value, Variables};
 use tms_core::auth::{Permission, rbac};
 use tms_core::runs::RunStatus;
 use tms_core::runs::reads::PageWants;
-use tms_core::runs::service::RunService;
 use uuid::Uuid;
 
 use crate::context::RequestAuth;
@@ -172,21 +171,15 @@ pub async fn answer(
         None if !wants.tasks && !wants.workflows => Default::default(),
         None => return None,
     };
-    let mut estimates = HashMap::new();
-    if plan.wants(|f| matches!(f, RunField::Percent | RunField::EtaSeconds)) {
-        let mut open = Vec::new();
-        for r in &page.runs {
-            match RunService::estimate_if_ended(r) {
-                Some(e) => {
-                    estimates.insert(r.id, e);
-                }
-                None => open.push(r.id),
-            }
-        }
-        if !open.is_empty() {
-            estimates.extend(services.runs.estimates(Some(who), &open).await.ok()?);
-        }
-    }
+    let estimates = if plan.wants(|f| matches!(f, RunField::Percent | RunField::EtaSeconds)) {
+        services
+            .runs
+            .estimates_of_runs(Some(who), &page.runs)
+            .await
+            .ok()?
+    } else {
+        HashMap::new()
+    };
     let data = render::PageData {
         runs: &page.runs,
         has_previous: before.is_some(),

@@ -72,7 +72,7 @@ fn run(sel: &[(Name, RunField)], r: &Run, data: &PageData<'_>) -> Option<Value> 
             RunField::Typename => str("Run"),
             RunField::Id => Value::String(r.id.to_string()),
             RunField::Status => RunStatus::from(r.status).to_value(),
-            RunField::Workflow(sel) => workflow(sel, data.workflows.get(&r.workflow_id)?)?,
+            RunField::Workflow(sel) => workflow(sel, data.workflows.get(&r.workflow_id)?),
             RunField::Version => r.version.to_value(),
             RunField::Trigger => RunTrigger::from(r.trigger).to_value(),
             RunField::ScheduledFor => r.scheduled_for.to_value(),
@@ -115,7 +115,7 @@ fn task(sel: &[(Name, TaskField)], t: &Task) -> Value {
     Value::Object(sel.iter().map(|(k, f)| (k.clone(), value(f))).collect())
 }
 
-fn workflow(sel: &[(Name, WorkflowField)], w: &Workflow) -> Option<Value> {
+fn workflow(sel: &[(Name, WorkflowField)], w: &Workflow) -> Value {
     let value = |f: &WorkflowField| match f {
         WorkflowField::Typename => str("Workflow"),
         WorkflowField::Id => Value::String(w.id.to_string()),
@@ -129,9 +129,7 @@ fn workflow(sel: &[(Name, WorkflowField)], w: &Workflow) -> Option<Value> {
         WorkflowField::CreatedAt => w.created_at.to_value(),
         WorkflowField::UpdatedAt => w.updated_at.to_value(),
     };
-    Some(Value::Object(
-        sel.iter().map(|(k, f)| (k.clone(), value(f))).collect(),
-    ))
+    Value::Object(sel.iter().map(|(k, f)| (k.clone(), value(f))).collect())
 }
 
 fn object<F>(sel: &[(Name, F)], mut value: impl FnMut(&F) -> Option<Value>) -> Option<Value> {
