@@ -29,6 +29,11 @@ pub struct Db {
     /// callers wait [`UNREACHABLE_ACQUIRE`] for a connection instead of the full timeout, so
     /// requests answer `UNAVAILABLE` at once during an outage.
     reachable: Arc<AtomicBool>,
+    /// One permit per pooled connection, taken before a call goes to the blocking pool: callers
+    /// queue here in arrival order (tokio's semaphore is fair) instead of as blocked threads on
+    /// r2d2's condition variable, where a thread arriving late can take a freed connection
+    /// before one that has waited, and every waiter is a parked thread to switch to and from.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a caller waits for a pooled connection while the database is known unreachable,
@@ -105,6 +110,7 @@ impl Db {
             pool,
             queries,
             reachable,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_size as usize)),
         })
     }
 
@@ -124,10 +130,12 @@ impl Db {
         F: FnOnce(&mut PgConnection) -> Result<T> + Send + 'static,
     {
         let (pool, reachable) = (self.pool.clone(), self.reachable.clone());
+        let permit = self.slot().await?;
         // The caller's span goes along, so work in the blocking call (e.g. enqueueing a job
         // with the trace context) sees it.
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let _entered = span.enter();
             let mut conn = acquire(&pool, &reachable)?;
             let res = f(&mut conn);
@@ -137,6 +145,37 @@ impl Db {
         })
         .await
         .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+    }
+
+    /// A turn at a pooled connection, in arrival order: waits up to [`ACQUIRE_TIMEOUT`] while
+    /// the pool is merely busy, and gives up within [`UNREACHABLE_ACQUIRE`] while the database
+    /// is known unreachable, as [`acquire`] does for the connection itself.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
+        let mut wait = std::pin::pin!(self.slots.clone().acquire_owned());
+        loop {
+            let tick = tokio::time::sleep(UNREACHABLE_ACQUIRE);
+            tokio::select! {
+                p = &mut wait => {
+                    return p.map_err(|_| Error::Internal("database pool closed".into()));
+                }
+                () = tick => {
+                    if !self.reachable.load(Ordering::Relaxed)
+                        || tokio::time::Instant::now() >= deadline
+                    {
+                        // As `acquire` would have said, had the call waited there.
+                        self.reachable.store(false, Ordering::Relaxed);
+                        return Err(Error::Unavailable(format!(
+                            "{}: pool: timed out waiting for connection",
+                            crate::error::DATABASE_UNREACHABLE
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     /// Applies pending migrations; safe to call from several processes at once (advisory lock).
