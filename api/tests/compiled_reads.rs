@@ -22,6 +22,7 @@ use tms_core::runs::service::TriggerRequest;
 use tms_core::workflows::WorkflowInput;
 
 struct Env {
+    db: tms_core::db::Db,
     services: Services,
     schema: TmsSchema,
     admin: String,
@@ -122,6 +123,7 @@ async fn env() -> Env {
         .expect("monitor token")
         .token;
     Env {
+        db,
         schema: tms_api::graphql::build(services.clone(), false),
         services,
         admin: token,
@@ -435,6 +437,119 @@ async fn the_compiled_path_answers_as_the_general_executor_and_leaves_what_it_ca
     assert_eq!(
         refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{refused}"
+    );
+    env.stop.cancel();
+}
+
+/// A user holding `role`, signed in: their access and refresh tokens.
+async fn user(env: &Env, email: &str, role: Role) -> (String, String) {
+    let password = "password-of-a-test-user";
+    let hash = tms_core::auth::password::hash(password).expect("hash");
+    let mail = email.to_string();
+    env.db
+        .run(move |c| {
+            let u = tms_core::repo::users::insert(c, &mail, "A user", Some(&hash))?;
+            tms_core::repo::users::grant_role(c, u.id, role, None)
+        })
+        .await
+        .expect("user");
+    let pair = env
+        .services
+        .auth
+        .login(email, password, &Default::default())
+        .await
+        .expect("login");
+    (
+        pair.access_token,
+        pair.refresh_token.expect("refresh token"),
+    )
+}
+
+/// How many `access.denied` entries the audit log holds.
+async fn denials(env: &Env) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    env.db
+        .run(|c| {
+            Ok(diesel::sql_query(
+                "SELECT count(*) AS n FROM audit_log WHERE action = 'access.denied'",
+            )
+            .get_result::<N>(c)?
+            .n)
+        })
+        .await
+        .expect("count")
+}
+
+/// A learnt page checks a user's access token in its own hop (`answer_in_session`): a session
+/// that stands is answered as the general executor answers it; a user who may not read runs,
+/// a session logged out and a disabled user are left to the general executor, which refuses
+/// them (and records the denial) exactly as it would have without the learnt page.
+#[tokio::test]
+async fn a_learnt_page_checks_the_session_in_its_own_hop() {
+    let env = env().await;
+    let page = "{ runs(first: 4) { nodes { id status workflow { name } tasks { name status } } } }";
+    let first = env.pipeline(&env.admin, page, json!({}), None).await;
+    assert!(first.get("errors").is_none(), "{first}");
+    assert!(env.plans.get(page, None).is_some(), "the page is learnt");
+
+    let (viewer, viewer_refresh) = user(&env, "viewer@compiled.test", Role::Viewer).await;
+    let learnt = env.pipeline(&viewer, page, json!({}), None).await;
+    assert_eq!(learnt, env.general(&viewer, page, json!({}), None).await);
+    assert_eq!(learnt, first, "a viewer sees the page as the admin does");
+
+    let (auditor, _) = user(&env, "auditor@compiled.test", Role::Auditor).await;
+    let before = denials(&env).await;
+    let refused = env.pipeline(&auditor, page, json!({}), None).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    assert_eq!(
+        denials(&env).await,
+        before + 1,
+        "the denial is recorded once"
+    );
+
+    env.services
+        .auth
+        .logout(&viewer_refresh, &Default::default())
+        .await
+        .expect("logout");
+    let refused = env.pipeline(&viewer, page, json!({}), None).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "a logged-out session's token is refused at once: {refused}"
+    );
+
+    let (other, _) = user(&env, "other@compiled.test", Role::Viewer).await;
+    let answered = env.pipeline(&other, page, json!({}), None).await;
+    assert!(answered.get("errors").is_none(), "{answered}");
+    let admin = env
+        .services
+        .auth
+        .authenticate(&env.admin)
+        .await
+        .expect("admin");
+    let other_id = env
+        .services
+        .auth
+        .authenticate(&other)
+        .await
+        .expect("other")
+        .user_id;
+    env.services
+        .auth
+        .set_user_disabled(Some(&admin), other_id, true)
+        .await
+        .expect("disable");
+    let refused = env.pipeline(&other, page, json!({}), None).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "a disabled user's token is refused at once: {refused}"
     );
     env.stop.cancel();
 }

@@ -41,6 +41,23 @@ pub struct TokenSession {
     pub expires_at: i64,
 }
 
+impl TokenSession {
+    /// The principal of this (verified) token with the user's current roles, read on the
+    /// caller's connection: `None` when the user is disabled or gone or the session revoked.
+    /// What [`AuthService::authenticate`] checks, for a caller that reads more in the same hop.
+    pub fn principal_on(&self, c: &mut diesel::PgConnection) -> Result<Option<Principal>> {
+        let user = repo::refresh_tokens::find_user_in_session(c, self.user_id, self.sid)?
+            .filter(|u| !u.disabled);
+        Ok(user.map(|user| Principal {
+            user_id: user.id,
+            email: user.email,
+            roles: user.roles,
+            api_token_id: None,
+            meta: RequestMeta::default(),
+        }))
+    }
+}
+
 enum LoginOutcome {
     Ok(User, Uuid, String),
     Refused,
@@ -182,25 +199,20 @@ impl AuthService {
             return crate::auth::api_tokens::authenticate(&self.db, bearer).await;
         }
         let claims = self.keys.verify(bearer)?;
-        let id = claims.sub;
-        let sid = claims.sid;
-        let user = self
-            .db
-            .run(move |c| repo::refresh_tokens::find_user_in_session(c, id, sid))
+        let session = TokenSession {
+            user_id: claims.sub,
+            sid: claims.sid,
+            expires_at: claims.exp,
+        };
+        self.db
+            .run(move |c| session.principal_on(c))
             .await?
-            .filter(|u| !u.disabled)
-            .ok_or(Error::Unauthenticated("invalid or expired access token"))?;
-        Ok(Principal {
-            user_id: user.id,
-            email: user.email,
-            roles: user.roles,
-            api_token_id: None,
-            meta: RequestMeta::default(),
-        })
+            .ok_or(Error::Unauthenticated("invalid or expired access token"))
     }
 
-    /// The session a valid access token belongs to (no database access: call it after
-    /// `authenticate`). `None` for anything that is not one of our access tokens.
+    /// The session a valid access token belongs to, its signature and expiry checked (no
+    /// database access: whether the session still stands is [`TokenSession::principal_on`]'s,
+    /// or `authenticate`'s, to say). `None` for anything that is not one of our access tokens.
     pub fn token_session(&self, bearer: &str) -> Option<TokenSession> {
         let claims = self.keys.verify(bearer).ok()?;
         Some(TokenSession {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::auth::service::TokenSession;
 use crate::auth::{Permission, Principal, rbac};
 use crate::error::Result;
 use crate::repo;
@@ -97,38 +98,94 @@ impl RunService {
     ) -> Result<RunPage> {
         crate::audit::require(&self.db, who, Permission::ReadRuns).await?;
         let extras = (wants.tasks || wants.workflows) && wants.allowed(who);
-        let (rows, has_next, extras) = self
-            .db
-            .run(move |c| {
-                let mut rows = repo::runs::list(c, before, limit + 1, workflow_id, status)?;
-                let has_next = rows.len() as i64 > limit;
-                rows.truncate(usize::try_from(limit).unwrap_or(0));
-                let extras = if extras {
-                    let runs: Vec<Uuid> = if wants.tasks {
-                        rows.iter().map(|r| r.id).collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let mut wfs: Vec<Uuid> = if wants.workflows {
-                        rows.iter().map(|r| r.workflow_id).collect()
-                    } else {
-                        Vec::new()
-                    };
-                    wfs.sort_unstable();
-                    wfs.dedup();
-                    Some(PageExtras::read(c, &runs, &wfs, wants.brief_tasks)?)
-                } else {
-                    None
-                };
-                Ok((rows, has_next, extras))
-            })
-            .await?;
-        Ok(RunPage {
-            runs: rows.into_iter().map(Run::from).collect(),
-            has_next,
-            extras,
-        })
+        let at = PageAt {
+            before,
+            limit,
+            workflow_id,
+            status,
+        };
+        self.db.run(move |c| read_page(c, at, wants, extras)).await
     }
+
+    /// [`Self::page`] for the holder of an access token whose signature and expiry are checked,
+    /// with its session checked on the page's own connection (one hop for both), and with the
+    /// principal it resolved. `None`, with nothing recorded, when the session no longer stands
+    /// or its user may not read all that `wants` asks: the caller then goes the general way
+    /// (`AuthService::authenticate`, then [`Self::page`]), which reports and records it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn page_in_session(
+        &self,
+        session: TokenSession,
+        before: Option<Uuid>,
+        limit: i64,
+        workflow_id: Option<Uuid>,
+        status: Option<RunStatus>,
+        wants: PageWants,
+    ) -> Result<Option<(Principal, RunPage)>> {
+        let at = PageAt {
+            before,
+            limit,
+            workflow_id,
+            status,
+        };
+        self.db
+            .run(move |c| {
+                let Some(who) = session.principal_on(c)? else {
+                    return Ok(None);
+                };
+                if rbac::require(Some(&who), Permission::ReadRuns).is_err()
+                    || !wants.allowed(Some(&who))
+                {
+                    return Ok(None);
+                }
+                let extras = wants.tasks || wants.workflows;
+                Ok(Some((who, read_page(c, at, wants, extras)?)))
+            })
+            .await
+    }
+}
+
+/// Which page of runs: newest first, before the run `before`, at most `limit`, filtered.
+#[derive(Clone, Copy)]
+struct PageAt {
+    before: Option<Uuid>,
+    limit: i64,
+    workflow_id: Option<Uuid>,
+    status: Option<RunStatus>,
+}
+
+/// The page `at`, and its extras when `extras` (the caller has checked they are permitted).
+fn read_page(
+    c: &mut diesel::PgConnection,
+    at: PageAt,
+    wants: PageWants,
+    extras: bool,
+) -> Result<RunPage> {
+    let mut rows = repo::runs::list(c, at.before, at.limit + 1, at.workflow_id, at.status)?;
+    let has_next = rows.len() as i64 > at.limit;
+    rows.truncate(usize::try_from(at.limit).unwrap_or(0));
+    let extras = if extras {
+        let runs: Vec<Uuid> = if wants.tasks {
+            rows.iter().map(|r| r.id).collect()
+        } else {
+            Vec::new()
+        };
+        let mut wfs: Vec<Uuid> = if wants.workflows {
+            rows.iter().map(|r| r.workflow_id).collect()
+        } else {
+            Vec::new()
+        };
+        wfs.sort_unstable();
+        wfs.dedup();
+        Some(PageExtras::read(c, &runs, &wfs, wants.brief_tasks)?)
+    } else {
+        None
+    };
+    Ok(RunPage {
+        runs: rows.into_iter().map(Run::from).collect(),
+        has_next,
+        extras,
+    })
 }
 
 /// What a runs page asks of its runs besides the runs themselves and their estimates.

@@ -20,9 +20,10 @@ use std::sync::{Arc, RwLock};
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ID, Response, Value, Variables};
-use tms_core::auth::{Permission, rbac};
+use tms_core::auth::service::TokenSession;
+use tms_core::auth::{Permission, Principal, rbac};
 use tms_core::runs::RunStatus;
-use tms_core::runs::reads::PageWants;
+use tms_core::runs::reads::{PageWants, RunPage};
 use uuid::Uuid;
 
 use crate::context::RequestAuth;
@@ -142,30 +143,73 @@ pub async fn answer(
     auth: &RequestAuth,
 ) -> Option<Response> {
     let who = auth.caller().ok()??;
-    let wants = PageWants {
+    let wants = wants_of(plan);
+    // Checked without recording: a denial is the general executor's to report and audit.
+    rbac::require(Some(who), Permission::ReadRuns).ok()?;
+    if wants.workflows {
+        rbac::require(Some(who), Permission::ReadWorkflows).ok()?;
+    }
+    let page = services
+        .runs
+        .page(
+            Some(who),
+            args.before,
+            args.limit,
+            args.workflow_id,
+            args.status,
+            wants,
+        )
+        .await
+        .ok()?;
+    respond(services, plan, &args, who, page).await
+}
+
+/// [`answer`] for the holder of `session` (an access token whose signature and expiry are
+/// checked), whose session is checked in the page's own hop: one trip to the blocking pool
+/// and the pool for the token and the page. `None` as for [`answer`], and also when the
+/// session no longer stands: the general executor then checks the token itself and refuses it.
+pub async fn answer_in_session(
+    services: &Services,
+    plan: &Plan,
+    args: PageArgs,
+    session: TokenSession,
+) -> Option<Response> {
+    let (who, page) = services
+        .runs
+        .page_in_session(
+            session,
+            args.before,
+            args.limit,
+            args.workflow_id,
+            args.status,
+            wants_of(plan),
+        )
+        .await
+        .ok()??;
+    respond(services, plan, &args, &who, page).await
+}
+
+/// What `plan` needs read besides the runs.
+fn wants_of(plan: &Plan) -> PageWants {
+    PageWants {
         tasks: plan.wants(|f| matches!(f, RunField::Tasks(_))),
         workflows: plan.wants(|f| matches!(f, RunField::Workflow(_))),
         brief_tasks: !plan.wants(|f| match f {
             RunField::Tasks(sel) => sel.iter().any(|(_, t)| !brief(t)),
             _ => false,
         }),
-    };
-    // Checked without recording: a denial is the general executor's to report and audit.
-    rbac::require(Some(who), Permission::ReadRuns).ok()?;
-    if wants.workflows {
-        rbac::require(Some(who), Permission::ReadWorkflows).ok()?;
     }
-    let PageArgs {
-        limit,
-        before,
-        workflow_id,
-        status,
-    } = args;
-    let page = services
-        .runs
-        .page(Some(who), before, limit, workflow_id, status, wants)
-        .await
-        .ok()?;
+}
+
+/// The answer built from `page`, read for `who` with what [`wants_of`] asked.
+async fn respond(
+    services: &Services,
+    plan: &Plan,
+    args: &PageArgs,
+    who: &Principal,
+    page: RunPage,
+) -> Option<Response> {
+    let wants = wants_of(plan);
     let extras = match page.extras {
         Some(e) => e,
         None if !wants.tasks && !wants.workflows => Default::default(),
@@ -182,7 +226,7 @@ pub async fn answer(
     };
     let data = render::PageData {
         runs: &page.runs,
-        has_previous: before.is_some(),
+        has_previous: args.before.is_some(),
         has_next: page.has_next,
         tasks: &extras.tasks,
         workflows: &extras.workflows,
