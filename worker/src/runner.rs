@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::control::{ActiveRuns, Control};
 use crate::executor::SharedExecutor;
-use crate::outputs::{self, RunData};
+use crate::outputs;
 use crate::step::{self, Ended, StepEnv, StepJob};
 
 pub struct Runner {
@@ -214,27 +214,13 @@ impl Runner {
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
         let run_dir = self.work_root.join(run_id.to_string());
-        let run = crate::workdirs::in_blocking(&self.workdirs, &run_dir, move |dirs, dir| {
-            dirs.run_dir(dir)
-                .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
-            RunData::prepare(dir, workflow_id, inputs, no_cache)
-                .map_err(|e| format!("writing the run's inputs file: {e}"))
-        })
-        .await?;
-        let env = StepEnv {
-            artifacts: self.artifacts.clone(),
-            run: Arc::new(run),
-            exec: exec.clone(),
-            executor: self.executor.clone(),
-            slots: self.slots.clone(),
-            default_timeout: self.default_timeout,
-            ctl: ctl.clone(),
-            workflow_id,
-            log_max_bytes: self.log_max_bytes,
-            masks: Arc::new(tms_core::secrets::values(
-                spec.steps.iter().flat_map(|s| s.secrets.iter()),
-            )),
-        };
+        let masks = Arc::new(tms_core::secrets::values(
+            spec.steps.iter().flat_map(|s| s.secrets.iter()),
+        ));
+        // The run's directory and inputs file are made in the first turn's trip to the blocking
+        // pool, with that turn's step directories, while the turn's writes go to Postgres.
+        let mut unprepared = Some((inputs, no_cache));
+        let mut env: Option<StepEnv> = None;
         let mut running: JoinSet<(String, Result<Ended>)> = JoinSet::new();
         // Ends of steps that ran to their end, not yet recorded: written with the next turn's
         // skips and starts.
@@ -271,6 +257,7 @@ impl Runner {
                 batch.end(&name, end);
             }
             let mut starts = Vec::new();
+            let mut step_dirs = Vec::new();
             // A cancelled run starts nothing new; its running steps stop and report themselves.
             // A draining worker starts nothing new either, and hands the run back below.
             if !cancelling && !draining {
@@ -279,18 +266,7 @@ impl Runner {
                     dag.set(&name, TaskStatus::Skipped);
                 }
                 let ready = dag.ready();
-                if !ready.is_empty() {
-                    // Every step directory of the turn in one trip to the blocking pool.
-                    let names = ready.clone();
-                    crate::workdirs::in_blocking(&self.workdirs, &run_dir, move |dirs, dir| {
-                        names.iter().try_for_each(|n| {
-                            let d = dir.join(n);
-                            dirs.step_dir(&d)
-                                .map_err(|e| format!("preparing {}: {e}", d.display()))
-                        })
-                    })
-                    .await?;
-                }
+                step_dirs.clone_from(&ready);
                 for name in ready {
                     let step = steps.get(&name).cloned().ok_or_else(|| {
                         Error::Internal(format!(
@@ -318,13 +294,41 @@ impl Runner {
                     });
                 }
             }
-            if let Err(e) = exec.record(batch).await {
-                running.shutdown().await;
-                return Err(e);
+            // The turn's directories (every one in one trip to the blocking pool) and its writes,
+            // side by side: neither needs the other, and a step starts only once both are done.
+            // Should the directories fail after the writes, the run is handed back with steps
+            // recorded as started, as after a crash, and resumes as it would then.
+            let run = unprepared
+                .take()
+                .map(|(inputs, no_cache)| (workflow_id, inputs, no_cache));
+            let prepare = crate::workdirs::prepare_turn(&self.workdirs, &run_dir, run, step_dirs);
+            let (prepared, recorded) = tokio::join!(prepare, exec.record(batch));
+            match recorded.and(prepared) {
+                Err(e) => {
+                    running.shutdown().await;
+                    return Err(e);
+                }
+                Ok(Some(run)) => {
+                    env = Some(StepEnv {
+                        artifacts: self.artifacts.clone(),
+                        run: Arc::new(run),
+                        exec: exec.clone(),
+                        executor: self.executor.clone(),
+                        slots: self.slots.clone(),
+                        default_timeout: self.default_timeout,
+                        ctl: ctl.clone(),
+                        workflow_id,
+                        log_max_bytes: self.log_max_bytes,
+                        masks: masks.clone(),
+                    });
+                }
+                Ok(None) => {}
             }
             for job in starts {
                 let name = job.step.name.clone();
-                let env = env.clone();
+                let env = env.clone().ok_or_else(|| {
+                    Error::Internal("a step started before its run's directory".into())
+                })?;
                 let span =
                     tracing::info_span!("step", otel.name = format!("step {name}"), step = %name);
                 running

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::outputs::RunData;
+
 /// The subdirectories of a step directory that are kept (emptied) when it is pooled: the
 /// executors' `out`, `in` and `work`, and the restored dependency outputs' `deps`.
 const KEPT: [&str; 4] = ["out", "in", "work", "deps"];
@@ -147,6 +149,40 @@ pub async fn in_blocking<T: Send + 'static>(
         .await
         .map_err(|e| tms_core::Error::Internal(format!("preparing a work directory: {e}")))?
         .map_err(tms_core::Error::Internal)
+}
+
+/// A turn's directories under `run_dir` in one trip to the blocking pool: on the run's first
+/// turn (`run`: its workflow, inputs and `noCache`), the run's own directory and inputs file,
+/// then the directory of each of `steps`. Nothing at all when there is nothing to make.
+pub async fn prepare_turn(
+    dirs: &std::sync::Arc<WorkDirs>,
+    run_dir: &Path,
+    run: Option<(uuid::Uuid, serde_json::Value, bool)>,
+    steps: Vec<String>,
+) -> tms_core::Result<Option<RunData>> {
+    if run.is_none() && steps.is_empty() {
+        return Ok(None);
+    }
+    in_blocking(dirs, run_dir, move |dirs, dir| {
+        let run = match run {
+            Some((workflow_id, inputs, no_cache)) => {
+                dirs.run_dir(dir)
+                    .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+                Some(
+                    RunData::prepare(dir, workflow_id, inputs, no_cache)
+                        .map_err(|e| format!("writing the run's inputs file: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        steps.iter().try_for_each(|n| {
+            let d = dir.join(n);
+            dirs.step_dir(&d)
+                .map_err(|e| format!("preparing {}: {e}", d.display()))
+        })?;
+        Ok(run)
+    })
+    .await
 }
 
 /// Keeps only the [`KEPT`] subdirectories of `step_dir`, each emptied.
