@@ -161,7 +161,7 @@ pub async fn answer(
         )
         .await
         .ok()?;
-    respond(services, plan, &args, who, page).await
+    respond(services, plan, wants, &args, who, page).await
 }
 
 /// [`answer`] for the holder of `session` (an access token whose signature and expiry are
@@ -174,6 +174,7 @@ pub async fn answer_in_session(
     args: PageArgs,
     session: TokenSession,
 ) -> Option<Response> {
+    let wants = wants_of(plan);
     let (who, page) = services
         .runs
         .page_in_session(
@@ -182,11 +183,11 @@ pub async fn answer_in_session(
             args.limit,
             args.workflow_id,
             args.status,
-            wants_of(plan),
+            wants,
         )
         .await
         .ok()??;
-    respond(services, plan, &args, &who, page).await
+    respond(services, plan, wants, &args, &who, page).await
 }
 
 /// What `plan` needs read besides the runs.
@@ -201,15 +202,16 @@ fn wants_of(plan: &Plan) -> PageWants {
     }
 }
 
-/// The answer built from `page`, read for `who` with what [`wants_of`] asked.
+/// The answer built from `page`, read for `who` with what `wants` (the plan's [`wants_of`])
+/// asked.
 async fn respond(
     services: &Services,
     plan: &Plan,
+    wants: PageWants,
     args: &PageArgs,
     who: &Principal,
     page: RunPage,
 ) -> Option<Response> {
-    let wants = wants_of(plan);
     let extras = match page.extras {
         Some(e) => e,
         None if !wants.tasks && !wants.workflows => Default::default(),
